@@ -1,0 +1,161 @@
+local ____exports = {}
+local dispatch, handlers
+local loop = require("ngx.ipc.loop")
+local shim = require("ngx.ipc.shim")
+function dispatch(from, name, data)
+    local handler = handlers[name]
+    if handler == nil then
+        return
+    end
+    ____exports.sender = from
+    local ok, err = xpcall(handler, debug.traceback, data)
+    ____exports.sender = nil
+    if not ok then
+        ngx.log(
+            ngx.ERR,
+            ((("ngx.ipc: handler for alert \"" .. name) .. "\" from worker ") .. tostring(from)) .. " failed: ",
+            tostring(err)
+        )
+    end
+end
+--- The longest alert name: its length travels in one byte, 255 is reserved.
+local MAX_NAME = 254
+--- The longest alert data: its length travels as an unsigned 32-bit number.
+local MAX_DATA = 4294967295
+--- The largest pid a pipe can be named after (pid_t is a signed 32-bit number).
+local MAX_PID = 2147483647
+--- Inside a receive handler: the sending worker's pid; nil at all other times.
+____exports.sender = nil
+handlers = {}
+local started = false
+local function bad_argument(fn, n, expected, got)
+    error(
+        ((((((("bad argument #" .. tostring(n)) .. " to '") .. fn) .. "' (") .. expected) .. " expected, got ") .. type(got)) .. ")",
+        4
+    )
+end
+local function check_string(fn, n, value)
+    local t = type(value)
+    if t == "string" then
+        return value
+    end
+    if t == "number" then
+        return tostring(value)
+    end
+    bad_argument(fn, n, "string", value)
+end
+local function check_pid(fn, value)
+    local t = type(value)
+    local ____temp_0
+    if t == "number" or t == "string" then
+        ____temp_0 = tonumber(value)
+    else
+        ____temp_0 = nil
+    end
+    local pid = ____temp_0
+    if pid == nil then
+        bad_argument(fn, 1, "number", value)
+    end
+    return pid
+end
+local function check_handler(n, value)
+    if value ~= nil and type(value) ~= "function" then
+        bad_argument("receive", n, "function", value)
+    end
+end
+--- Checks the whole table form of receive before anything changes.
+local function check_handlers(list)
+    for key, fn in pairs(list) do
+        local kt = type(key)
+        if kt ~= "string" and kt ~= "number" then
+            bad_argument("receive", 1, "table of name = function", key)
+        end
+        if type(fn) ~= "function" then
+            bad_argument("receive", 1, "table of name = function", fn)
+        end
+    end
+end
+--- Joins the worker to the instance on first use; refuses the master (init_by_lua*).
+local function start(fn)
+    if started then
+        return
+    end
+    if ngx.get_phase() == "init" then
+        error(("ngx.ipc: " .. fn) .. " cannot be used in init_by_lua*; use init_worker_by_lua* or a later phase", 3)
+    end
+    local ok, err = loop.start(dispatch)
+    if ok == nil then
+        error("ngx.ipc: " .. err, 3)
+    end
+    started = true
+end
+local function limits(name, data)
+    if #name > MAX_NAME then
+        return ("alert name is longer than " .. tostring(MAX_NAME)) .. " bytes"
+    end
+    if #data > MAX_DATA then
+        return "alert data is longer than 4 GiB"
+    end
+    return nil
+end
+local function send_checked(pid, name, data)
+    local err = limits(name, data)
+    if err ~= nil then
+        return nil, err
+    end
+    if pid < 1 or pid > MAX_PID or pid % 1 ~= 0 then
+        return nil, "no such worker: " .. tostring(pid)
+    end
+    return shim.send(pid, name, data)
+end
+--- Sends an alert to one worker of this nginx instance (itself included).
+function ____exports.send(pid, name, data)
+    local p = check_pid("send", pid)
+    local n = check_string("send", 2, name)
+    local d = check_string("send", 3, data)
+    start("send")
+    return send_checked(p, n, d)
+end
+--- Sends an alert to every worker of this nginx instance, the sender included.
+function ____exports.broadcast(name, data)
+    local n = check_string("broadcast", 1, name)
+    local d = check_string("broadcast", 2, data)
+    start("broadcast")
+    local err = limits(n, d)
+    if err ~= nil then
+        return nil, err
+    end
+    return shim.broadcast(n, d)
+end
+--- Inside a receive handler: sends an alert back to the worker that sent this one.
+function ____exports.reply(name, data)
+    local n = check_string("reply", 1, name)
+    local d = check_string("reply", 2, data)
+    if ____exports.sender == nil then
+        error("ngx.ipc: reply can only be used inside a receive handler", 2)
+    end
+    return send_checked(____exports.sender, n, d)
+end
+--- Registers `handler` for alerts named `name`; a nil handler deletes it. A table
+-- registers several: `receive{ name = handler, ... }`.
+function ____exports.receive(name, handler)
+    if type(name) == "table" then
+        local list = name
+        check_handlers(list)
+        start("receive")
+        for key, fn in pairs(list) do
+            handlers[tostring(key)] = fn
+        end
+        return true
+    end
+    local n = check_string("receive", 1, name)
+    check_handler(2, handler)
+    start("receive")
+    if handler == nil then
+        handlers[n] = nil
+    else
+        handlers[n] = handler
+    end
+    return true
+end
+return ____exports

@@ -1,0 +1,175 @@
+// ngx.ipc: alerts between the worker processes of one nginx instance.
+// The public API: argument checks, the handler table, and dispatch, which sets
+// ipc.sender while a handler runs. Pipes and packets live in the shim (./ipc/shim),
+// waiting and draining in the receive loop (./ipc/loop).
+import * as loop from "./ipc/loop";
+import * as shim from "./ipc/shim";
+
+export type Handler = (this: void, data: string) => void;
+
+/** The longest alert name: its length travels in one byte, 255 is reserved. */
+const MAX_NAME = 254;
+/** The longest alert data: its length travels as an unsigned 32-bit number. */
+const MAX_DATA = 4294967295;
+/** The largest pid a pipe can be named after (pid_t is a signed 32-bit number). */
+const MAX_PID = 2147483647;
+
+/** Inside a receive handler: the sending worker's pid; nil at all other times. */
+export let sender: number | undefined = undefined;
+
+const handlers = new LuaTable<string, Handler>();
+let started = false;
+
+type Result = LuaMultiReturn<[true] | [undefined, string]>;
+
+// Argument errors read like Lua's own and point at the caller of the public function:
+// bad_argument is called only from a check_* function, which the public function
+// calls directly (never as a tail call), hence level 4.
+function bad_argument(fn: string, n: number, expected: string, got: unknown): never {
+    error(`bad argument #${n} to '${fn}' (${expected} expected, got ${type(got)})`, 4);
+}
+
+function check_string(fn: string, n: number, value: unknown): string {
+    const t = type(value);
+    if (t === "string") {
+        return value as string;
+    }
+    if (t === "number") {
+        return tostring(value);
+    }
+    bad_argument(fn, n, "string", value);
+}
+
+function check_pid(fn: string, value: unknown): number {
+    const t = type(value);
+    const pid = t === "number" || t === "string" ? tonumber(value) : undefined;
+    if (pid === undefined) {
+        bad_argument(fn, 1, "number", value);
+    }
+    return pid;
+}
+
+function check_handler(n: number, value: unknown): void {
+    if (value !== undefined && type(value) !== "function") {
+        bad_argument("receive", n, "function", value);
+    }
+}
+
+/** Checks the whole table form of receive before anything changes. */
+function check_handlers(list: LuaTable<AnyNotNil, unknown>): void {
+    for (const [key, fn] of pairs(list)) {
+        const kt = type(key);
+        if (kt !== "string" && kt !== "number") {
+            bad_argument("receive", 1, "table of name = function", key);
+        }
+        if (type(fn) !== "function") {
+            bad_argument("receive", 1, "table of name = function", fn);
+        }
+    }
+}
+
+/** Joins the worker to the instance on first use; refuses the master (init_by_lua*). */
+function start(fn: string): void {
+    if (started) {
+        return;
+    }
+    if (ngx.get_phase() === "init") {
+        error(`ngx.ipc: ${fn} cannot be used in init_by_lua*; use init_worker_by_lua* or a later phase`, 3);
+    }
+    const [ok, err] = loop.start(dispatch);
+    if (ok === undefined) {
+        error(`ngx.ipc: ${err}`, 3);
+    }
+    started = true;
+}
+
+function limits(name: string, data: string): string | undefined {
+    if (name.length > MAX_NAME) {
+        return `alert name is longer than ${MAX_NAME} bytes`;
+    }
+    if (data.length > MAX_DATA) {
+        return "alert data is longer than 4 GiB";
+    }
+    return undefined;
+}
+
+function send_checked(pid: number, name: string, data: string): Result {
+    const err = limits(name, data);
+    if (err !== undefined) {
+        return $multi(undefined, err);
+    }
+    if (pid < 1 || pid > MAX_PID || pid % 1 !== 0) {
+        return $multi(undefined, `no such worker: ${pid}`);
+    }
+    return shim.send(pid, name, data);
+}
+
+/** Sends an alert to one worker of this nginx instance (itself included). */
+export function send(pid: unknown, name: unknown, data: unknown): Result {
+    const p = check_pid("send", pid);
+    const n = check_string("send", 2, name);
+    const d = check_string("send", 3, data);
+    start("send");
+    return send_checked(p, n, d);
+}
+
+/** Sends an alert to every worker of this nginx instance, the sender included. */
+export function broadcast(name: unknown, data: unknown): Result {
+    const n = check_string("broadcast", 1, name);
+    const d = check_string("broadcast", 2, data);
+    start("broadcast");
+    const err = limits(n, d);
+    if (err !== undefined) {
+        return $multi(undefined, err);
+    }
+    return shim.broadcast(n, d);
+}
+
+/** Inside a receive handler: sends an alert back to the worker that sent this one. */
+export function reply(name: unknown, data: unknown): Result {
+    const n = check_string("reply", 1, name);
+    const d = check_string("reply", 2, data);
+    if (sender === undefined) {
+        error("ngx.ipc: reply can only be used inside a receive handler", 2);
+    }
+    return send_checked(sender, n, d);
+}
+
+/**
+ * Registers `handler` for alerts named `name`; a nil handler deletes it. A table
+ * registers several: `receive{ name = handler, ... }`.
+ */
+export function receive(name: unknown, handler?: unknown): true {
+    if (type(name) === "table") {
+        const list = name as LuaTable<AnyNotNil, unknown>;
+        check_handlers(list);
+        start("receive");
+        for (const [key, fn] of pairs(list)) {
+            handlers.set(tostring(key), fn as Handler);
+        }
+        return true;
+    }
+    const n = check_string("receive", 1, name);
+    check_handler(2, handler);
+    start("receive");
+    if (handler === undefined) {
+        handlers.delete(n);
+    } else {
+        handlers.set(n, handler as Handler);
+    }
+    return true;
+}
+
+function dispatch(from: number, name: string, data: string): void {
+    const handler = handlers.get(name);
+    if (handler === undefined) {
+        return;
+    }
+    sender = from;
+    const [ok, err] = xpcall(handler, debug.traceback, data);
+    sender = undefined;
+    if (!ok) {
+        ngx.log(ngx.ERR, `ngx.ipc: handler for alert "${name}" from worker ${from} failed: `,
+            tostring(err));
+    }
+}

@@ -1,0 +1,83 @@
+// The receive loop: one ngx.timer.at coroutine per worker that sleeps on a semaphore,
+// which the shim's read event posts, and hands every complete alert to `dispatch`
+// one at a time. Handlers run in this coroutine, so a handler that yields holds the
+// alerts behind it back and order is kept.
+import * as semaphore from "ngx.semaphore";
+import * as shim from "./shim";
+
+export type Dispatch = (this: void, sender: number, name: string, data: string) => void;
+
+/**
+ * How long one wait lasts. The wait's timer cannot be cancelled, so this bounds how
+ * long a quitting or reloading worker waits for the loop to notice and return.
+ */
+const WAIT_SECONDS = 1;
+
+// Kept here for the worker's lifetime: the shim posts into this semaphore from C, and
+// a collected semaphore would be freed memory.
+let sema: NgxSemaphore | undefined;
+let dispatch: Dispatch | undefined;
+let running = false;
+let discarded = 0;
+
+function drain(handle: Dispatch): void {
+    while (true) {
+        const [sender, name, data] = shim.recv();
+        if (sender === undefined) {
+            return;
+        }
+        handle(sender, name, data);
+    }
+}
+
+/** Corrupt and truncated input is dropped by the shim; say so in the log, once per wake-up. */
+function report_discards(): void {
+    const c = shim.counters();
+    const total = c.packets_discarded + c.alerts_truncated;
+    if (total !== discarded) {
+        discarded = total;
+        ngx.log(ngx.ERR, "ngx.ipc: discarded ", c.packets_discarded, " corrupt packets (",
+            c.bytes_discarded, " bytes) and ", c.alerts_truncated,
+            " truncated alerts so far");
+    }
+}
+
+function run(premature: boolean): void {
+    const sem = sema!;
+    const handle = dispatch!;
+    if (!premature) {
+        while (!ngx.worker.exiting()) {
+            sem.wait(WAIT_SECONDS);
+            drain(handle);
+            report_discards();
+        }
+    }
+    // What arrived before the exit still belongs to this worker's handlers.
+    drain(handle);
+    running = false;
+}
+
+/** Starts the loop once per worker: creates the semaphore, joins the shim, arms the timer. */
+export function start(handle: Dispatch): LuaMultiReturn<[true] | [undefined, string]> {
+    if (running) {
+        return $multi(true);
+    }
+    if (sema === undefined) {
+        const [sem, err] = semaphore.new(0);
+        if (sem === undefined) {
+            return $multi(undefined, `cannot create a semaphore: ${err}`);
+        }
+        sema = sem;
+    }
+    const [ok, err] = shim.start(sema.sem);
+    if (ok === undefined) {
+        return $multi(undefined, err);
+    }
+    dispatch = handle;
+    const [timer, terr] = ngx.timer.at(0, run);
+    if (timer === undefined) {
+        return $multi(undefined, `cannot start the receive loop: ${terr}`);
+    }
+    running = true;
+    return $multi(true);
+}

@@ -1,0 +1,155 @@
+// FFI binding to the C shim (c/ngx_ipc.h): declares it, finds and loads it, and turns
+// its C results into Lua values. Loading is lazy: requiring ngx.ipc in the master
+// (init_by_lua*) must not load the library there; the first worker call does.
+import * as ffi from "ffi";
+
+/** The FFI block of c/ngx_ipc.h, verbatim; t/unit/cdef_spec.lua keeps the two equal. */
+export const cdef = `
+typedef struct {
+    int32_t      sender;
+    uint32_t     name_len;
+    uint32_t     data_len;
+    const char  *name;
+    const char  *data;
+} ngx_ipc_alert_t;
+
+typedef struct {
+    uint64_t     alerts_sent;
+    uint64_t     bytes_sent;
+    uint64_t     alerts_received;
+    uint64_t     bytes_received;
+    uint64_t     packets_discarded;
+    uint64_t     bytes_discarded;
+    uint64_t     alerts_truncated;
+    uint64_t     send_errors;
+} ngx_ipc_counters_t;
+
+int ngx_ipc_start(void *sema);
+int ngx_ipc_start_standalone(const char *dir, int32_t pid);
+int ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
+    const char *data, size_t data_len);
+int ngx_ipc_broadcast(const char *name, size_t name_len,
+    const char *data, size_t data_len);
+int ngx_ipc_recv(ngx_ipc_alert_t *alert);
+int ngx_ipc_poll(void);
+int ngx_ipc_feed(const char *buf, size_t len);
+void ngx_ipc_counters(ngx_ipc_counters_t *out);
+const char *ngx_ipc_last_error(void);
+const char *ngx_ipc_dir(void);
+`;
+
+ffi.cdef(cdef);
+
+/** File name of the shim, searched for in package.cpath like a C module. */
+const LIBRARY = "ngx_ipc_shim";
+
+const ffi_string = ffi.string;
+const ffi_new = ffi.new;
+
+let lib: IpcShimLib | undefined;
+let alert: IpcAlert;
+let counters_out: IpcCounters;
+// Cached C functions: the per-alert paths make one FFI call each.
+let c_send: IpcShimLib["ngx_ipc_send"];
+let c_broadcast: IpcShimLib["ngx_ipc_broadcast"];
+let c_recv: IpcShimLib["ngx_ipc_recv"];
+
+type Result = LuaMultiReturn<[true] | [undefined, string]>;
+
+function load(): IpcShimLib {
+    if (lib !== undefined) {
+        return lib;
+    }
+    const [path, searched] = lua_package.searchpath(LIBRARY, lua_package.cpath);
+    if (path === undefined) {
+        error(`ngx.ipc: cannot find the shim ${LIBRARY}.so in package.cpath:${searched}`, 0);
+    }
+    const loaded = ffi.load(path) as IpcShimLib;
+    alert = ffi_new("ngx_ipc_alert_t") as IpcAlert;
+    counters_out = ffi_new("ngx_ipc_counters_t") as IpcCounters;
+    c_send = loaded.ngx_ipc_send;
+    c_broadcast = loaded.ngx_ipc_broadcast;
+    c_recv = loaded.ngx_ipc_recv;
+    lib = loaded;
+    return loaded;
+}
+
+function failure(): Result {
+    return $multi(undefined, ffi_string(load().ngx_ipc_last_error()));
+}
+
+function result(rc: number): Result {
+    if (rc !== 0) {
+        return failure();
+    }
+    return $multi(true);
+}
+
+/** Joins this nginx worker: its pipe, its read event, wake-ups posted to `sema`. */
+export function start(sema: CData): Result {
+    return result(load().ngx_ipc_start(sema));
+}
+
+/** Without nginx (tests, tools): `dir` is the instance directory; poll() pumps. */
+export function start_standalone(dir: string, pid: number): Result {
+    return result(load().ngx_ipc_start_standalone(dir, pid));
+}
+
+export function send(pid: number, name: string, data: string): Result {
+    return result(c_send(pid, name, name.length, data, data.length));
+}
+
+export function broadcast(name: string, data: string): Result {
+    return result(c_broadcast(name, name.length, data, data.length));
+}
+
+/** The next complete alert, or nothing when none waits. */
+export function recv(): LuaMultiReturn<[number, string, string] | []> {
+    if (c_recv(alert) === 0) {
+        return $multi();
+    }
+    return $multi(
+        alert.sender,
+        ffi_string(alert.name, alert.name_len),
+        ffi_string(alert.data, alert.data_len),
+    );
+}
+
+export function poll(): Result {
+    return result(load().ngx_ipc_poll());
+}
+
+export function feed(bytes: string): Result {
+    return result(load().ngx_ipc_feed(bytes, bytes.length));
+}
+
+export interface Counters {
+    alerts_sent: number;
+    bytes_sent: number;
+    alerts_received: number;
+    bytes_received: number;
+    packets_discarded: number;
+    bytes_discarded: number;
+    alerts_truncated: number;
+    send_errors: number;
+}
+
+export function counters(): Counters {
+    load().ngx_ipc_counters(counters_out);
+    const c = counters_out;
+    return {
+        alerts_sent: tonumber(c.alerts_sent)!,
+        bytes_sent: tonumber(c.bytes_sent)!,
+        alerts_received: tonumber(c.alerts_received)!,
+        bytes_received: tonumber(c.bytes_received)!,
+        packets_discarded: tonumber(c.packets_discarded)!,
+        bytes_discarded: tonumber(c.bytes_discarded)!,
+        alerts_truncated: tonumber(c.alerts_truncated)!,
+        send_errors: tonumber(c.send_errors)!,
+    };
+}
+
+/** The instance directory holding this instance's pipes ("" before start). */
+export function dir(): string {
+    return ffi_string(load().ngx_ipc_dir());
+}

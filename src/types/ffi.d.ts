@@ -1,0 +1,25 @@
+/** LuaJIT's `ffi` library, as far as ngx.ipc uses it. */
+
+/** An opaque C value (pointer, struct, number box) owned by LuaJIT. */
+declare interface CData {
+    readonly __cdataBrand: never;
+}
+
+/** @noSelfInFile */
+declare module "ffi" {
+    export function cdef(declarations: string): void;
+    export function load(path: string, global?: boolean): unknown;
+    export function string(ptr: CData, len?: number): string;
+    function new_(ctype: string): unknown;
+    export { new_ as new };
+}
+
+/**
+ * Lua's `package` library (its name is reserved in TypeScript's strict mode).
+ * @customName package
+ */
+declare const lua_package: {
+    readonly cpath: string;
+    /** @noSelf */
+    searchpath(name: string, path: string): LuaMultiReturn<[string] | [undefined, string]>;
+};

@@ -1,0 +1,13 @@
+/** lua-resty-core's `ngx.semaphore`, as far as ngx.ipc uses it. */
+
+declare interface NgxSemaphore {
+    /** The C semaphore (`ngx_http_lua_sema_t *`); the shim posts it from the read event. */
+    readonly sem: CData;
+    wait(this: NgxSemaphore, seconds: number): LuaMultiReturn<[true] | [undefined, string]>;
+}
+
+/** @noSelfInFile */
+declare module "ngx.semaphore" {
+    function new_(n?: number): LuaMultiReturn<[NgxSemaphore] | [undefined, string]>;
+    export { new_ as new };
+}

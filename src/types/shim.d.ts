@@ -1,0 +1,35 @@
+/** The C shim (c/ngx_ipc.h) as LuaJIT's FFI presents it to Lua. */
+
+declare interface IpcAlert extends CData {
+    sender: number;
+    name_len: number;
+    data_len: number;
+    name: CData;
+    data: CData;
+}
+
+/** uint64_t fields arrive as boxed 64-bit cdata; tonumber() turns them into numbers. */
+declare interface IpcCounters extends CData {
+    alerts_sent: CData;
+    bytes_sent: CData;
+    alerts_received: CData;
+    bytes_received: CData;
+    packets_discarded: CData;
+    bytes_discarded: CData;
+    alerts_truncated: CData;
+    send_errors: CData;
+}
+
+/** @noSelf */
+declare interface IpcShimLib {
+    ngx_ipc_start(sema: CData): number;
+    ngx_ipc_start_standalone(dir: string, pid: number): number;
+    ngx_ipc_send(pid: number, name: string, nameLen: number, data: string, dataLen: number): number;
+    ngx_ipc_broadcast(name: string, nameLen: number, data: string, dataLen: number): number;
+    ngx_ipc_recv(alert: IpcAlert): number;
+    ngx_ipc_poll(): number;
+    ngx_ipc_feed(buf: string, len: number): number;
+    ngx_ipc_counters(out: IpcCounters): void;
+    ngx_ipc_last_error(): CData;
+    ngx_ipc_dir(): CData;
+}
