@@ -1,0 +1,101 @@
+/*
+ * ngx_ipc_internal.h: what the three files of the shim share.
+ *
+ *   ngx_ipc_nginx.c   the nginx ABI (dlsym, checked at start), start-up,
+ *                     read and write event handlers, semaphore post, errors
+ *   ngx_ipc_pipe.c    pipe directory, FIFOs, destinations, send queues,
+ *                     broadcast, clean-up
+ *   ngx_ipc_packet.c  packet encoding, stream parsing, reassembly per
+ *                     sender, ready queue, counters
+ *
+ * Nothing here is exported: the library is built with -fvisibility=hidden
+ * and only the block in ngx_ipc.h is visible.  See docs/internals.md.
+ */
+
+#ifndef NGX_IPC_INTERNAL_H
+#define NGX_IPC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ngx_ipc.h"
+
+
+/* wire format (docs/internals.md, "Packets") */
+
+#define NGX_IPC_MAGIC            0x1A1E
+#define NGX_IPC_FLAG_FIRST       0x01
+#define NGX_IPC_HDR_SIZE         16
+#define NGX_IPC_WRITE_MAX        4096             /* PIPE_BUF */
+#define NGX_IPC_PAYLOAD_MAX      (NGX_IPC_WRITE_MAX - NGX_IPC_HDR_SIZE)
+#define NGX_IPC_NAME_MAX         254
+
+
+/* limits */
+
+#define NGX_IPC_PIPE_SIZE        (1024 * 1024)    /* F_SETPIPE_SZ, best effort */
+#define NGX_IPC_READ_MAX         (1024 * 1024)    /* per read event */
+#define NGX_IPC_STREAM_SIZE      (64 * 1024)      /* stream buffer */
+#define NGX_IPC_READY_PAUSE      ((uint64_t) 64 * 1024 * 1024)
+#define NGX_IPC_READY_RESUME     (NGX_IPC_READY_PAUSE / 2)
+#define NGX_IPC_QUEUE_MAX        ((uint64_t) 256 * 1024 * 1024)
+
+
+/* modes */
+
+#define NGX_IPC_MODE_NONE        0
+#define NGX_IPC_MODE_NGINX       1
+#define NGX_IPC_MODE_STANDALONE  2
+
+
+/* one alert on its way out: what is still to be packed */
+
+typedef struct {
+    const u_char  *name;
+    const u_char  *data;        /* the data not yet packed (data[off]) */
+    uint32_t       name_len;
+    uint32_t       total;       /* data length of the whole alert */
+    uint32_t       off;         /* data bytes already packed */
+    uint32_t       first;       /* the FIRST packet is still to be packed */
+} ngx_ipc_out_t;
+
+
+/* ngx_ipc_nginx.c */
+
+extern int       ngx_ipc_mode;
+
+void ngx_ipc_set_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+int  ngx_ipc_nginx_add_write_event(int fd);
+void ngx_ipc_nginx_resume(void);
+void ngx_ipc_nginx_drained(void);
+
+/* ngx_ipc_pipe.c */
+
+int  ngx_ipc_pipe_start(const char *dir, int32_t pid, pid_t master,
+    uintptr_t cycle);
+void ngx_ipc_pipe_stop(void);
+int  ngx_ipc_pipe_read_fd(void);
+int  ngx_ipc_pipe_started_as(const char *dir, int32_t pid);
+void ngx_ipc_pipe_flush_all(void);
+void ngx_ipc_pipe_write_event(int fd);
+
+/* ngx_ipc_packet.c */
+
+extern ngx_ipc_counters_t  ngx_ipc_counters_data;
+extern uint64_t            ngx_ipc_ready_bytes;
+extern int                 ngx_ipc_paused;
+
+void   ngx_ipc_out_init(ngx_ipc_out_t *out, const char *name,
+    size_t name_len, const char *data, size_t data_len);
+size_t ngx_ipc_pack(u_char *dst, size_t room, int32_t sender,
+    ngx_ipc_out_t *out);
+int    ngx_ipc_out_done(const ngx_ipc_out_t *out);
+uint64_t ngx_ipc_out_left(const ngx_ipc_out_t *out);
+
+ssize_t ngx_ipc_stream_read(int fd, size_t max);
+int    ngx_ipc_ready_empty(void);
+int    ngx_ipc_take_notice(void);
+
+#endif /* NGX_IPC_INTERNAL_H */

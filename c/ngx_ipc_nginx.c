@@ -1,0 +1,383 @@
+/*
+ * ngx_ipc_nginx.c: the nginx ABI, start-up, the read and write event
+ * handlers, the semaphore post, pausing reads, and the error message.
+ *
+ * No nginx header is used: every nginx symbol is looked up with
+ * dlsym(RTLD_DEFAULT, ...) and checked in ngx_ipc_start(), so the same
+ * library loads in a plain LuaJIT process (ngx_ipc_start_standalone).
+ * The layout facts relied on are listed in docs/internals.md.
+ */
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ngx_ipc_internal.h"
+
+
+typedef intptr_t   ngx_ipc_int_t;              /* ngx_int_t */
+typedef uintptr_t  ngx_ipc_uint_t;             /* ngx_uint_t */
+
+typedef void (*ngx_ipc_handler_pt)(void *ev);
+typedef ngx_ipc_int_t (*ngx_ipc_event_pt)(void *ev, ngx_ipc_int_t event,
+    ngx_ipc_uint_t flags);
+typedef ngx_ipc_int_t (*ngx_ipc_add_channel_pt)(void *cycle, int fd,
+    ngx_ipc_int_t event, ngx_ipc_handler_pt handler);
+typedef void (*ngx_ipc_close_pt)(void *c);
+typedef int (*ngx_ipc_sema_post_pt)(void *sem, int n);
+
+#define NGX_IPC_USE_EPOLL_EVENT   0x40
+#define NGX_IPC_READ_EVENT_RDHUP  0x2001         /* EPOLLIN|EPOLLRDHUP */
+#define NGX_IPC_READ_EVENT_PLAIN  0x1            /* EPOLLIN */
+#define NGX_IPC_WRITE_EVENT       0x4            /* EPOLLOUT */
+
+#define NGX_IPC_PROCESS_SINGLE    0
+#define NGX_IPC_PROCESS_WORKER    3
+
+/* offsets in ngx_event_t and ngx_connection_t (x86-64 and other LP64) */
+#define NGX_IPC_EV_DATA           0
+#define NGX_IPC_C_READ            8
+#define NGX_IPC_C_FD              24
+
+#define ngx_ipc_at(p, off, type)  (*(type *) ((u_char *) (p) + (off)))
+
+
+typedef struct {
+    void *volatile         *cycle;            /* &ngx_cycle */
+    ngx_ipc_uint_t         *event_flags;
+    void                   *event_actions;    /* struct of fn pointers */
+    ngx_ipc_uint_t         *process;
+    ngx_ipc_add_channel_pt  add_channel_event;
+    ngx_ipc_close_pt        close_connection;
+    ngx_ipc_sema_post_pt    sema_post;
+    ngx_ipc_int_t           read_event;
+} ngx_ipc_abi_t;
+
+
+int                    ngx_ipc_mode;
+
+static ngx_ipc_abi_t   ngx_ipc_abi;
+static void           *ngx_ipc_sema;
+static void           *ngx_ipc_read_ev;      /* known after the first event */
+static int             ngx_ipc_posted;       /* a post is outstanding */
+static char            ngx_ipc_error[512];
+
+
+void
+ngx_ipc_set_error(const char *fmt, ...)
+{
+    va_list  args;
+
+    va_start(args, fmt);
+    (void) vsnprintf(ngx_ipc_error, sizeof(ngx_ipc_error), fmt, args);
+    va_end(args);
+}
+
+
+const char *
+ngx_ipc_last_error(void)
+{
+    return ngx_ipc_error;
+}
+
+
+/* the ABI */
+
+static void *
+ngx_ipc_symbol(const char *name)
+{
+    void  *p;
+
+    p = dlsym(RTLD_DEFAULT, name);
+    if (p == NULL) {
+        ngx_ipc_set_error("ngx.ipc: nginx symbol %s not found", name);
+    }
+
+    return p;
+}
+
+
+static int
+ngx_ipc_resolve(ngx_ipc_abi_t *abi)
+{
+    if ((abi->cycle = ngx_ipc_symbol("ngx_cycle")) == NULL
+        || (abi->event_flags = ngx_ipc_symbol("ngx_event_flags")) == NULL
+        || (abi->event_actions = ngx_ipc_symbol("ngx_event_actions")) == NULL
+        || (abi->process = ngx_ipc_symbol("ngx_process")) == NULL
+        || (abi->add_channel_event = (ngx_ipc_add_channel_pt)
+                ngx_ipc_symbol("ngx_add_channel_event")) == NULL
+        || (abi->close_connection = (ngx_ipc_close_pt)
+                ngx_ipc_symbol("ngx_close_connection")) == NULL
+        || (abi->sema_post = (ngx_ipc_sema_post_pt)
+                ngx_ipc_symbol("ngx_http_lua_ffi_sema_post")) == NULL)
+    {
+        return -1;
+    }
+
+    abi->read_event = dlsym(RTLD_DEFAULT, "ngx_use_epoll_rdhup")
+                      ? NGX_IPC_READ_EVENT_RDHUP : NGX_IPC_READ_EVENT_PLAIN;
+
+    if ((*abi->event_flags & NGX_IPC_USE_EPOLL_EVENT) == 0) {
+        ngx_ipc_set_error("ngx.ipc needs the epoll event method");
+        return -1;
+    }
+
+    if (*abi->process != NGX_IPC_PROCESS_SINGLE
+        && *abi->process != NGX_IPC_PROCESS_WORKER)
+    {
+        ngx_ipc_set_error("ngx.ipc: only nginx worker processes can use "
+                          "ngx.ipc");
+        return -1;
+    }
+
+    if (*abi->cycle == NULL) {
+        ngx_ipc_set_error("ngx.ipc: ngx_cycle is NULL");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static ngx_ipc_event_pt
+ngx_ipc_action(size_t off)
+{
+    return ngx_ipc_at(ngx_ipc_abi.event_actions, off, ngx_ipc_event_pt);
+}
+
+
+/* receiving */
+
+static void
+ngx_ipc_pause(void)
+{
+    if (ngx_ipc_mode == NGX_IPC_MODE_NGINX) {
+        if (ngx_ipc_read_ev == NULL
+            || ngx_ipc_action(8)(ngx_ipc_read_ev, ngx_ipc_abi.read_event, 0)
+               != 0)
+        {
+            return;                      /* keep reading rather than stall */
+        }
+    }
+
+    ngx_ipc_paused = 1;
+}
+
+
+void
+ngx_ipc_nginx_resume(void)
+{
+    if (ngx_ipc_mode == NGX_IPC_MODE_NGINX) {
+        if (ngx_ipc_read_ev == NULL
+            || ngx_ipc_action(0)(ngx_ipc_read_ev, ngx_ipc_abi.read_event, 0)
+               != 0)
+        {
+            return;                      /* tried again at the next recv */
+        }
+    }
+
+    ngx_ipc_paused = 0;
+}
+
+
+void
+ngx_ipc_nginx_drained(void)
+{
+    ngx_ipc_posted = 0;
+
+    if (ngx_ipc_paused) {
+        ngx_ipc_nginx_resume();
+    }
+}
+
+
+static void
+ngx_ipc_receive(void)
+{
+    if (ngx_ipc_paused) {
+        return;
+    }
+
+    if (ngx_ipc_stream_read(ngx_ipc_pipe_read_fd(), NGX_IPC_READ_MAX) == -1) {
+        ngx_ipc_set_error("ngx.ipc: read from own pipe failed: %s",
+                          strerror(errno));
+    }
+
+    if (ngx_ipc_ready_bytes > NGX_IPC_READY_PAUSE) {
+        ngx_ipc_pause();
+    }
+}
+
+
+static void
+ngx_ipc_read_handler(void *ev)
+{
+    void  *c;
+
+    c = ngx_ipc_at(ev, NGX_IPC_EV_DATA, void *);
+
+    if (ngx_ipc_read_ev == NULL) {
+
+        /* first event: check the layout we rely on */
+
+        if (ngx_ipc_at(c, NGX_IPC_C_READ, void *) != ev
+            || ngx_ipc_at(c, NGX_IPC_C_FD, int) != ngx_ipc_pipe_read_fd())
+        {
+            (void) ngx_ipc_action(8)(ev, ngx_ipc_abi.read_event, 0);
+            ngx_ipc_set_error("ngx.ipc: unexpected ngx_connection_t layout, "
+                              "receiving stopped");
+            return;
+        }
+
+        ngx_ipc_read_ev = ev;
+    }
+
+    ngx_ipc_receive();
+
+    if ((!ngx_ipc_ready_empty() || ngx_ipc_take_notice())
+        && !ngx_ipc_posted)
+    {
+        ngx_ipc_posted = 1;
+        (void) ngx_ipc_abi.sema_post(ngx_ipc_sema, 1);
+    }
+}
+
+
+/* sending: the write event of a destination whose pipe was full */
+
+static void
+ngx_ipc_write_handler(void *ev)
+{
+    int    fd;
+    void  *c;
+
+    c = ngx_ipc_at(ev, NGX_IPC_EV_DATA, void *);
+    fd = ngx_ipc_at(c, NGX_IPC_C_FD, int);
+
+    /* closes fd and so removes it from epoll */
+    ngx_ipc_abi.close_connection(c);
+
+    ngx_ipc_pipe_write_event(fd);
+}
+
+
+int
+ngx_ipc_nginx_add_write_event(int fd)
+{
+    if (ngx_ipc_abi.add_channel_event(*ngx_ipc_abi.cycle, fd,
+                                      NGX_IPC_WRITE_EVENT,
+                                      ngx_ipc_write_handler)
+        != 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* the FFI surface */
+
+int
+ngx_ipc_start(void *sema)
+{
+    pid_t           master;
+    ngx_ipc_abi_t   abi;
+
+    if (ngx_ipc_mode == NGX_IPC_MODE_NGINX) {
+        return 0;
+    }
+
+    memset(&abi, 0, sizeof(abi));
+
+    if (ngx_ipc_resolve(&abi) != 0) {
+        return -1;
+    }
+
+    if (ngx_ipc_mode == NGX_IPC_MODE_STANDALONE) {
+        ngx_ipc_set_error("ngx.ipc: already started standalone");
+        return -1;
+    }
+
+    if (sema == NULL) {
+        ngx_ipc_set_error("ngx.ipc: no semaphore");
+        return -1;
+    }
+
+    /* with master_process off this process stands for the master */
+
+    master = (*abi.process == NGX_IPC_PROCESS_WORKER) ? getppid() : getpid();
+
+    if (ngx_ipc_pipe_start(NULL, (int32_t) getpid(), master,
+                           (uintptr_t) *abi.cycle)
+        != 0)
+    {
+        return -1;
+    }
+
+    ngx_ipc_abi = abi;
+    ngx_ipc_sema = sema;
+
+    if (abi.add_channel_event(*abi.cycle, ngx_ipc_pipe_read_fd(),
+                              abi.read_event, ngx_ipc_read_handler)
+        != 0)
+    {
+        ngx_ipc_pipe_stop();
+        ngx_ipc_set_error("ngx.ipc: cannot add the pipe's read event "
+                          "(worker_connections exhausted?)");
+        return -1;
+    }
+
+    ngx_ipc_mode = NGX_IPC_MODE_NGINX;
+
+    return 0;
+}
+
+
+int
+ngx_ipc_start_standalone(const char *dir, int32_t pid)
+{
+    if (ngx_ipc_mode != NGX_IPC_MODE_NONE) {
+        if (ngx_ipc_mode == NGX_IPC_MODE_STANDALONE
+            && ngx_ipc_pipe_started_as(dir, pid))
+        {
+            return 0;
+        }
+
+        ngx_ipc_set_error("ngx.ipc: already started in %s", ngx_ipc_dir());
+        return -1;
+    }
+
+    if (dir == NULL || dir[0] == '\0' || pid <= 0) {
+        ngx_ipc_set_error("ngx.ipc: bad directory or pid");
+        return -1;
+    }
+
+    if (ngx_ipc_pipe_start(dir, pid, 0, 0) != 0) {
+        return -1;
+    }
+
+    ngx_ipc_mode = NGX_IPC_MODE_STANDALONE;
+
+    return 0;
+}
+
+
+/* what the event handlers do, by hand: flush queues, read own pipe */
+
+int
+ngx_ipc_poll(void)
+{
+    if (ngx_ipc_mode == NGX_IPC_MODE_NONE) {
+        ngx_ipc_set_error("ngx.ipc is not started");
+        return -1;
+    }
+
+    ngx_ipc_pipe_flush_all();
+    ngx_ipc_receive();
+
+    return 0;
+}

@@ -1,0 +1,588 @@
+/*
+ * ngx_ipc_packet.c: packet encoding, stream parsing, reassembly per sender,
+ * the ready queue and the counters.
+ *
+ * Nothing here touches nginx or the pipe directory: ngx_ipc_feed() drives
+ * the same parser the read event does, so tests and fuzzers can use it in
+ * a plain process.
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ngx_ipc_internal.h"
+
+
+/* the 16-byte packet header, host byte order (docs/internals.md) */
+
+typedef struct {
+    uint16_t       magic;
+    uint8_t        flags;
+    uint8_t        name_len;
+    int32_t        sender;
+    uint32_t       len;         /* payload length in this packet */
+    uint32_t       arg;         /* FIRST: data total; otherwise: offset */
+} ngx_ipc_hdr_t;
+
+typedef char ngx_ipc_hdr_size_check[
+    sizeof(ngx_ipc_hdr_t) == NGX_IPC_HDR_SIZE ? 1 : -1];
+
+
+/*
+ * An alert being reassembled, then waiting in the ready queue.  "buf" holds
+ * the name followed by the data; while the alert is pending it grows with
+ * what arrives, never by more than NGX_IPC_AHEAD_MAX beyond it.
+ */
+
+typedef struct ngx_ipc_msg_s  ngx_ipc_msg_t;
+
+struct ngx_ipc_msg_s {
+    ngx_ipc_msg_t  *next;       /* hash chain, then ready queue */
+    u_char         *buf;
+    size_t          cap;
+    int32_t         sender;
+    uint32_t        name_len;
+    uint32_t        total;
+    uint32_t        received;   /* data bytes so far */
+};
+
+#define NGX_IPC_SENDERS      256            /* buckets of pending alerts */
+#define NGX_IPC_AHEAD_MAX    (1024 * 1024)
+#define NGX_IPC_GROW_MIN     4096
+#define NGX_IPC_PACK_MIN     512            /* smallest data chunk worth
+                                               a packet of its own */
+
+typedef struct {
+    u_char          buf[NGX_IPC_STREAM_SIZE];
+    size_t          len;
+    int             corrupt;    /* inside a run of bad bytes */
+} ngx_ipc_stream_t;
+
+
+ngx_ipc_counters_t  ngx_ipc_counters_data;
+uint64_t            ngx_ipc_ready_bytes;
+int                 ngx_ipc_paused;
+
+static ngx_ipc_stream_t   ngx_ipc_stream;
+static ngx_ipc_msg_t     *ngx_ipc_pending[NGX_IPC_SENDERS];
+static ngx_ipc_msg_t     *ngx_ipc_ready_head;
+static ngx_ipc_msg_t     *ngx_ipc_ready_tail;
+static ngx_ipc_msg_t     *ngx_ipc_current;     /* handed out by recv */
+static int                ngx_ipc_notice;      /* something for Lua */
+
+
+/* encoding */
+
+void
+ngx_ipc_out_init(ngx_ipc_out_t *out, const char *name, size_t name_len,
+    const char *data, size_t data_len)
+{
+    out->name = (const u_char *) name;
+    out->data = (const u_char *) data;
+    out->name_len = (uint32_t) name_len;
+    out->total = (uint32_t) data_len;
+    out->off = 0;
+    out->first = 1;
+}
+
+
+int
+ngx_ipc_out_done(const ngx_ipc_out_t *out)
+{
+    return !out->first && out->off == out->total;
+}
+
+
+uint64_t
+ngx_ipc_out_left(const ngx_ipc_out_t *out)
+{
+    return (uint64_t) (out->first ? out->name_len : 0)
+           + (out->total - out->off);
+}
+
+
+/*
+ * Packs the next packet of "out" into dst if it fits in "room" and returns
+ * its size, or returns 0 (alert done, or not enough room for a useful
+ * packet).  A packet never holds more than NGX_IPC_PAYLOAD_MAX bytes.
+ */
+
+size_t
+ngx_ipc_pack(u_char *dst, size_t room, int32_t sender, ngx_ipc_out_t *out)
+{
+    size_t         name_len, left, need, n;
+    ngx_ipc_hdr_t  h;
+
+    if (ngx_ipc_out_done(out)) {
+        return 0;
+    }
+
+    name_len = out->first ? out->name_len : 0;
+    left = out->total - out->off;
+
+    need = NGX_IPC_HDR_SIZE + name_len
+           + (left < NGX_IPC_PACK_MIN ? left : NGX_IPC_PACK_MIN);
+    if (room < need) {
+        return 0;
+    }
+
+    n = room - NGX_IPC_HDR_SIZE - name_len;
+    if (n > NGX_IPC_PAYLOAD_MAX - name_len) {
+        n = NGX_IPC_PAYLOAD_MAX - name_len;
+    }
+    if (n > left) {
+        n = left;
+    }
+
+    h.magic = NGX_IPC_MAGIC;
+    h.flags = out->first ? NGX_IPC_FLAG_FIRST : 0;
+    h.name_len = (uint8_t) name_len;
+    h.sender = sender;
+    h.len = (uint32_t) (name_len + n);
+    h.arg = out->first ? out->total : out->off;
+
+    memcpy(dst, &h, NGX_IPC_HDR_SIZE);
+    if (name_len) {
+        memcpy(dst + NGX_IPC_HDR_SIZE, out->name, name_len);
+    }
+    if (n) {
+        memcpy(dst + NGX_IPC_HDR_SIZE + name_len, out->data, n);
+        out->data += n;
+    }
+
+    out->off += (uint32_t) n;
+    out->first = 0;
+
+    return NGX_IPC_HDR_SIZE + name_len + n;
+}
+
+
+/* reassembly */
+
+static ngx_ipc_msg_t **
+ngx_ipc_pending_slot(int32_t sender)
+{
+    ngx_ipc_msg_t  **p;
+
+    p = &ngx_ipc_pending[(uint32_t) sender % NGX_IPC_SENDERS];
+
+    while (*p && (*p)->sender != sender) {
+        p = &(*p)->next;
+    }
+
+    return p;
+}
+
+
+static void
+ngx_ipc_msg_free(ngx_ipc_msg_t *m)
+{
+    if (m->buf != (u_char *) (m + 1)) {
+        free(m->buf);
+    }
+
+    free(m);
+}
+
+
+static void
+ngx_ipc_discard(size_t bytes)
+{
+    ngx_ipc_counters_data.packets_discarded++;
+    ngx_ipc_counters_data.bytes_discarded += bytes;
+    ngx_ipc_notice = 1;
+}
+
+
+static void
+ngx_ipc_ready_push(ngx_ipc_msg_t *m)
+{
+    m->next = NULL;
+
+    if (ngx_ipc_ready_tail) {
+        ngx_ipc_ready_tail->next = m;
+
+    } else {
+        ngx_ipc_ready_head = m;
+    }
+
+    ngx_ipc_ready_tail = m;
+    ngx_ipc_ready_bytes += (uint64_t) m->name_len + m->total;
+
+    ngx_ipc_counters_data.alerts_received++;
+    ngx_ipc_counters_data.bytes_received += m->total;
+    ngx_ipc_notice = 1;
+}
+
+
+/* makes room for "need" bytes of name and data; need <= name_len + total */
+
+static int
+ngx_ipc_msg_grow(ngx_ipc_msg_t *m, size_t need)
+{
+    size_t   cap, full;
+    u_char  *p;
+
+    if (need <= m->cap) {
+        return 0;
+    }
+
+    full = (size_t) m->name_len + m->total;
+
+    cap = m->cap * 2;
+    if (cap < need) {
+        cap = need;
+    }
+    if (cap < NGX_IPC_GROW_MIN) {
+        cap = NGX_IPC_GROW_MIN;
+    }
+    if (cap > need + NGX_IPC_AHEAD_MAX) {
+        cap = need + NGX_IPC_AHEAD_MAX;
+    }
+    if (cap > full) {
+        cap = full;
+    }
+
+    p = realloc(m->buf, cap);
+    if (p == NULL) {
+        return -1;
+    }
+
+    m->buf = p;
+    m->cap = cap;
+
+    return 0;
+}
+
+
+static void
+ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
+{
+    size_t           n;
+    ngx_ipc_msg_t   *m, **slot;
+
+    slot = ngx_ipc_pending_slot(h->sender);
+
+    if (*slot) {
+        m = *slot;
+        *slot = m->next;
+        ngx_ipc_msg_free(m);
+        ngx_ipc_counters_data.alerts_truncated++;
+        ngx_ipc_notice = 1;
+    }
+
+    n = h->len;                           /* name + first data bytes */
+
+    if (n - h->name_len == h->arg) {
+
+        /* the whole alert is in this packet: one allocation */
+
+        m = malloc(sizeof(ngx_ipc_msg_t) + n);
+        if (m == NULL) {
+            ngx_ipc_discard(NGX_IPC_HDR_SIZE + n);
+            return;
+        }
+
+        m->buf = (u_char *) (m + 1);
+        m->cap = n;
+
+    } else {
+        m = malloc(sizeof(ngx_ipc_msg_t));
+        if (m == NULL) {
+            ngx_ipc_discard(NGX_IPC_HDR_SIZE + n);
+            return;
+        }
+
+        m->buf = NULL;
+        m->cap = 0;
+    }
+
+    m->sender = h->sender;
+    m->name_len = h->name_len;
+    m->total = h->arg;
+    m->received = 0;
+
+    if (m->buf == NULL && ngx_ipc_msg_grow(m, n) != 0) {
+        free(m);
+        ngx_ipc_discard(NGX_IPC_HDR_SIZE + n);
+        return;
+    }
+
+    if (n) {
+        memcpy(m->buf, p, n);
+    }
+
+    m->received = (uint32_t) (n - h->name_len);
+
+    if (m->received == m->total) {
+        ngx_ipc_ready_push(m);
+        return;
+    }
+
+    m->next = NULL;
+    *slot = m;
+}
+
+
+static void
+ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p)
+{
+    size_t           have;
+    ngx_ipc_msg_t   *m, **slot;
+
+    slot = ngx_ipc_pending_slot(h->sender);
+    m = *slot;
+
+    if (m == NULL
+        || h->arg != m->received
+        || h->len > m->total - m->received)
+    {
+        ngx_ipc_discard(NGX_IPC_HDR_SIZE + h->len);
+        return;
+    }
+
+    have = (size_t) m->name_len + m->received;
+
+    if (ngx_ipc_msg_grow(m, have + h->len) != 0) {
+        *slot = m->next;
+        ngx_ipc_msg_free(m);
+        ngx_ipc_discard(NGX_IPC_HDR_SIZE + h->len);
+        return;
+    }
+
+    if (h->len) {
+        memcpy(m->buf + have, p, h->len);
+    }
+
+    m->received += h->len;
+
+    if (m->received == m->total) {
+        *slot = m->next;
+        ngx_ipc_ready_push(m);
+    }
+}
+
+
+/* stream parsing */
+
+static int
+ngx_ipc_header_ok(const ngx_ipc_hdr_t *h)
+{
+    if (h->magic != NGX_IPC_MAGIC
+        || (h->flags & ~NGX_IPC_FLAG_FIRST) != 0
+        || h->sender <= 0
+        || h->len > NGX_IPC_PAYLOAD_MAX)
+    {
+        return 0;
+    }
+
+    if (h->flags & NGX_IPC_FLAG_FIRST) {
+        return h->name_len <= NGX_IPC_NAME_MAX
+               && h->len >= h->name_len
+               && h->len - h->name_len <= h->arg;
+    }
+
+    return h->name_len == 0;
+}
+
+
+static void
+ngx_ipc_parse(void)
+{
+    size_t             pos, len;
+    ngx_ipc_hdr_t      h;
+    ngx_ipc_stream_t  *s;
+
+    s = &ngx_ipc_stream;
+    pos = 0;
+
+    while (s->len - pos >= NGX_IPC_HDR_SIZE) {
+
+        memcpy(&h, s->buf + pos, NGX_IPC_HDR_SIZE);
+
+        if (!ngx_ipc_header_ok(&h)) {
+
+            /* framing lost: skip a byte until a header passes again */
+
+            if (!s->corrupt) {
+                s->corrupt = 1;
+                ngx_ipc_counters_data.packets_discarded++;
+            }
+
+            ngx_ipc_counters_data.bytes_discarded++;
+            ngx_ipc_notice = 1;
+            pos++;
+            continue;
+        }
+
+        len = h.len;                          /* <= NGX_IPC_PAYLOAD_MAX */
+
+        if (s->len - pos - NGX_IPC_HDR_SIZE < len) {
+            break;
+        }
+
+        s->corrupt = 0;
+
+        if (h.flags & NGX_IPC_FLAG_FIRST) {
+            ngx_ipc_first(&h, s->buf + pos + NGX_IPC_HDR_SIZE);
+
+        } else {
+            ngx_ipc_next(&h, s->buf + pos + NGX_IPC_HDR_SIZE);
+        }
+
+        pos += NGX_IPC_HDR_SIZE + len;
+    }
+
+    if (pos) {
+        memmove(s->buf, s->buf + pos, s->len - pos);
+        s->len -= pos;
+    }
+}
+
+
+/*
+ * Reads up to "max" bytes from the pipe, parsing as it goes; stops early
+ * when the pipe is empty or the ready queue is over the pause mark.
+ * Returns the bytes read, or -1 with errno set.
+ */
+
+ssize_t
+ngx_ipc_stream_read(int fd, size_t max)
+{
+    size_t             total, room;
+    ssize_t            n;
+    ngx_ipc_stream_t  *s;
+
+    s = &ngx_ipc_stream;
+    total = 0;
+
+    while (total < max && ngx_ipc_ready_bytes <= NGX_IPC_READY_PAUSE) {
+
+        /* after parsing, less than one packet (4096 bytes) is left */
+
+        room = sizeof(s->buf) - s->len;
+        if (room > max - total) {
+            room = max - total;
+        }
+
+        n = read(fd, s->buf + s->len, room);
+
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+
+            return -1;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        s->len += (size_t) n;
+        total += (size_t) n;
+
+        ngx_ipc_parse();
+    }
+
+    return (ssize_t) total;
+}
+
+
+int
+ngx_ipc_feed(const char *buf, size_t len)
+{
+    size_t             n;
+    ngx_ipc_stream_t  *s;
+
+    s = &ngx_ipc_stream;
+
+    while (len) {
+        n = sizeof(s->buf) - s->len;
+        if (n > len) {
+            n = len;
+        }
+
+        memcpy(s->buf + s->len, buf, n);
+        s->len += n;
+        buf += n;
+        len -= n;
+
+        ngx_ipc_parse();
+    }
+
+    return 0;
+}
+
+
+/* the ready queue */
+
+int
+ngx_ipc_ready_empty(void)
+{
+    return ngx_ipc_ready_head == NULL;
+}
+
+
+int
+ngx_ipc_take_notice(void)
+{
+    int  notice;
+
+    notice = ngx_ipc_notice;
+    ngx_ipc_notice = 0;
+
+    return notice;
+}
+
+
+int
+ngx_ipc_recv(ngx_ipc_alert_t *alert)
+{
+    ngx_ipc_msg_t  *m;
+
+    if (ngx_ipc_current) {
+        ngx_ipc_msg_free(ngx_ipc_current);
+        ngx_ipc_current = NULL;
+    }
+
+    m = ngx_ipc_ready_head;
+
+    if (m == NULL) {
+        ngx_ipc_nginx_drained();
+        return 0;
+    }
+
+    ngx_ipc_ready_head = m->next;
+    if (ngx_ipc_ready_head == NULL) {
+        ngx_ipc_ready_tail = NULL;
+    }
+
+    ngx_ipc_ready_bytes -= (uint64_t) m->name_len + m->total;
+    ngx_ipc_current = m;
+
+    alert->sender = m->sender;
+    alert->name_len = m->name_len;
+    alert->data_len = m->total;
+    alert->name = (const char *) m->buf;
+    alert->data = (const char *) m->buf + m->name_len;
+
+    if (ngx_ipc_paused && ngx_ipc_ready_bytes < NGX_IPC_READY_RESUME) {
+        ngx_ipc_nginx_resume();
+    }
+
+    return 1;
+}
+
+
+void
+ngx_ipc_counters(ngx_ipc_counters_t *out)
+{
+    *out = ngx_ipc_counters_data;
+}

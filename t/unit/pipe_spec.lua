@@ -1,0 +1,183 @@
+-- Destinations and broadcast in the instance directory (standalone mode).
+
+local helper = require "t.unit.helper"
+local shim, pid, dir = helper.start()
+
+local fmt = string.format
+
+-- pids above pid_max (4194304) never belong to a live process
+local GHOST = 2147480001
+
+
+local function broadcast_names(name)
+    local got = helper.collect(math.huge, 5)
+    local n = 0
+    for _, a in ipairs(got) do
+        if a.name == name then
+            n = n + 1
+        end
+    end
+    return n, got
+end
+
+
+describe("the instance directory", function()
+
+    it("is the directory given to start_standalone", function()
+        assert.are.equal(dir, shim.dir())
+    end)
+
+    it("is private (mode 0700) and holds this process's pipe", function()
+        local p = io.popen("stat -c %a '" .. dir .. "'")
+        local mode = p:read("*l")
+        p:close()
+        assert.are.equal("700", mode, "mode of " .. dir)
+        assert.is_true(helper.sh("test -p '" .. dir .. "/" .. pid .. "'"),
+                       "expected a FIFO " .. dir .. "/" .. pid)
+        assert.is_false(helper.exists(dir .. "/" .. pid .. ".new"),
+                        "the temporary name " .. pid .. ".new remains")
+    end)
+
+    it("cannot be started again elsewhere", function()
+        local ok, err = shim.start_standalone(dir .. ".other", pid)
+        assert.is_nil(ok, "second start in another directory succeeded")
+        assert.truthy(tostring(err):find("already started", 1, true),
+                      "expected 'already started', got: " .. tostring(err))
+        assert.is_false(helper.exists(dir .. ".other"),
+                        "the refused start created " .. dir .. ".other")
+    end)
+end)
+
+
+describe("send", function()
+
+    it("returns nil, 'no such worker' for a pid without a pipe", function()
+        local before = shim.counters()
+        local ok, err = shim.send(GHOST, "x", "y")
+        assert.is_nil(ok, "send to a pid without pipe succeeded")
+        assert.are.equal("no such worker: " .. GHOST, err)
+        local d = helper.delta(before, shim.counters())
+        assert.are.equal(1, d.send_errors, "send_errors: expected +1, got +"
+                                           .. d.send_errors)
+        assert.are.equal(0, d.alerts_sent, "alerts_sent: expected +0")
+    end)
+
+    it("returns nil, 'no such worker' for pid 0 and negative pids",
+       function()
+        for _, bad in ipairs{ 0, -1 } do
+            local ok, err = shim.send(bad, "x", "y")
+            assert.is_nil(ok, "send to pid " .. bad .. " succeeded")
+            assert.truthy(tostring(err):find("no such worker", 1, true),
+                          "expected 'no such worker', got: "
+                          .. tostring(err))
+        end
+    end)
+
+    it("reports a FIFO without reader as an exited worker and removes it",
+       function()
+        local path = dir .. "/" .. GHOST
+        assert.is_true(helper.sh("mkfifo -m 600 '" .. path .. "'"),
+                       "mkfifo " .. path)
+        local ok, err = shim.send(GHOST, "x", "y")
+        assert.is_nil(ok, "send to a FIFO without reader succeeded")
+        assert.are.equal("no such worker: " .. GHOST .. " (exited)", err)
+        assert.is_false(helper.exists(path), "the stale FIFO " .. path
+                                             .. " was not removed")
+    end)
+end)
+
+
+describe("broadcast", function()
+
+    it("reaches the own pipe exactly once", function()
+        helper.drain()
+        local before = shim.counters()
+        assert.is_true(shim.broadcast("bc-once", "hello"))
+        local n, got = broadcast_names("bc-once")
+        assert.are.equal(1, n, "expected 1 copy of the broadcast, got " .. n)
+        assert.are.equal(1, #got, "expected 1 alert in all, got " .. #got)
+        assert.are.equal(pid, got[1].sender, "sender")
+        assert.are.equal("hello", got[1].data, "data")
+        local d = helper.delta(before, shim.counters())
+        assert.are.equal(1, d.alerts_sent, "alerts_sent: expected +1, got +"
+                                           .. d.alerts_sent)
+    end)
+
+    it("notices a new pipe, drops it silently when its worker is gone, "
+       .. "and still reaches the own pipe once", function()
+        helper.drain()
+        assert.is_true(shim.broadcast("bc-warm", ""))    -- list cached
+        assert.are.equal(1, (broadcast_names("bc-warm")))
+
+        local path = dir .. "/" .. (GHOST + 1)
+        assert.is_true(helper.sh("mkfifo -m 600 '" .. path .. "'"))
+        local before = shim.counters()
+        assert.is_true(shim.broadcast("bc-stale", "x"),
+                       "broadcast with a dead pipe in the directory")
+        local d = helper.delta(before, shim.counters())
+        assert.are.equal(1, d.send_errors, "the new, dead pipe: expected "
+                         .. "send_errors +1, got +" .. d.send_errors)
+        assert.is_false(helper.exists(path), "the dead pipe was not removed")
+        assert.are.equal(1, (broadcast_names("bc-stale")))
+    end)
+
+    it("reaches another process's pipe in the same directory", function()
+        helper.drain()
+        -- a second endpoint in a child LuaJIT: echoes every alert back
+        -- to its sender until it receives "quit"
+        local child = [[
+            package.path = os.getenv("T_LPATH")
+            package.cpath = os.getenv("T_CPATH")
+            local shim = require "ngx.ipc.shim"
+            local f = io.open("/proc/self/stat")
+            local me = tonumber(f:read("*l"):match("^(%d+)"))
+            f:close()
+            assert(shim.start_standalone(os.getenv("T_DIR"), me))
+            io.stdout:write(me, "\n")
+            io.stdout:flush()
+            local deadline = os.time() + 20
+            while os.time() < deadline do
+                shim.poll()
+                local sender, name, data = shim.recv()
+                while sender do
+                    if name == "quit" then os.exit(0) end
+                    assert(shim.send(sender, "echo:" .. name, data))
+                    shim.poll()
+                    sender, name, data = shim.recv()
+                end
+            end
+            os.exit(1)
+        ]]
+        local cmd = fmt("T_LPATH='%s' T_CPATH='%s' T_DIR='%s' luajit -e '%s'",
+                        package.path, package.cpath, dir,
+                        child:gsub("'", "'\\''"))
+        local proc = assert(io.popen(cmd, "r"))
+        local cpid = tonumber(proc:read("*l"))
+        assert.truthy(cpid, "the child did not start")
+
+        local big = helper.bytes(300000, 77)
+        assert(shim.send(cpid, "direct", big))
+        assert.is_true(shim.broadcast("bc-all", "to everyone"))
+        local got = helper.wait_for(3, 10)
+        assert(shim.send(cpid, "quit", ""))
+        local status = { proc:close() }
+        assert.is_true(status[1] == true or status[1] == 0,
+                       "the child failed: " .. tostring(status[1]) .. " "
+                       .. tostring(status[3]))
+
+        local by = {}
+        for _, a in ipairs(got) do
+            by[a.name] = (by[a.name] or 0) + 1
+        end
+        assert.are.same({ ["echo:direct"] = 1, ["echo:bc-all"] = 1,
+                          ["bc-all"] = 1 }, by)
+        for _, a in ipairs(got) do
+            if a.name == "echo:direct" then
+                assert(not helper.diff(big, a.data), helper.diff(big, a.data))
+                assert.are.equal(cpid, a.sender, "sender of the echo")
+            end
+        end
+        assert.is_false(helper.exists(dir .. "/" .. cpid),
+                        "the child's pipe remained after it exited")
+    end)
+end)

@@ -1,0 +1,209 @@
+-- Alerts sent to this process's own pipe come back byte-exact and in order
+-- (the real shim, standalone: shim.poll does what the nginx events do).
+
+local helper = require "t.unit.helper"
+local shim, pid = helper.start()
+
+local fmt = string.format
+
+local function roundtrip(name, data)
+    helper.drain()
+    local ok, err = shim.send(pid, name, data)
+    assert.is_true(ok, fmt("send(%d bytes of name, %d bytes of data) "
+                           .. "failed: %s", #name, #data, tostring(err)))
+    local got = helper.collect(1)
+    assert(helper.same_alerts({ { sender = pid, name = name, data = data } },
+                              got, "round trip"))
+    -- nothing more arrives
+    local extra = helper.collect(1, 3)
+    assert.are.equal(0, #extra, "expected no further alert, got "
+                                .. #extra)
+end
+
+
+describe("an alert sent to the own pid", function()
+
+    for _, size in ipairs{ 0, 1, 4095, 4096, 4097, 4080, 4081, 8161,
+                           1024 * 1024 } do
+        it(fmt("round-trips %d bytes of data byte-exact", size), function()
+            roundtrip("size", helper.bytes(size, size + 7))
+        end)
+    end
+
+    it("round-trips binary data with NULs and every byte value", function()
+        local t = {}
+        for rep = 1, 40 do
+            for b = 0, 255 do t[#t + 1] = string.char(b) end
+            t[#t + 1] = "\0\0\0"
+        end
+        roundtrip("bin\0ary", table.concat(t))
+    end)
+
+    it("round-trips an empty name", function()
+        roundtrip("", "data with an empty name")
+    end)
+
+    it("round-trips a 254-byte name with data filling the first packet",
+       function()
+        roundtrip(string.rep("n", 253) .. "\0", helper.bytes(5000, 3))
+    end)
+
+    it("round-trips an empty name with empty data", function()
+        roundtrip("", "")
+    end)
+
+    it("counts alerts and data bytes sent and received", function()
+        helper.drain()
+        local before = shim.counters()
+        assert(shim.send(pid, "count", "12345"))
+        assert(shim.send(pid, "count", ""))
+        local got = helper.collect(2)
+        assert.are.equal(2, #got, "expected 2 alerts, got " .. #got)
+        local d = helper.delta(before, shim.counters())
+        assert.are.same({ alerts_sent = 2, bytes_sent = 5,
+                          alerts_received = 2, bytes_received = 5,
+                          packets_discarded = 0, bytes_discarded = 0,
+                          alerts_truncated = 0, send_errors = 0 }, d)
+    end)
+end)
+
+
+describe("names and lengths", function()
+
+    it("refuses a 255-byte name", function()
+        helper.drain()
+        local name = string.rep("x", 255)
+        local ok, res, err = pcall(shim.send, pid, name, "data")
+        -- the Lua binding may raise or return nil, err: never true
+        assert.is_not_true(ok and res, "send with a 255-byte name "
+                                       .. "succeeded")
+
+        -- and the C function refuses it on its own
+        local C = helper.lib()
+        local rc = C.ngx_ipc_send(pid, name, 255, "data", 4)
+        assert.are.equal(-1, rc, "ngx_ipc_send with name_len 255")
+        local msg = require("ffi").string(C.ngx_ipc_last_error())
+        assert.truthy(msg:find("name too long", 1, true),
+                      "expected 'name too long', got: " .. msg)
+
+        rc = C.ngx_ipc_broadcast(name, 255, "data", 4)
+        assert.are.equal(-1, rc, "ngx_ipc_broadcast with name_len 255")
+
+        local got = helper.collect(1, 3)
+        assert.are.equal(0, #got, "a refused alert arrived")
+    end)
+
+    it("refuses data longer than 4294967295 bytes without reading it",
+       function()
+        local ffi = require "ffi"
+        local C = helper.lib()
+        local rc = C.ngx_ipc_send(pid, "big", 3, "x", 2 ^ 32)
+        assert.are.equal(-1, rc, "ngx_ipc_send with data_len 2^32")
+        local msg = ffi.string(C.ngx_ipc_last_error())
+        assert.truthy(msg:find("data too long", 1, true),
+                      "expected 'data too long', got: " .. msg)
+    end)
+end)
+
+
+describe("ordering", function()
+
+    it("keeps the order of 1000 alerts", function()
+        helper.drain()
+        local expected = {}
+        for i = 1, 1000 do
+            local data = "alert " .. i .. string.rep(".", i % 50)
+            expected[i] = { sender = pid, name = "seq", data = data }
+            local ok, err = shim.send(pid, "seq", data)
+            assert.is_true(ok, fmt("send %d: %s", i, tostring(err)))
+        end
+        assert(helper.same_alerts(expected, helper.collect(1000), "1000"))
+    end)
+
+    it("queues a 1 MiB alert the full pipe refuses, and later small "
+       .. "alerts arrive after it", function()
+        helper.drain()
+        -- the pipe holds at most 1 MiB: 1 MiB of data plus headers
+        -- cannot be written at once, so the rest waits in the queue and
+        -- the small alerts behind it
+        local big = helper.bytes(1024 * 1024, 99)
+        local expected = { { sender = pid, name = "big", data = big } }
+        assert(shim.send(pid, "big", big))
+        for i = 1, 100 do
+            local data = "small " .. i
+            expected[#expected + 1] = { sender = pid, name = "s",
+                                        data = data }
+            local ok, err = shim.send(pid, "s", data)
+            assert.is_true(ok, fmt("send small %d: %s", i, tostring(err)))
+        end
+        assert(helper.same_alerts(expected, helper.collect(#expected),
+                                  "big then small"))
+    end)
+
+    it("queues small alerts behind a queued large one even when the pipe "
+       .. "has room again", function()
+        helper.drain()
+        -- 4 MiB: after each poll (flush 1 MiB, read 1 MiB) the pipe is
+        -- empty while the rest of the large alert still waits in the queue
+        local big = helper.bytes(4 * 1024 * 1024, 11)
+        local expected = { { sender = pid, name = "big", data = big } }
+        assert(shim.send(pid, "big", big))
+        for i = 1, 40 do
+            if i % 10 == 0 then
+                assert(shim.poll())
+            end
+            local data = "behind " .. i
+            expected[#expected + 1] = { sender = pid, name = "b",
+                                        data = data }
+            assert(shim.send(pid, "b", data))
+        end
+        assert(helper.same_alerts(expected, helper.collect(#expected),
+                                  "behind the queue"))
+    end)
+
+    it("keeps the order of several large alerts mixed with small ones",
+       function()
+        helper.drain()
+        local expected = {}
+        for i = 1, 6 do
+            local data = (i % 2 == 0) and helper.bytes(700 * 1024 + i, i)
+                         or ("small " .. i)
+            expected[i] = { sender = pid, name = "mix" .. i, data = data }
+            assert(shim.send(pid, "mix" .. i, data))
+        end
+        assert(helper.same_alerts(expected, helper.collect(#expected),
+                                  "mixed"))
+    end)
+
+    it("refuses sends once 256 MiB wait in the queue, and delivers what "
+       .. "it accepted", function()
+        helper.drain()
+        local chunk = string.rep("q", 4 * 1024 * 1024)
+        local accepted, err = 0, nil
+        for _ = 1, 80 do
+            local ok, e = shim.send(pid, "", chunk)
+            if not ok then
+                err = e
+                break
+            end
+            accepted = accepted + 1
+        end
+        assert.truthy(err, "expected a refusal within 320 MiB, all "
+                           .. accepted .. " sends were accepted")
+        assert.truthy(err:find("send backlog to " .. pid .. " is full", 1,
+                               true),
+                      "expected 'send backlog to " .. pid
+                      .. " is full', got: " .. tostring(err))
+        -- 256 MiB queued plus what the 1 MiB pipe took directly
+        assert.is_true(accepted >= 64 and accepted <= 66,
+                       "expected 64 to 66 accepted 4 MiB alerts, got "
+                       .. accepted)
+        local got = helper.collect(accepted)
+        assert.are.equal(accepted, #got, fmt("expected %d alerts back, "
+                                             .. "got %d", accepted, #got))
+        for i = 1, #got do
+            assert.are.equal(#chunk, #got[i].data,
+                             "alert " .. i .. " length")
+        end
+    end)
+end)
