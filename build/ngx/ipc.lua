@@ -85,7 +85,7 @@ local function start(fn)
     end
     local ok, err = loop.start(dispatch)
     if ok == nil then
-        error("ngx.ipc: " .. err, 3)
+        error(err, 3)
     end
     started = true
 end

@@ -78,7 +78,7 @@ function start(fn: string): void {
     }
     const [ok, err] = loop.start(dispatch);
     if (ok === undefined) {
-        error(`ngx.ipc: ${err}`, 3);
+        error(err, 3);
     }
     started = true;
 }

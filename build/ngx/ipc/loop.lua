@@ -56,7 +56,7 @@ function ____exports.start(handle)
     if sema == nil then
         local sem, err = semaphore.new(0)
         if sem == nil then
-            return nil, "cannot create a semaphore: " .. err
+            return nil, "ngx.ipc: cannot create a semaphore: " .. err
         end
         sema = sem
     end
@@ -67,7 +67,7 @@ function ____exports.start(handle)
     dispatch = handle
     local timer, terr = ngx.timer.at(0, run)
     if timer == nil then
-        return nil, "cannot start the receive loop: " .. terr
+        return nil, "ngx.ipc: cannot start the receive loop: " .. terr
     end
     running = true
     return true

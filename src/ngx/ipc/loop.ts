@@ -65,7 +65,7 @@ export function start(handle: Dispatch): LuaMultiReturn<[true] | [undefined, str
     if (sema === undefined) {
         const [sem, err] = semaphore.new(0);
         if (sem === undefined) {
-            return $multi(undefined, `cannot create a semaphore: ${err}`);
+            return $multi(undefined, `ngx.ipc: cannot create a semaphore: ${err}`);
         }
         sema = sem;
     }
@@ -76,7 +76,7 @@ export function start(handle: Dispatch): LuaMultiReturn<[true] | [undefined, str
     dispatch = handle;
     const [timer, terr] = ngx.timer.at(0, run);
     if (timer === undefined) {
-        return $multi(undefined, `cannot start the receive loop: ${terr}`);
+        return $multi(undefined, `ngx.ipc: cannot start the receive loop: ${terr}`);
     }
     running = true;
     return $multi(true);
