@@ -43,45 +43,8 @@ trap cleanup EXIT
 # a free port on 127.0.0.1
 PORT=$(luajit -e 'local s = require("socket").tcp(); assert(s:bind("127.0.0.1", 0)); local _, p = s:getsockname(); s:close(); print(p)')
 
-# the canonical example, verbatim
-read -r -d '' CANONICAL <<'NGINX' || true
-http {
-  init_worker_by_lua_block {
-    local ipc = require "ngx.ipc"
-    ipc.receive("hello", function(data)
-      ngx.log(ngx.ALERT, "sender" .. ipc.sender .. " says " .. data)
-      ipc.reply("reply", "hello to you too. you said " .. data)
-    end)
-    ipc.receive("reply", function(data)
-      ngx.log(ngx.ALERT, tostring(ipc.sender) .. " replied " .. data)
-    end)
-  }
-  server {
-    listen 80;
-    location ~ /send/(\d+)/(.*)$ {
-      set $dst_pid $1;
-      set $data $2;
-      content_by_lua_block {
-        local ipc = require "ngx.ipc"
-        local ok, err = ipc.send(ngx.var.dst_pid, "hello", ngx.var.data)
-        if ok then
-          ngx.say("Sent alert to pid " .. ngx.var.dst_pid);
-        else
-          ngx.status = 500
-          ngx.say(err)
-        end
-      }
-    }
-    location ~ /broadcast/(.*)$ {
-      set $data $1;
-      content_by_lua_block {
-        local ipc = require "ngx.ipc"
-        ipc.broadcast("hello", ngx.var.data)
-      }
-    }
-  }
-}
-NGINX
+# the canonical example, verbatim (the file the tests check against SPEC.md)
+CANONICAL=$(cat t/canonical.nginx)
 
 {
   echo "load_module /usr/lib/nginx/modules/ndk_http_module.so;"

@@ -1,46 +1,9 @@
--- The canonical example from the README/SPEC, verbatim, on a real nginx, driven
--- with curl.  Only `listen 80;` becomes `listen 127.0.0.1:<free port>;`; the
+-- The canonical example from the README/SPEC (t/canonical.nginx), verbatim, on a
+-- real nginx, driven with curl.  Only `listen 80;` becomes `listen 127.0.0.1:<free port>;`; the
 -- module is found through LUA_PATH/LUA_CPATH so the http block stays as written.
 local nginx = require "nginx"
 
-local CANONICAL = [=[
-http {
-  init_worker_by_lua_block {
-    local ipc = require "ngx.ipc"
-    ipc.receive("hello", function(data)
-      ngx.log(ngx.ALERT, "sender" .. ipc.sender .. " says " .. data)
-      ipc.reply("reply", "hello to you too. you said " .. data)
-    end)
-    ipc.receive("reply", function(data)
-      ngx.log(ngx.ALERT, tostring(ipc.sender) .. " replied " .. data)
-    end)
-  }
-  server {
-    listen 80;
-    location ~ /send/(\d+)/(.*)$ {
-      set $dst_pid $1;
-      set $data $2;
-      content_by_lua_block {
-        local ipc = require "ngx.ipc"
-        local ok, err = ipc.send(ngx.var.dst_pid, "hello", ngx.var.data)
-        if ok then
-          ngx.say("Sent alert to pid " .. ngx.var.dst_pid);
-        else
-          ngx.status = 500
-          ngx.say(err)
-        end
-      }
-    }
-    location ~ /broadcast/(.*)$ {
-      set $data $1;
-      content_by_lua_block {
-        local ipc = require "ngx.ipc"
-        ipc.broadcast("hello", ngx.var.data)
-      }
-    }
-  }
-}
-]=]
+local CANONICAL = nginx.canonical()
 
 -- the worker pid at the start of an error.log line ("... [alert] 1234#1234: ...")
 local function logged_by(line)

@@ -118,6 +118,11 @@ local function read_file(path)
 end
 M.read_file = read_file
 
+-- the canonical example of SPEC.md, its http block verbatim (t/canonical.nginx)
+function M.canonical()
+  return assert(read_file(M.root .. "/t/canonical.nginx"), "t/canonical.nginx is missing")
+end
+
 local function write_file(path, s, mode)
   local f = assert(io.open(path, "wb"))
   f:write(s)
@@ -519,13 +524,15 @@ http {
   return table.concat(lines, "\n") .. "\n"
 end
 
-local function copy_modules(prefix)
+local function copy_modules(prefix, elsewhere)
   local lib = prefix .. "/lib"
   must("mkdir -p " .. shq(lib))
-  if read_file(M.root .. "/build/ngx/ipc.lua") then
+  if elsewhere then
+    -- the module comes from opts.lua_path/lua_cpath only
+  elseif read_file(M.root .. "/build/ngx/ipc.lua") then
     must("cp -R " .. shq(M.root .. "/build") .. "/. " .. shq(lib) .. "/")
   end
-  if read_file(M.root .. "/lib/ngx_ipc_shim.so") then
+  if not elsewhere and read_file(M.root .. "/lib/ngx_ipc_shim.so") then
     must("cp " .. shq(M.root .. "/lib/ngx_ipc_shim.so") .. " " .. shq(lib) .. "/")
   end
   write_file(lib .. "/ngx_ipc_t.lua", M.worker_module)
@@ -536,8 +543,9 @@ function Inst:env_prefix()
   -- used for raw_http configs, which carry no lua_package_path of their own:
   -- the master's Lua VM takes LUA_PATH/LUA_CPATH when it is created
   local p = self.prefix
-  return ("LUA_PATH=%s LUA_CPATH=%s "):format(shq(p .. "/lib/?.lua;" .. p .. "/lib/?/init.lua;;"),
-    shq(p .. "/lib/?.so;;"))
+  return ("LUA_PATH=%s LUA_CPATH=%s "):format(
+    shq(self.opts.lua_path or (p .. "/lib/?.lua;" .. p .. "/lib/?/init.lua;;")),
+    shq(self.opts.lua_cpath or (p .. "/lib/?.so;;")))
 end
 
 function Inst:nginx_cmd(extra)
@@ -559,6 +567,8 @@ end
 --   level        error_log level ("notice")
 --   raw_http     a complete `http { ... }` block used verbatim (no control
 --                path: run/workers are unavailable, use children())
+--   lua_path, lua_cpath  with raw_http: where the module is found instead of
+--                the prefix's copy of build/ and lib/ (e.g. a luarocks tree)
 --   start_timeout seconds (10)
 function M.start(opts)
   opts = opts or {}
@@ -575,7 +585,7 @@ function M.start(opts)
   self.prefix = must("mktemp -d /tmp/ngx-ipc-t.XXXXXX"):gsub("%s+$", "")
   must("chmod 0755 " .. shq(self.prefix))
   must("mkdir -p " .. shq(self.prefix .. "/conf") .. " " .. shq(self.prefix .. "/logs"))
-  copy_modules(self.prefix)
+  copy_modules(self.prefix, opts.lua_path ~= nil)
   write_file(self.prefix .. "/conf/nginx.conf", self:conf_text())
   must("chmod -R a+rwX " .. shq(self.prefix .. "/logs"))
   live_instances[self] = true
