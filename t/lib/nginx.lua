@@ -476,7 +476,7 @@ function Inst:conf_text()
     "pid " .. p .. "/logs/nginx.pid;",
     "error_log " .. p .. "/logs/error.log " .. (o.level or "notice") .. ";",
     "daemon on;",
-    "master_process on;",
+    "master_process " .. (o.master_process == false and "off" or "on") .. ";",
     o.main or "",
     "events { worker_connections " .. (o.worker_connections or 1024) .. "; }",
   }
@@ -524,7 +524,7 @@ http {
   return table.concat(lines, "\n") .. "\n"
 end
 
-local function copy_modules(prefix, elsewhere)
+local function copy_modules(prefix, elsewhere, no_shim)
   local lib = prefix .. "/lib"
   must("mkdir -p " .. shq(lib))
   if elsewhere then
@@ -532,7 +532,7 @@ local function copy_modules(prefix, elsewhere)
   elseif read_file(M.root .. "/build/ngx/ipc.lua") then
     must("cp -R " .. shq(M.root .. "/build") .. "/. " .. shq(lib) .. "/")
   end
-  if not elsewhere and read_file(M.root .. "/lib/ngx_ipc_shim.so") then
+  if not elsewhere and not no_shim and read_file(M.root .. "/lib/ngx_ipc_shim.so") then
     must("cp " .. shq(M.root .. "/lib/ngx_ipc_shim.so") .. " " .. shq(lib) .. "/")
   end
   write_file(lib .. "/ngx_ipc_t.lua", M.worker_module)
@@ -567,6 +567,8 @@ end
 --   level        error_log level ("notice")
 --   raw_http     a complete `http { ... }` block used verbatim (no control
 --                path: run/workers are unavailable, use children())
+--   master_process  false: `master_process off` (one process serves and runs Lua)
+--   no_shim      true: the prefix gets the Lua modules but not the shim
 --   lua_path, lua_cpath  with raw_http: where the module is found instead of
 --                the prefix's copy of build/ and lib/ (e.g. a luarocks tree)
 --   start_timeout seconds (10)
@@ -574,7 +576,7 @@ function M.start(opts)
   opts = opts or {}
   local self = setmetatable({}, Inst)
   self.opts = opts
-  self.nworkers = opts.workers or 2
+  self.nworkers = opts.master_process == false and 1 or opts.workers or 2
   self.gen = "g1-" .. tostring(now()):gsub("%.", "") .. "-" .. math.random(1, 1e6)
   self.generation = 1
   self.raw = opts.raw_http ~= nil
@@ -585,7 +587,7 @@ function M.start(opts)
   self.prefix = must("mktemp -d /tmp/ngx-ipc-t.XXXXXX"):gsub("%s+$", "")
   must("chmod 0755 " .. shq(self.prefix))
   must("mkdir -p " .. shq(self.prefix .. "/conf") .. " " .. shq(self.prefix .. "/logs"))
-  copy_modules(self.prefix, opts.lua_path ~= nil)
+  copy_modules(self.prefix, opts.lua_path ~= nil, opts.no_shim)
   write_file(self.prefix .. "/conf/nginx.conf", self:conf_text())
   must("chmod -R a+rwX " .. shq(self.prefix .. "/logs"))
   live_instances[self] = true

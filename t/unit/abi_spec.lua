@@ -1,0 +1,56 @@
+-- ngx_ipc_start checks the nginx it runs in before touching anything: an event
+-- method other than epoll, a process that is not a worker, or no cycle yet are
+-- refused with a message that says which. The nginx symbols come from a small
+-- library (fixtures/fake_nginx.c) loaded globally, whose values each test sets.
+
+local ffi = require "ffi"
+local helper = require "t.unit.helper"
+
+ffi.cdef [[
+    uintptr_t  ngx_event_flags;
+    uintptr_t  ngx_process;
+    void      *ngx_cycle;
+]]
+
+describe("ngx_ipc_start's checks of the nginx it runs in", function()
+    local fake, C, sema
+
+    setup(function()
+        local so = os.tmpname() .. ".so"
+        assert(helper.sh("cc -shared -fPIC -Wall -Werror -o " .. so
+                         .. " t/unit/fixtures/fake_nginx.c"), "building the fixture")
+        fake = ffi.load(so, true)        -- global: the shim finds it with dlsym
+        os.remove(so)
+        C = helper.lib()
+        sema = ffi.new("char[64]")
+    end)
+
+    local function start_error()
+        assert.are.equal(-1, C.ngx_ipc_start(sema))
+        return ffi.string(C.ngx_ipc_last_error())
+    end
+
+    before_each(function()
+        fake.ngx_event_flags = 0x40 + 0x20 + 0x4   -- epoll, as nginx sets it
+        fake.ngx_process = 3                        -- a worker
+        fake.ngx_cycle = sema
+    end)
+
+    it("refuses an event method other than epoll", function()
+        fake.ngx_event_flags = 0x2                  -- e.g. poll's flags
+        assert.are.equal("ngx.ipc needs the epoll event method", start_error())
+    end)
+
+    it("refuses the master, the privileged agent and other helpers", function()
+        for _, kind in ipairs { 1, 2, 4 } do
+            fake.ngx_process = kind
+            assert.are.equal("ngx.ipc: only nginx worker processes can use ngx.ipc",
+                             start_error(), "ngx_process = " .. kind)
+        end
+    end)
+
+    it("refuses to start before nginx has a cycle", function()
+        fake.ngx_cycle = nil
+        assert.are.equal("ngx.ipc: ngx_cycle is NULL", start_error())
+    end)
+end)
