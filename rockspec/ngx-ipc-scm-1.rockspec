@@ -1,0 +1,36 @@
+rockspec_format = "3.0"
+package = "ngx-ipc"
+version = "scm-1"
+
+source = {
+   url = "git+https://example.invalid/ngx-ipc.git",
+}
+
+description = {
+   summary = "Alerts between nginx worker processes for OpenResty and lua-nginx-module",
+   detailed = [[
+      require "ngx.ipc" gives send, broadcast, receive, reply and sender between the
+      worker processes of one nginx instance, over per-worker pipes, with no custom
+      nginx build and no extra configuration. The Lua is generated from TypeScript and
+      shipped in build/; a small C shim (no nginx headers) is compiled at install.
+   ]],
+   license = "MIT",
+   labels = { "openresty", "nginx", "ipc" },
+}
+
+dependencies = {
+   "lua == 5.1",
+}
+
+build = {
+   type = "make",
+   build_target = "shim",
+   build_variables = {
+      CFLAGS = "$(CFLAGS)",
+   },
+   install_target = "install",
+   install_variables = {
+      INST_LIBDIR = "$(LIBDIR)",
+      INST_LUADIR = "$(LUADIR)",
+   },
+}
