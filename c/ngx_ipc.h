@@ -4,7 +4,16 @@
  * build/ngx/ipc/shim.lua declares exactly the block between the BEGIN/END
  * markers with ffi.cdef; t/unit/cdef_spec.lua fails when the two differ.
  * Every function returns 0 on success and -1 on failure; after a failure
- * ngx_ipc_last_error() describes it.  Nothing here blocks.
+ * ngx_ipc_last_error() describes it.  Nothing here blocks.  Exceptions:
+ * ngx_ipc_recv returns 1 when it filled in an alert, 0 when none waits;
+ * ngx_ipc_backlog returns how many destinations have bytes queued.
+ * ngx_ipc_configure takes 0 for "keep the current value".
+ *
+ * Counters: refused_* count sends refused with an error to the caller
+ * (send_backlog full; no such worker), lost_exited queued alerts dropped
+ * because their destination exited, dropped_receive alerts dropped by the
+ * receive_backlog cap; send_queued, receive_ready and receive_partial are
+ * the bytes held now.
  */
 
 #ifndef NGX_IPC_H
@@ -33,9 +42,16 @@ typedef struct {
     uint64_t     packets_discarded;
     uint64_t     bytes_discarded;
     uint64_t     alerts_truncated;
-    uint64_t     send_errors;
+    uint64_t     refused_backlog;
+    uint64_t     refused_no_worker;
+    uint64_t     lost_exited;
+    uint64_t     dropped_receive;
+    uint64_t     send_queued;
+    uint64_t     receive_ready;
+    uint64_t     receive_partial;
 } ngx_ipc_counters_t;
 
+int ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);
 int ngx_ipc_start(void *sema);
 int ngx_ipc_start_standalone(const char *dir, int32_t pid);
 int ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
@@ -46,6 +62,7 @@ int ngx_ipc_recv(ngx_ipc_alert_t *alert);
 int ngx_ipc_poll(void);
 int ngx_ipc_feed(const char *buf, size_t len);
 void ngx_ipc_counters(ngx_ipc_counters_t *out);
+int ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);
 const char *ngx_ipc_last_error(void);
 const char *ngx_ipc_dir(void);
 /* END FFI */

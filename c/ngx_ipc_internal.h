@@ -37,9 +37,23 @@
 #define NGX_IPC_PIPE_SIZE        (1024 * 1024)    /* F_SETPIPE_SZ, best effort */
 #define NGX_IPC_READ_MAX         (1024 * 1024)    /* per read event */
 #define NGX_IPC_STREAM_SIZE      (64 * 1024)      /* stream buffer */
-#define NGX_IPC_READY_PAUSE      ((uint64_t) 64 * 1024 * 1024)
-#define NGX_IPC_READY_RESUME     (NGX_IPC_READY_PAUSE / 2)
-#define NGX_IPC_QUEUE_MAX        ((uint64_t) 256 * 1024 * 1024)
+#define NGX_IPC_SEND_BACKLOG     ((uint64_t) 64 * 1024 * 1024)   /* default */
+#define NGX_IPC_RECEIVE_BACKLOG  ((uint64_t) 128 * 1024 * 1024)  /* default */
+#define NGX_IPC_BACKLOG_MIN      ((uint64_t) 64 * 1024)
+
+
+/*
+ * Settable with ngx_ipc_configure().  send_backlog bounds the bytes queued
+ * for one destination; receive_backlog bounds what this process holds of
+ * incoming alerts, complete or partial: reading pauses while complete
+ * alerts fill half of it, and an alert that would take the total past it is
+ * dropped when its first packet arrives.
+ */
+
+typedef struct {
+    uint64_t       send_backlog;
+    uint64_t       receive_backlog;
+} ngx_ipc_limits_t;
 
 
 /* modes */
@@ -83,8 +97,8 @@ void ngx_ipc_pipe_write_event(int fd);
 
 /* ngx_ipc_packet.c */
 
-extern ngx_ipc_counters_t  ngx_ipc_counters_data;
-extern uint64_t            ngx_ipc_ready_bytes;
+extern ngx_ipc_counters_t  ngx_ipc_counters_data;   /* gauges included */
+extern ngx_ipc_limits_t    ngx_ipc_limits;
 extern int                 ngx_ipc_paused;
 
 void   ngx_ipc_out_init(ngx_ipc_out_t *out, const char *name,
@@ -96,6 +110,7 @@ uint64_t ngx_ipc_out_left(const ngx_ipc_out_t *out);
 
 ssize_t ngx_ipc_stream_read(int fd, size_t max);
 int    ngx_ipc_ready_empty(void);
+int    ngx_ipc_ready_full(void);
 int    ngx_ipc_take_notice(void);
 
 #endif /* NGX_IPC_INTERNAL_H */

@@ -10,6 +10,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -206,7 +207,7 @@ ngx_ipc_receive(void)
                           strerror(errno));
     }
 
-    if (ngx_ipc_ready_bytes > NGX_IPC_READY_PAUSE) {
+    if (ngx_ipc_ready_full()) {
         ngx_ipc_pause();
     }
 }
@@ -280,6 +281,37 @@ ngx_ipc_nginx_add_write_event(int fd)
 
 
 /* the FFI surface */
+
+int
+ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog)
+{
+    /* 0 keeps the current value */
+
+    if ((send_backlog && send_backlog < NGX_IPC_BACKLOG_MIN)
+        || (receive_backlog && receive_backlog < NGX_IPC_BACKLOG_MIN))
+    {
+        ngx_ipc_set_error("ngx.ipc: a backlog below %" PRIu64 " bytes",
+                          NGX_IPC_BACKLOG_MIN);
+        return -1;
+    }
+
+    if (send_backlog) {
+        ngx_ipc_limits.send_backlog = send_backlog;
+    }
+
+    if (receive_backlog) {
+        ngx_ipc_limits.receive_backlog = receive_backlog;
+    }
+
+    /* a larger receive backlog may unpause reading at once */
+
+    if (ngx_ipc_paused && !ngx_ipc_ready_full()) {
+        ngx_ipc_nginx_resume();
+    }
+
+    return 0;
+}
+
 
 int
 ngx_ipc_start(void *sema)

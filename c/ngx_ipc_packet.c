@@ -46,6 +46,7 @@ struct ngx_ipc_msg_s {
     uint32_t        name_len;
     uint32_t        total;
     uint32_t        received;   /* data bytes so far */
+    uint32_t        skip;       /* dropped: swallow the rest unseen */
 };
 
 #define NGX_IPC_SENDERS      256            /* buckets of pending alerts */
@@ -62,8 +63,11 @@ typedef struct {
 
 
 ngx_ipc_counters_t  ngx_ipc_counters_data;
-uint64_t            ngx_ipc_ready_bytes;
 int                 ngx_ipc_paused;
+
+ngx_ipc_limits_t    ngx_ipc_limits = {
+    NGX_IPC_SEND_BACKLOG, NGX_IPC_RECEIVE_BACKLOG
+};
 
 static ngx_ipc_stream_t   ngx_ipc_stream;
 static ngx_ipc_msg_t     *ngx_ipc_pending[NGX_IPC_SENDERS];
@@ -176,6 +180,15 @@ ngx_ipc_pending_slot(int32_t sender)
 }
 
 
+/* what a pending alert counts in receive_partial: all it will hold */
+
+static uint64_t
+ngx_ipc_msg_size(const ngx_ipc_msg_t *m)
+{
+    return m->skip ? 0 : (uint64_t) m->name_len + m->total;
+}
+
+
 static void
 ngx_ipc_msg_free(ngx_ipc_msg_t *m)
 {
@@ -184,6 +197,19 @@ ngx_ipc_msg_free(ngx_ipc_msg_t *m)
     }
 
     free(m);
+}
+
+
+/* a pending alert leaves the reassembly table, complete or not */
+
+static void
+ngx_ipc_pending_remove(ngx_ipc_msg_t **slot)
+{
+    ngx_ipc_msg_t  *m;
+
+    m = *slot;
+    *slot = m->next;
+    ngx_ipc_counters_data.receive_partial -= ngx_ipc_msg_size(m);
 }
 
 
@@ -209,7 +235,7 @@ ngx_ipc_ready_push(ngx_ipc_msg_t *m)
     }
 
     ngx_ipc_ready_tail = m;
-    ngx_ipc_ready_bytes += (uint64_t) m->name_len + m->total;
+    ngx_ipc_counters_data.receive_ready += (uint64_t) m->name_len + m->total;
 
     ngx_ipc_counters_data.alerts_received++;
     ngx_ipc_counters_data.bytes_received += m->total;
@@ -257,6 +283,49 @@ ngx_ipc_msg_grow(ngx_ipc_msg_t *m, size_t need)
 }
 
 
+/* would an alert of "size" bytes of name and data take us past the cap? */
+
+static int
+ngx_ipc_over_backlog(uint64_t size)
+{
+    return ngx_ipc_counters_data.receive_ready
+           + ngx_ipc_counters_data.receive_partial + size
+           > ngx_ipc_limits.receive_backlog;
+}
+
+
+/*
+ * Drops the alert that h starts: counted and logged (through the notice),
+ * and its later packets are swallowed by a bufferless pending entry rather
+ * than counted as corrupt.
+ */
+
+static void
+ngx_ipc_skip(const ngx_ipc_hdr_t *h, ngx_ipc_msg_t **slot)
+{
+    ngx_ipc_msg_t  *m;
+
+    ngx_ipc_counters_data.dropped_receive++;
+    ngx_ipc_notice = 1;
+
+    if (h->len - h->name_len == h->arg) {
+        return;                              /* nothing follows */
+    }
+
+    m = calloc(1, sizeof(ngx_ipc_msg_t));
+    if (m == NULL) {
+        return;            /* its later packets are discarded as orphans */
+    }
+
+    m->sender = h->sender;
+    m->total = h->arg;
+    m->received = h->len - h->name_len;
+    m->skip = 1;
+    m->next = *slot;
+    *slot = m;
+}
+
+
 static void
 ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
 {
@@ -267,13 +336,22 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
 
     if (*slot) {
         m = *slot;
-        *slot = m->next;
+        ngx_ipc_pending_remove(slot);
+
+        if (!m->skip) {                   /* a dropped one is counted */
+            ngx_ipc_counters_data.alerts_truncated++;
+            ngx_ipc_notice = 1;
+        }
+
         ngx_ipc_msg_free(m);
-        ngx_ipc_counters_data.alerts_truncated++;
-        ngx_ipc_notice = 1;
     }
 
     n = h->len;                           /* name + first data bytes */
+
+    if (ngx_ipc_over_backlog((uint64_t) h->name_len + h->arg)) {
+        ngx_ipc_skip(h, slot);
+        return;
+    }
 
     if (n - h->name_len == h->arg) {
 
@@ -303,6 +381,7 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
     m->name_len = h->name_len;
     m->total = h->arg;
     m->received = 0;
+    m->skip = 0;
 
     if (m->buf == NULL && ngx_ipc_msg_grow(m, n) != 0) {
         free(m);
@@ -321,8 +400,10 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
         return;
     }
 
-    m->next = NULL;
+    /* *slot may be the rest of the chain after a truncated alert */
+    m->next = *slot;
     *slot = m;
+    ngx_ipc_counters_data.receive_partial += ngx_ipc_msg_size(m);
 }
 
 
@@ -343,10 +424,21 @@ ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p)
         return;
     }
 
+    if (m->skip) {
+        m->received += h->len;
+
+        if (m->received == m->total) {
+            ngx_ipc_pending_remove(slot);
+            ngx_ipc_msg_free(m);
+        }
+
+        return;
+    }
+
     have = (size_t) m->name_len + m->received;
 
     if (ngx_ipc_msg_grow(m, have + h->len) != 0) {
-        *slot = m->next;
+        ngx_ipc_pending_remove(slot);
         ngx_ipc_msg_free(m);
         ngx_ipc_discard(NGX_IPC_HDR_SIZE + h->len);
         return;
@@ -359,7 +451,7 @@ ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p)
     m->received += h->len;
 
     if (m->received == m->total) {
-        *slot = m->next;
+        ngx_ipc_pending_remove(slot);
         ngx_ipc_ready_push(m);
     }
 }
@@ -458,7 +550,7 @@ ngx_ipc_stream_read(int fd, size_t max)
     s = &ngx_ipc_stream;
     total = 0;
 
-    while (total < max && ngx_ipc_ready_bytes <= NGX_IPC_READY_PAUSE) {
+    while (total < max && !ngx_ipc_ready_full()) {
 
         /* after parsing, less than one packet (4096 bytes) is left */
 
@@ -530,6 +622,16 @@ ngx_ipc_ready_empty(void)
 }
 
 
+/* reading pauses while complete alerts fill half the receive backlog */
+
+int
+ngx_ipc_ready_full(void)
+{
+    return ngx_ipc_counters_data.receive_ready
+           >= ngx_ipc_limits.receive_backlog / 2;
+}
+
+
 int
 ngx_ipc_take_notice(void)
 {
@@ -564,7 +666,7 @@ ngx_ipc_recv(ngx_ipc_alert_t *alert)
         ngx_ipc_ready_tail = NULL;
     }
 
-    ngx_ipc_ready_bytes -= (uint64_t) m->name_len + m->total;
+    ngx_ipc_counters_data.receive_ready -= (uint64_t) m->name_len + m->total;
     ngx_ipc_current = m;
 
     alert->sender = m->sender;
@@ -573,7 +675,10 @@ ngx_ipc_recv(ngx_ipc_alert_t *alert)
     alert->name = (const char *) m->buf;
     alert->data = (const char *) m->buf + m->name_len;
 
-    if (ngx_ipc_paused && ngx_ipc_ready_bytes < NGX_IPC_READY_RESUME) {
+    if (ngx_ipc_paused
+        && ngx_ipc_counters_data.receive_ready
+           < ngx_ipc_limits.receive_backlog / 4)
+    {
         ngx_ipc_nginx_resume();
     }
 

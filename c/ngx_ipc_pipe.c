@@ -30,6 +30,11 @@
 
 #define NGX_IPC_OPEN_WRITE   (O_WRONLY|O_NONBLOCK|O_CLOEXEC|O_NOFOLLOW)
 
+/* why a delivery failed (ngx_ipc_last_error() has the words) */
+#define NGX_IPC_FAILED       -1
+#define NGX_IPC_FULL         -2             /* send_backlog reached */
+#define NGX_IPC_GONE         -3             /* no such worker, or exited */
+
 
 /* an alert waiting in a send queue: a copy of what is still to be sent */
 
@@ -730,10 +735,11 @@ ngx_ipc_dest_forget(ngx_ipc_dest_t *d)
         it = d->head;
         d->head = it->next;
         free(it);
-        ngx_ipc_counters_data.send_errors++;
+        ngx_ipc_counters_data.lost_exited++;
     }
 
     d->tail = NULL;
+    ngx_ipc_counters_data.send_queued -= d->queued;
     d->queued = 0;
 
     ngx_ipc_dest_release(d);
@@ -788,7 +794,8 @@ ngx_ipc_dest_open(ngx_ipc_dest_t *d)
 }
 
 
-/* returns 0 when written, 1 when the pipe is full, -1 on error */
+/* returns 0 when written, 1 when the pipe is full, NGX_IPC_GONE or
+ * NGX_IPC_FAILED on error */
 
 static int
 ngx_ipc_dest_write(ngx_ipc_dest_t *d, const u_char *buf, size_t n)
@@ -819,13 +826,12 @@ ngx_ipc_dest_write(ngx_ipc_dest_t *d, const u_char *buf, size_t n)
 
         if (errno == EPIPE) {
             ngx_ipc_set_error("no such worker: %" PRId32 " (exited)", d->pid);
-
-        } else {
-            ngx_ipc_set_error("cannot write to the pipe of worker %" PRId32
-                              ": %s", d->pid, strerror(errno));
+            return NGX_IPC_GONE;
         }
 
-        return -1;
+        ngx_ipc_set_error("cannot write to the pipe of worker %" PRId32
+                          ": %s", d->pid, strerror(errno));
+        return NGX_IPC_FAILED;
     }
 }
 
@@ -868,6 +874,7 @@ ngx_ipc_dest_enqueue(ngx_ipc_dest_t *d, const ngx_ipc_out_t *out)
 
     d->tail = it;
     d->queued += name_len + left;
+    ngx_ipc_counters_data.send_queued += name_len + left;
 
     return 0;
 }
@@ -925,7 +932,7 @@ ngx_ipc_dest_flush(ngx_ipc_dest_t *d)
             return 0;
         }
 
-        if (rc == -1) {
+        if (rc < 0) {
             ngx_ipc_dest_forget(d);
             return -1;
         }
@@ -946,6 +953,7 @@ ngx_ipc_dest_flush(ngx_ipc_dest_t *d)
         }
 
         d->queued -= payload;
+        ngx_ipc_counters_data.send_queued -= payload;
     }
 
     return 0;
@@ -1075,13 +1083,16 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 
         /* keep the order: behind what is queued already */
 
-        if (d->queued + ngx_ipc_out_left(&out) > NGX_IPC_QUEUE_MAX) {
-            ngx_ipc_set_error("send backlog to %" PRId32 " is full", d->pid);
-            return -1;
+        if (d->queued + ngx_ipc_out_left(&out) > ngx_ipc_limits.send_backlog)
+        {
+            ngx_ipc_set_error("send backlog to %" PRId32 " is full "
+                              "(send_backlog is %" PRIu64 " bytes)",
+                              d->pid, ngx_ipc_limits.send_backlog);
+            return NGX_IPC_FULL;
         }
 
         if (ngx_ipc_dest_enqueue(d, &out) != 0) {
-            return -1;
+            return NGX_IPC_FAILED;
         }
 
         ngx_ipc_dest_arm(d);
@@ -1102,16 +1113,16 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 
         if (rc == 1) {
             if (ngx_ipc_dest_enqueue(d, &saved) != 0) {
-                return -1;
+                return NGX_IPC_FAILED;
             }
 
             ngx_ipc_dest_arm(d);
             return 0;
         }
 
-        if (rc == -1) {
+        if (rc < 0) {
             ngx_ipc_dest_forget(d);
-            return -1;
+            return rc;
         }
     }
 
@@ -1122,25 +1133,29 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 static int
 ngx_ipc_deliver(int32_t pid, const ngx_ipc_out_t *alert)
 {
+    int              rc;
     ngx_ipc_dest_t  *d;
 
     if (pid <= 0) {
         ngx_ipc_set_error("no such worker: %" PRId32, pid);
+        rc = NGX_IPC_GONE;
         goto failed;
     }
 
     d = ngx_ipc_dest_get(pid);
     if (d == NULL) {
         ngx_ipc_set_error("out of memory");
-        goto failed;
+        return NGX_IPC_FAILED;
     }
 
     if (d->fd == -1 && ngx_ipc_dest_open(d) != 0) {
         ngx_ipc_dest_release(d);
+        rc = NGX_IPC_GONE;
         goto failed;
     }
 
-    if (ngx_ipc_deliver_to(d, alert) != 0) {
+    rc = ngx_ipc_deliver_to(d, alert);
+    if (rc != 0) {
         goto failed;
     }
 
@@ -1151,8 +1166,14 @@ ngx_ipc_deliver(int32_t pid, const ngx_ipc_out_t *alert)
 
 failed:
 
-    ngx_ipc_counters_data.send_errors++;
-    return -1;
+    if (rc == NGX_IPC_FULL) {
+        ngx_ipc_counters_data.refused_backlog++;
+
+    } else if (rc == NGX_IPC_GONE) {
+        ngx_ipc_counters_data.refused_no_worker++;
+    }
+
+    return rc;
 }
 
 
@@ -1168,7 +1189,7 @@ ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
 
     ngx_ipc_out_init(&out, name, name_len, data, data_len);
 
-    return ngx_ipc_deliver(pid, &out);
+    return ngx_ipc_deliver(pid, &out) == 0 ? 0 : -1;
 }
 
 
@@ -1260,7 +1281,9 @@ int
 ngx_ipc_broadcast(const char *name, size_t name_len,
     const char *data, size_t data_len)
 {
-    size_t         i;
+    int            n;
+    char           skipped[256];
+    size_t         i, len, nskipped;
     ngx_ipc_out_t  out;
 
     if (ngx_ipc_check(name_len, data_len) != 0) {
@@ -1273,10 +1296,65 @@ ngx_ipc_broadcast(const char *name, size_t name_len,
 
     ngx_ipc_out_init(&out, name, name_len, data, data_len);
 
+    len = 0;
+    nskipped = 0;
+    skipped[0] = '\0';
+
     for (i = 0; i < ngx_ipc_pipe.npids; i++) {
-        /* a worker that exited is dropped silently (send_errors counts it) */
-        (void) ngx_ipc_deliver(ngx_ipc_pipe.pids[i], &out);
+
+        /* a worker that exited is skipped silently: it is no destination */
+
+        if (ngx_ipc_deliver(ngx_ipc_pipe.pids[i], &out) != NGX_IPC_FULL) {
+            continue;
+        }
+
+        nskipped++;
+
+        if (len < sizeof(skipped)) {
+            n = snprintf(skipped + len, sizeof(skipped) - len, "%s%" PRId32,
+                         len ? ", " : "", ngx_ipc_pipe.pids[i]);
+            len += n > 0 ? (size_t) n : 0;
+        }
+    }
+
+    if (nskipped) {
+        ngx_ipc_set_error("send backlog full for %zu worker(s): %s%s "
+                          "(send_backlog is %" PRIu64 " bytes); the others "
+                          "got the alert", nskipped, skipped,
+                          len >= sizeof(skipped) ? "..." : "",
+                          ngx_ipc_limits.send_backlog);
+        return -1;
     }
 
     return 0;
+}
+
+
+/* the destinations with bytes queued, at most n of them */
+
+int
+ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n)
+{
+    int              k;
+    size_t           i;
+    ngx_ipc_dest_t  *d;
+
+    k = 0;
+
+    for (i = 0; i < NGX_IPC_DESTS; i++) {
+        for (d = ngx_ipc_pipe.dests[i]; d; d = d->next) {
+            if (d->queued == 0) {
+                continue;
+            }
+
+            if (k < n) {
+                pids[k] = d->pid;
+                bytes[k] = d->queued;
+            }
+
+            k++;
+        }
+    }
+
+    return k;
 }

@@ -26,8 +26,13 @@ local MAX_DATA = 4294967295
 local MAX_PID = 2147483647
 --- Inside a receive handler: the sending worker's pid; nil at all other times.
 ____exports.sender = nil
+--- The smallest backlog the shim accepts, in bytes.
+local MIN_BACKLOG = 65536
 handlers = {}
 local started = false
+--- What ipc.configure set, kept until the worker joins (configure may run in the
+-- master); 0 leaves the shim's default.
+local settings = {send_backlog = 0, receive_backlog = 0}
 local function bad_argument(fn, n, expected, got)
     error(
         ((((((("bad argument #" .. tostring(n)) .. " to '") .. fn) .. "' (") .. expected) .. " expected, got ") .. type(got)) .. ")",
@@ -87,6 +92,7 @@ local function start(fn)
     if ok == nil then
         error(err, 3)
     end
+    shim.configure(settings.send_backlog, settings.receive_backlog)
     started = true
 end
 local function limits(name, data)
@@ -157,5 +163,67 @@ function ____exports.receive(name, handler)
         handlers[n] = handler
     end
     return true
+end
+local function check_settings(options)
+    if type(options) ~= "table" then
+        bad_argument("configure", 1, "table", options)
+    end
+    for key, value in pairs(options) do
+        if key ~= "send_backlog" and key ~= "receive_backlog" then
+            error(
+                ("bad argument #1 to 'configure' (unknown option '" .. tostring(key)) .. "')",
+                3
+            )
+        end
+        if type(value) ~= "number" or value % 1 ~= 0 or value < MIN_BACKLOG then
+            error(
+                ((("bad argument #1 to 'configure' (" .. key) .. " must be a whole number of bytes, at least ") .. tostring(MIN_BACKLOG)) .. ")",
+                3
+            )
+        end
+    end
+end
+--- Sets this worker's caps: `send_backlog`, the bytes queued for one destination
+-- before send refuses; `receive_backlog`, the bytes of incoming alerts held before
+-- reading pauses and oversized alerts are dropped. Usable in every phase,
+-- init_by_lua* included (then every worker inherits it).
+function ____exports.configure(options)
+    check_settings(options)
+    local o = options
+    settings.send_backlog = o.send_backlog or settings.send_backlog
+    settings.receive_backlog = o.receive_backlog or settings.receive_backlog
+    if started then
+        shim.configure(settings.send_backlog, settings.receive_backlog)
+    end
+    return true
+end
+local function zero_counters()
+    local zero = {}
+    for ____, name in ipairs(shim.COUNTERS) do
+        zero[name] = 0
+    end
+    return zero
+end
+--- This worker's counters; all zero before the worker has joined.
+function ____exports.stats()
+    local c = started and shim.counters() or zero_counters()
+    return {
+        alerts_sent = c.alerts_sent,
+        bytes_sent = c.bytes_sent,
+        alerts_received = c.alerts_received,
+        bytes_received = c.bytes_received,
+        send_queued = c.send_queued,
+        receive_ready = c.receive_ready,
+        receive_partial = c.receive_partial,
+        backlog = started and shim.backlog() or ({}),
+        refused = {send_backlog = c.refused_backlog, no_worker = c.refused_no_worker},
+        dropped = {
+            corrupt_packets = c.packets_discarded,
+            corrupt_bytes = c.bytes_discarded,
+            truncated = c.alerts_truncated,
+            exited = c.lost_exited,
+            receive_backlog = c.dropped_receive
+        }
+    }
 end
 return ____exports

@@ -17,8 +17,17 @@ const MAX_PID = 2147483647;
 /** Inside a receive handler: the sending worker's pid; nil at all other times. */
 export let sender: number | undefined = undefined;
 
+/** The smallest backlog the shim accepts, in bytes. */
+const MIN_BACKLOG = 65536;
+
 const handlers = new LuaTable<string, Handler>();
 let started = false;
+
+/**
+ * What ipc.configure set, kept until the worker joins (configure may run in the
+ * master); 0 leaves the shim's default.
+ */
+const settings = { send_backlog: 0, receive_backlog: 0 };
 
 type Result = LuaMultiReturn<[true] | [undefined, string]>;
 
@@ -80,6 +89,7 @@ function start(fn: string): void {
     if (ok === undefined) {
         error(err, 3);
     }
+    shim.configure(settings.send_backlog, settings.receive_backlog);
     started = true;
 }
 
@@ -158,6 +168,92 @@ export function receive(name: unknown, handler?: unknown): true {
         handlers.set(n, handler as Handler);
     }
     return true;
+}
+
+function check_settings(options: unknown): void {
+    if (type(options) !== "table") {
+        bad_argument("configure", 1, "table", options);
+    }
+    for (const [key, value] of pairs(options as LuaTable<AnyNotNil, unknown>)) {
+        if (key !== "send_backlog" && key !== "receive_backlog") {
+            error(`bad argument #1 to 'configure' (unknown option '${tostring(key)}')`, 3);
+        }
+        if (type(value) !== "number" || (value as number) % 1 !== 0 || (value as number) < MIN_BACKLOG) {
+            error(`bad argument #1 to 'configure' (${key} must be a whole number of bytes, at least ${MIN_BACKLOG})`, 3);
+        }
+    }
+}
+
+/**
+ * Sets this worker's caps: `send_backlog`, the bytes queued for one destination
+ * before send refuses; `receive_backlog`, the bytes of incoming alerts held before
+ * reading pauses and oversized alerts are dropped. Usable in every phase,
+ * init_by_lua* included (then every worker inherits it).
+ */
+export function configure(options: unknown): true {
+    check_settings(options);
+    const o = options as { send_backlog?: number; receive_backlog?: number };
+    settings.send_backlog = o.send_backlog ?? settings.send_backlog;
+    settings.receive_backlog = o.receive_backlog ?? settings.receive_backlog;
+    if (started) {
+        shim.configure(settings.send_backlog, settings.receive_backlog);
+    }
+    return true;
+}
+
+export interface Stats {
+    alerts_sent: number;
+    bytes_sent: number;
+    alerts_received: number;
+    bytes_received: number;
+    /** Bytes waiting in send queues, all destinations. */
+    send_queued: number;
+    /** Bytes of complete alerts waiting for handlers, and of alerts still arriving. */
+    receive_ready: number;
+    receive_partial: number;
+    /** Bytes queued per destination pid. */
+    backlog: LuaTable<number, number>;
+    /** Sends refused with nil, err, by reason. */
+    refused: { send_backlog: number; no_worker: number };
+    /** Alerts or bytes lost, by reason; each is also logged. */
+    dropped: {
+        corrupt_packets: number;
+        corrupt_bytes: number;
+        truncated: number;
+        exited: number;
+        receive_backlog: number;
+    };
+}
+
+function zero_counters(): shim.Counters {
+    const zero = new LuaTable<string, number>();
+    for (const name of shim.COUNTERS) {
+        zero.set(name, 0);
+    }
+    return zero as unknown as shim.Counters;
+}
+
+/** This worker's counters; all zero before the worker has joined. */
+export function stats(): Stats {
+    const c = started ? shim.counters() : zero_counters();
+    return {
+        alerts_sent: c.alerts_sent,
+        bytes_sent: c.bytes_sent,
+        alerts_received: c.alerts_received,
+        bytes_received: c.bytes_received,
+        send_queued: c.send_queued,
+        receive_ready: c.receive_ready,
+        receive_partial: c.receive_partial,
+        backlog: started ? shim.backlog() : new LuaTable<number, number>(),
+        refused: { send_backlog: c.refused_backlog, no_worker: c.refused_no_worker },
+        dropped: {
+            corrupt_packets: c.packets_discarded,
+            corrupt_bytes: c.bytes_discarded,
+            truncated: c.alerts_truncated,
+            exited: c.lost_exited,
+            receive_backlog: c.dropped_receive,
+        },
+    };
 }
 
 function dispatch(from: number, name: string, data: string): void {

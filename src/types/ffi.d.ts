@@ -10,7 +10,7 @@ declare module "ffi" {
     export function cdef(declarations: string): void;
     export function load(path: string, global?: boolean): unknown;
     export function string(ptr: CData, len?: number): string;
-    function new_(ctype: string): unknown;
+    function new_(ctype: string, size?: number): unknown;
     export { new_ as new };
 }
 

@@ -10,18 +10,17 @@ declare interface IpcAlert extends CData {
 
 /** uint64_t fields arrive as boxed 64-bit cdata; tonumber() turns them into numbers. */
 declare interface IpcCounters extends CData {
-    alerts_sent: CData;
-    bytes_sent: CData;
-    alerts_received: CData;
-    bytes_received: CData;
-    packets_discarded: CData;
-    bytes_discarded: CData;
-    alerts_truncated: CData;
-    send_errors: CData;
+    [field: string]: CData;
+}
+
+/** A C array (`T[?]`), indexed from 0 like in C. */
+declare interface CArray extends CData {
+    [index: number]: CData;
 }
 
 /** @noSelf */
 declare interface IpcShimLib {
+    ngx_ipc_configure(send_backlog: number, receive_backlog: number): number;
     ngx_ipc_start(sema: CData): number;
     ngx_ipc_start_standalone(dir: string, pid: number): number;
     ngx_ipc_send(pid: number, name: string, nameLen: number, data: string, dataLen: number): number;
@@ -30,6 +29,7 @@ declare interface IpcShimLib {
     ngx_ipc_poll(): number;
     ngx_ipc_feed(buf: string, len: number): number;
     ngx_ipc_counters(out: IpcCounters): void;
+    ngx_ipc_backlog(pids: CArray, bytes: CArray, n: number): number;
     ngx_ipc_last_error(): CData;
     ngx_ipc_dir(): CData;
 }

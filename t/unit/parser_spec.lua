@@ -297,7 +297,31 @@ describe("damaged streams", function()
             good(2304, "after"),
         }
         check_good(got, 2304, "after", "after a huge announcement")
+        -- over the receive backlog (128 MiB): dropped at its first packet
+        expect(before, { dropped_receive = 1, alerts_truncated = 0,
+                         packets_discarded = 0 }, "huge announcement")
+    end)
+
+    it("keeps other senders' pending alerts when one sender's alert is "
+       .. "truncated (senders sharing a hash bucket)", function()
+        helper.drain()
+        local before = shim.counters()
+        -- 5, 261 and 517 fall into one of 256 buckets
+        local got = feed_all{
+            helper.first(5, "a", 6, "aaa"),
+            helper.first(261, "b", 6, "bbb"),
+            helper.first(517, "c", 6, "ccc"),
+            helper.first(261, "b2", 4, "BB"),        -- truncates 261's "b"
+            helper.cont(517, 3, "CCC"),
+            helper.cont(5, 3, "AAA"),
+            helper.cont(261, 2, "BB"),
+        }
+        assert(helper.same_alerts({
+            { sender = 517, name = "c", data = "cccCCC" },
+            { sender = 5, name = "a", data = "aaaAAA" },
+            { sender = 261, name = "b2", data = "BBBB" },
+        }, got, "bucket"))
         expect(before, { alerts_truncated = 1, packets_discarded = 0 },
-               "huge announcement")
+               "bucket")
     end)
 end)

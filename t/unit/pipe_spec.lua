@@ -57,8 +57,8 @@ describe("send", function()
         assert.is_nil(ok, "send to a pid without pipe succeeded")
         assert.are.equal("no such worker: " .. GHOST, err)
         local d = helper.delta(before, shim.counters())
-        assert.are.equal(1, d.send_errors, "send_errors: expected +1, got +"
-                                           .. d.send_errors)
+        assert.are.equal(1, d.refused_no_worker, "refused_no_worker: expected +1, got +"
+                                           .. d.refused_no_worker)
         assert.are.equal(0, d.alerts_sent, "alerts_sent: expected +0")
     end)
 
@@ -115,8 +115,8 @@ describe("broadcast", function()
         assert.is_true(shim.broadcast("bc-stale", "x"),
                        "broadcast with a dead pipe in the directory")
         local d = helper.delta(before, shim.counters())
-        assert.are.equal(1, d.send_errors, "the new, dead pipe: expected "
-                         .. "send_errors +1, got +" .. d.send_errors)
+        assert.are.equal(1, d.refused_no_worker, "the new, dead pipe: expected "
+                         .. "refused_no_worker +1, got +" .. d.refused_no_worker)
         assert.is_false(helper.exists(path), "the dead pipe was not removed")
         assert.are.equal(1, (broadcast_names("bc-stale")))
     end)

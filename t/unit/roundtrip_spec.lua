@@ -63,7 +63,10 @@ describe("an alert sent to the own pid", function()
         assert.are.same({ alerts_sent = 2, bytes_sent = 5,
                           alerts_received = 2, bytes_received = 5,
                           packets_discarded = 0, bytes_discarded = 0,
-                          alerts_truncated = 0, send_errors = 0 }, d)
+                          alerts_truncated = 0, refused_backlog = 0,
+                          refused_no_worker = 0, lost_exited = 0,
+                          dropped_receive = 0, send_queued = 0,
+                          receive_ready = 0, receive_partial = 0 }, d)
     end)
 end)
 
@@ -175,12 +178,16 @@ describe("ordering", function()
                                   "mixed"))
     end)
 
-    it("refuses sends once 256 MiB wait in the queue, and delivers what "
-       .. "it accepted", function()
+    it("refuses sends once send_backlog bytes wait in the queue, names the "
+       .. "cap, and delivers what it accepted", function()
         helper.drain()
+        local cap = 32 * 1024 * 1024
+        assert(shim.configure(cap, 0))
+        finally(function() assert(shim.configure(64 * 1024 * 1024, 0)) end)
         local chunk = string.rep("q", 4 * 1024 * 1024)
         local accepted, err = 0, nil
-        for _ = 1, 80 do
+        local refused = shim.counters().refused_backlog
+        for _ = 1, 40 do
             local ok, e = shim.send(pid, "", chunk)
             if not ok then
                 err = e
@@ -188,16 +195,17 @@ describe("ordering", function()
             end
             accepted = accepted + 1
         end
-        assert.truthy(err, "expected a refusal within 320 MiB, all "
+        assert.truthy(err, "expected a refusal within 160 MiB, all "
                            .. accepted .. " sends were accepted")
-        assert.truthy(err:find("send backlog to " .. pid .. " is full", 1,
-                               true),
-                      "expected 'send backlog to " .. pid
-                      .. " is full', got: " .. tostring(err))
-        -- 256 MiB queued plus what the 1 MiB pipe took directly
-        assert.is_true(accepted >= 64 and accepted <= 66,
-                       "expected 64 to 66 accepted 4 MiB alerts, got "
+        local want = "send backlog to " .. pid .. " is full (send_backlog is "
+                     .. cap .. " bytes)"
+        assert.are.equal(want, err)
+        -- 32 MiB queued plus what the 1 MiB pipe took directly
+        assert.is_true(accepted >= 8 and accepted <= 10,
+                       "expected 8 to 10 accepted 4 MiB alerts, got "
                        .. accepted)
+        assert.are.equal(1, shim.counters().refused_backlog - refused,
+                         "refused_backlog: expected +1")
         local got = helper.collect(accepted)
         assert.are.equal(accepted, #got, fmt("expected %d alerts back, "
                                              .. "got %d", accepted, #got))
@@ -205,5 +213,6 @@ describe("ordering", function()
             assert.are.equal(#chunk, #got[i].data,
                              "alert " .. i .. " length")
         end
+        assert.are.equal(0, shim.counters().send_queued, "bytes still queued")
     end)
 end)

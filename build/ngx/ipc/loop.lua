@@ -7,7 +7,7 @@ local WAIT_SECONDS = 1
 local sema
 local dispatch
 local running = false
-local discarded = 0
+local dropped = 0
 local function drain(handle)
     while true do
         local sender, name, data = shim.recv()
@@ -17,23 +17,28 @@ local function drain(handle)
         handle(sender, name, data)
     end
 end
---- Corrupt and truncated input is dropped by the shim; say so in the log, once per wake-up.
-local function report_discards()
-    local c = shim.counters()
-    local total = c.packets_discarded + c.alerts_truncated
-    if total ~= discarded then
-        discarded = total
-        ngx.log(
-            ngx.ERR,
-            "ngx.ipc: discarded ",
-            c.packets_discarded,
-            " corrupt packets (",
-            c.bytes_discarded,
-            " bytes) and ",
-            c.alerts_truncated,
-            " truncated alerts so far"
-        )
+--- What the shim had to drop goes to the log, once per wake-up that saw more of it.
+local function report_drops()
+    local total = shim.dropped()
+    if total == dropped then
+        return
     end
+    dropped = total
+    local c = shim.counters()
+    ngx.log(
+        ngx.ERR,
+        "ngx.ipc: dropped so far: ",
+        c.packets_discarded,
+        " corrupt packets (",
+        c.bytes_discarded,
+        " bytes), ",
+        c.alerts_truncated,
+        " truncated alerts, ",
+        c.dropped_receive,
+        " alerts over receive_backlog, ",
+        c.lost_exited,
+        " queued alerts to workers that exited"
+    )
 end
 local function run(premature)
     local sem = sema
@@ -42,7 +47,7 @@ local function run(premature)
         while not ngx.worker.exiting() do
             sem:wait(WAIT_SECONDS)
             drain(handle)
-            report_discards()
+            report_drops()
         end
     end
     drain(handle)

@@ -1,7 +1,7 @@
 local ____exports = {}
 local ffi = require("ffi")
 --- The FFI block of c/ngx_ipc.h, verbatim; t/unit/cdef_spec.lua keeps the two equal.
-____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     send_errors;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_start(void *sema);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
+____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_receive;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
 ffi.cdef(____exports.cdef)
 --- File name of the shim, searched for in package.cpath like a C module.
 local LIBRARY = "ngx_ipc_shim"
@@ -10,6 +10,9 @@ local ffi_new = ffi.new
 local lib
 local alert
 local counters_out
+local backlog_size = 64
+local backlog_pids
+local backlog_bytes
 local c_send
 local c_broadcast
 local c_recv
@@ -24,6 +27,8 @@ local function load()
     local loaded = ffi.load(path)
     alert = ffi_new("ngx_ipc_alert_t")
     counters_out = ffi_new("ngx_ipc_counters_t")
+    backlog_pids = ffi_new("int32_t[?]", backlog_size)
+    backlog_bytes = ffi_new("uint64_t[?]", backlog_size)
     c_send = loaded.ngx_ipc_send
     c_broadcast = loaded.ngx_ipc_broadcast
     c_recv = loaded.ngx_ipc_recv
@@ -72,19 +77,60 @@ end
 function ____exports.feed(bytes)
     return result(load().ngx_ipc_feed(bytes, #bytes))
 end
+--- The fields of ngx_ipc_counters_t, in the header's order.
+____exports.COUNTERS = {
+    "alerts_sent",
+    "bytes_sent",
+    "alerts_received",
+    "bytes_received",
+    "packets_discarded",
+    "bytes_discarded",
+    "alerts_truncated",
+    "refused_backlog",
+    "refused_no_worker",
+    "lost_exited",
+    "dropped_receive",
+    "send_queued",
+    "receive_ready",
+    "receive_partial"
+}
+--- A fresh table of every counter, as Lua numbers.
 function ____exports.counters()
     load().ngx_ipc_counters(counters_out)
+    local out = {}
+    for ____, name in ipairs(____exports.COUNTERS) do
+        out[name] = tonumber(counters_out[name])
+    end
+    return out
+end
+--- What was dropped so far, all reasons summed: one FFI call, no table.
+function ____exports.dropped()
+    load().ngx_ipc_counters(counters_out)
     local c = counters_out
-    return {
-        alerts_sent = tonumber(c.alerts_sent),
-        bytes_sent = tonumber(c.bytes_sent),
-        alerts_received = tonumber(c.alerts_received),
-        bytes_received = tonumber(c.bytes_received),
-        packets_discarded = tonumber(c.packets_discarded),
-        bytes_discarded = tonumber(c.bytes_discarded),
-        alerts_truncated = tonumber(c.alerts_truncated),
-        send_errors = tonumber(c.send_errors)
-    }
+    return tonumber(c.packets_discarded) + tonumber(c.alerts_truncated) + tonumber(c.lost_exited) + tonumber(c.dropped_receive)
+end
+--- Bytes queued per destination pid.
+function ____exports.backlog()
+    local shim = load()
+    local out = {}
+    local n = shim.ngx_ipc_backlog(backlog_pids, backlog_bytes, backlog_size)
+    if n > backlog_size then
+        backlog_size = n * 2
+        backlog_pids = ffi_new("int32_t[?]", backlog_size)
+        backlog_bytes = ffi_new("uint64_t[?]", backlog_size)
+        n = shim.ngx_ipc_backlog(backlog_pids, backlog_bytes, backlog_size)
+    end
+    do
+        local i = 0
+        while i < n do
+            out[tonumber(backlog_pids[i])] = tonumber(backlog_bytes[i])
+            i = i + 1
+        end
+    end
+    return out
+end
+function ____exports.configure(send_backlog, receive_backlog)
+    return result(load().ngx_ipc_configure(send_backlog, receive_backlog))
 end
 --- The instance directory holding this instance's pipes ("" before start).
 function ____exports.dir()

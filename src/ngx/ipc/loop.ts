@@ -18,7 +18,7 @@ const WAIT_SECONDS = 1;
 let sema: NgxSemaphore | undefined;
 let dispatch: Dispatch | undefined;
 let running = false;
-let discarded = 0;
+let dropped = 0;
 
 function drain(handle: Dispatch): void {
     while (true) {
@@ -30,16 +30,18 @@ function drain(handle: Dispatch): void {
     }
 }
 
-/** Corrupt and truncated input is dropped by the shim; say so in the log, once per wake-up. */
-function report_discards(): void {
-    const c = shim.counters();
-    const total = c.packets_discarded + c.alerts_truncated;
-    if (total !== discarded) {
-        discarded = total;
-        ngx.log(ngx.ERR, "ngx.ipc: discarded ", c.packets_discarded, " corrupt packets (",
-            c.bytes_discarded, " bytes) and ", c.alerts_truncated,
-            " truncated alerts so far");
+/** What the shim had to drop goes to the log, once per wake-up that saw more of it. */
+function report_drops(): void {
+    const total = shim.dropped();
+    if (total === dropped) {
+        return;
     }
+    dropped = total;
+    const c = shim.counters();
+    ngx.log(ngx.ERR, "ngx.ipc: dropped so far: ", c.packets_discarded, " corrupt packets (",
+        c.bytes_discarded, " bytes), ", c.alerts_truncated, " truncated alerts, ",
+        c.dropped_receive, " alerts over receive_backlog, ", c.lost_exited,
+        " queued alerts to workers that exited");
 }
 
 function run(premature: boolean): void {
@@ -49,7 +51,7 @@ function run(premature: boolean): void {
         while (!ngx.worker.exiting()) {
             sem.wait(WAIT_SECONDS);
             drain(handle);
-            report_discards();
+            report_drops();
         }
     }
     // What arrived before the exit still belongs to this worker's handlers.

@@ -21,9 +21,16 @@ typedef struct {
     uint64_t     packets_discarded;
     uint64_t     bytes_discarded;
     uint64_t     alerts_truncated;
-    uint64_t     send_errors;
+    uint64_t     refused_backlog;
+    uint64_t     refused_no_worker;
+    uint64_t     lost_exited;
+    uint64_t     dropped_receive;
+    uint64_t     send_queued;
+    uint64_t     receive_ready;
+    uint64_t     receive_partial;
 } ngx_ipc_counters_t;
 
+int ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);
 int ngx_ipc_start(void *sema);
 int ngx_ipc_start_standalone(const char *dir, int32_t pid);
 int ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
@@ -34,6 +41,7 @@ int ngx_ipc_recv(ngx_ipc_alert_t *alert);
 int ngx_ipc_poll(void);
 int ngx_ipc_feed(const char *buf, size_t len);
 void ngx_ipc_counters(ngx_ipc_counters_t *out);
+int ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);
 const char *ngx_ipc_last_error(void);
 const char *ngx_ipc_dir(void);
 `;
@@ -49,6 +57,9 @@ const ffi_new = ffi.new;
 let lib: IpcShimLib | undefined;
 let alert: IpcAlert;
 let counters_out: IpcCounters;
+let backlog_size = 64;
+let backlog_pids: CArray;
+let backlog_bytes: CArray;
 // Cached C functions: the per-alert paths make one FFI call each.
 let c_send: IpcShimLib["ngx_ipc_send"];
 let c_broadcast: IpcShimLib["ngx_ipc_broadcast"];
@@ -67,6 +78,8 @@ function load(): IpcShimLib {
     const loaded = ffi.load(path) as IpcShimLib;
     alert = ffi_new("ngx_ipc_alert_t") as IpcAlert;
     counters_out = ffi_new("ngx_ipc_counters_t") as IpcCounters;
+    backlog_pids = ffi_new("int32_t[?]", backlog_size) as CArray;
+    backlog_bytes = ffi_new("uint64_t[?]", backlog_size) as CArray;
     c_send = loaded.ngx_ipc_send;
     c_broadcast = loaded.ngx_ipc_broadcast;
     c_recv = loaded.ngx_ipc_recv;
@@ -123,30 +136,53 @@ export function feed(bytes: string): Result {
     return result(load().ngx_ipc_feed(bytes, bytes.length));
 }
 
-export interface Counters {
-    alerts_sent: number;
-    bytes_sent: number;
-    alerts_received: number;
-    bytes_received: number;
-    packets_discarded: number;
-    bytes_discarded: number;
-    alerts_truncated: number;
-    send_errors: number;
-}
+/** The fields of ngx_ipc_counters_t, in the header's order. */
+export const COUNTERS = [
+    "alerts_sent", "bytes_sent", "alerts_received", "bytes_received",
+    "packets_discarded", "bytes_discarded", "alerts_truncated",
+    "refused_backlog", "refused_no_worker", "lost_exited", "dropped_receive",
+    "send_queued", "receive_ready", "receive_partial",
+] as const;
 
+export type Counters = Record<(typeof COUNTERS)[number], number>;
+
+/** A fresh table of every counter, as Lua numbers. */
 export function counters(): Counters {
     load().ngx_ipc_counters(counters_out);
+    const out = new LuaTable<string, number>();
+    for (const name of COUNTERS) {
+        out.set(name, tonumber(counters_out[name])!);
+    }
+    return out as unknown as Counters;
+}
+
+/** What was dropped so far, all reasons summed: one FFI call, no table. */
+export function dropped(): number {
+    load().ngx_ipc_counters(counters_out);
     const c = counters_out;
-    return {
-        alerts_sent: tonumber(c.alerts_sent)!,
-        bytes_sent: tonumber(c.bytes_sent)!,
-        alerts_received: tonumber(c.alerts_received)!,
-        bytes_received: tonumber(c.bytes_received)!,
-        packets_discarded: tonumber(c.packets_discarded)!,
-        bytes_discarded: tonumber(c.bytes_discarded)!,
-        alerts_truncated: tonumber(c.alerts_truncated)!,
-        send_errors: tonumber(c.send_errors)!,
-    };
+    return tonumber(c.packets_discarded)! + tonumber(c.alerts_truncated)!
+        + tonumber(c.lost_exited)! + tonumber(c.dropped_receive)!;
+}
+
+/** Bytes queued per destination pid. */
+export function backlog(): LuaTable<number, number> {
+    const shim = load();
+    const out = new LuaTable<number, number>();
+    let n = shim.ngx_ipc_backlog(backlog_pids, backlog_bytes, backlog_size);
+    if (n > backlog_size) {
+        backlog_size = n * 2;
+        backlog_pids = ffi_new("int32_t[?]", backlog_size) as CArray;
+        backlog_bytes = ffi_new("uint64_t[?]", backlog_size) as CArray;
+        n = shim.ngx_ipc_backlog(backlog_pids, backlog_bytes, backlog_size);
+    }
+    for (let i = 0; i < n; i++) {
+        out.set(tonumber(backlog_pids[i])!, tonumber(backlog_bytes[i])!);
+    }
+    return out;
+}
+
+export function configure(send_backlog: number, receive_backlog: number): Result {
+    return result(load().ngx_ipc_configure(send_backlog, receive_backlog));
 }
 
 /** The instance directory holding this instance's pipes ("" before start). */
