@@ -9,7 +9,8 @@
  * ngx_ipc_backlog returns how many destinations have bytes queued.
  * ngx_ipc_configure takes 0 for "keep the current value".
  *
- * Counters: refused_* count sends refused with an error to the caller
+ * Counters: writes counts write() calls that put packets into a pipe;
+ * refused_* count sends refused with an error to the caller
  * (send_backlog full; no such worker), lost_exited queued alerts dropped
  * because their destination exited, dropped_receive alerts dropped by the
  * receive_backlog cap; send_queued, receive_ready and receive_partial are
@@ -37,6 +38,7 @@ typedef struct {
 typedef struct {
     uint64_t     alerts_sent;
     uint64_t     bytes_sent;
+    uint64_t     writes;
     uint64_t     alerts_received;
     uint64_t     bytes_received;
     uint64_t     packets_discarded;

@@ -84,6 +84,7 @@ void ngx_ipc_set_error(const char *fmt, ...)
 int  ngx_ipc_nginx_add_write_event(int fd);
 void ngx_ipc_nginx_resume(void);
 void ngx_ipc_nginx_drained(void);
+void ngx_ipc_nginx_arm_turn(void);
 
 /* ngx_ipc_pipe.c */
 
@@ -93,6 +94,7 @@ void ngx_ipc_pipe_stop(void);
 int  ngx_ipc_pipe_read_fd(void);
 int  ngx_ipc_pipe_started_as(const char *dir, int32_t pid);
 void ngx_ipc_pipe_flush_all(void);
+void ngx_ipc_pipe_flush_dirty(void);
 void ngx_ipc_pipe_write_event(int fd);
 
 /* ngx_ipc_packet.c */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 
 #include "ngx_ipc_internal.h"
 
@@ -64,6 +65,16 @@ static ngx_ipc_abi_t   ngx_ipc_abi;
 static void           *ngx_ipc_sema;
 static void           *ngx_ipc_read_ev;      /* known after the first event */
 static int             ngx_ipc_posted;       /* a post is outstanding */
+
+/*
+ * The end of an event-loop turn: an eventfd is always writable, so its write
+ * event, enabled when a send leaves packets in an obuf, fires at the next
+ * epoll_wait, after everything this turn does; its handler writes them and
+ * disables it again.
+ */
+static int             ngx_ipc_turn_fd = -1;
+static void           *ngx_ipc_turn_ev;      /* known after the first event */
+static int             ngx_ipc_turn_armed;
 static char            ngx_ipc_error[512];
 
 
@@ -247,6 +258,76 @@ ngx_ipc_read_handler(void *ev)
 }
 
 
+/* sending: the end of the turn */
+
+static void
+ngx_ipc_turn_handler(void *ev)
+{
+    void  *c;
+
+    c = ngx_ipc_at(ev, NGX_IPC_EV_DATA, void *);
+
+    if (ngx_ipc_at(c, NGX_IPC_C_FD, int) != ngx_ipc_turn_fd) {
+        return;                      /* cannot happen: the layout is checked */
+    }
+
+    ngx_ipc_turn_ev = ev;
+    ngx_ipc_pipe_flush_dirty();
+
+    if (ngx_ipc_action(8)(ev, NGX_IPC_WRITE_EVENT, 0) == 0) {
+        ngx_ipc_turn_armed = 0;
+    }
+}
+
+
+void
+ngx_ipc_nginx_arm_turn(void)
+{
+    if (ngx_ipc_mode != NGX_IPC_MODE_NGINX) {
+        return;                      /* standalone: ngx_ipc_poll() flushes */
+    }
+
+    if (ngx_ipc_turn_armed) {
+        return;
+    }
+
+    if (ngx_ipc_turn_ev == NULL
+        || ngx_ipc_action(0)(ngx_ipc_turn_ev, NGX_IPC_WRITE_EVENT, 0) != 0)
+    {
+        ngx_ipc_pipe_flush_dirty();  /* no hook: write at once */
+        return;
+    }
+
+    ngx_ipc_turn_armed = 1;
+}
+
+
+static void
+ngx_ipc_turn_start(void)
+{
+    int  fd;
+
+    fd = eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC);
+    if (fd == -1) {
+        return;                      /* every send then writes at once */
+    }
+
+    /* registered enabled: the first event tells us the event's address */
+
+    if (ngx_ipc_abi.add_channel_event(*ngx_ipc_abi.cycle, fd,
+                                      NGX_IPC_WRITE_EVENT,
+                                      ngx_ipc_turn_handler)
+        != 0)
+    {
+        (void) close(fd);
+        return;
+    }
+
+    ngx_ipc_turn_fd = fd;
+    ngx_ipc_turn_armed = 1;
+}
+
+
 /* sending: the write event of a destination whose pipe was full */
 
 static void
@@ -364,6 +445,7 @@ ngx_ipc_start(void *sema)
     }
 
     ngx_ipc_mode = NGX_IPC_MODE_NGINX;
+    ngx_ipc_turn_start();
 
     return 0;
 }
@@ -408,6 +490,7 @@ ngx_ipc_poll(void)
         return -1;
     }
 
+    ngx_ipc_pipe_flush_dirty();
     ngx_ipc_pipe_flush_all();
     ngx_ipc_receive();
 

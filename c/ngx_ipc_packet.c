@@ -51,7 +51,6 @@ struct ngx_ipc_msg_s {
 
 #define NGX_IPC_SENDERS      256            /* buckets of pending alerts */
 #define NGX_IPC_AHEAD_MAX    (1024 * 1024)
-#define NGX_IPC_GROW_MIN     4096
 #define NGX_IPC_PACK_MIN     512            /* smallest data chunk worth
                                                a packet of its own */
 
@@ -261,8 +260,8 @@ ngx_ipc_msg_grow(ngx_ipc_msg_t *m, size_t need)
     if (cap < need) {
         cap = need;
     }
-    if (cap < NGX_IPC_GROW_MIN) {
-        cap = NGX_IPC_GROW_MIN;
+    if (cap < NGX_IPC_AHEAD_MAX) {
+        cap = NGX_IPC_AHEAD_MAX;     /* alerts up to 1 MiB: one allocation */
     }
     if (cap > need + NGX_IPC_AHEAD_MAX) {
         cap = need + NGX_IPC_AHEAD_MAX;

@@ -36,20 +36,33 @@
 #define NGX_IPC_GONE         -3             /* no such worker, or exited */
 
 
-/* an alert waiting in a send queue: a copy of what is still to be sent */
+/*
+ * What waits in a send queue: a copy of the rest of an alert, or ("raw") a
+ * write's worth of whole packets that a full pipe refused, which only ever
+ * heads a queue.
+ */
 
 typedef struct ngx_ipc_item_s  ngx_ipc_item_t;
 
 struct ngx_ipc_item_s {
     ngx_ipc_item_t  *next;
     ngx_ipc_out_t    out;           /* points into buf */
+    size_t           raw;           /* > 0: buf holds that many packet bytes */
+    uint32_t         alerts;        /* raw: alerts that started in it */
     u_char           buf[];         /* name (if FIRST pending), data left */
 };
 
 typedef struct ngx_ipc_dest_s  ngx_ipc_dest_t;
 
+/*
+ * Small alerts sent in one event-loop turn share writes: packets collect in
+ * "obuf" until it is full or the turn ends (ngx_ipc_pipe_flush_dirty).  obuf
+ * holds bytes only while the queue is empty, so order is kept.
+ */
+
 struct ngx_ipc_dest_s {
     ngx_ipc_dest_t  *next;          /* hash chain */
+    ngx_ipc_dest_t  *dirty_next;    /* obuf to write at the end of the turn */
     ngx_ipc_item_t  *head;
     ngx_ipc_item_t  *tail;
     uint64_t         queued;        /* bytes of name and data queued */
@@ -57,6 +70,10 @@ struct ngx_ipc_dest_s {
     int              fd;            /* cached write fd, -1: not open */
     int              wfd;           /* write event fd, -1: not armed */
     int              own;           /* fd is our own write end */
+    int              dirty;         /* on the dirty list */
+    uint32_t         oalerts;       /* alerts that started in obuf */
+    size_t           olen;
+    u_char           obuf[NGX_IPC_WRITE_MAX];
 };
 
 typedef struct {
@@ -81,6 +98,8 @@ typedef struct {
 static ngx_ipc_pipe_t  ngx_ipc_pipe = {
     .root_fd = -1, .inst_fd = -1, .rfd = -1, .wfd = -1, .ino_fd = -1
 };
+
+static ngx_ipc_dest_t  *ngx_ipc_dirty;
 
 
 /* names and processes */
@@ -491,6 +510,9 @@ ngx_ipc_pipe_exit(void)
         return;
     }
 
+    /* what this turn packed and no turn's end will write now */
+    ngx_ipc_pipe_flush_dirty();
+
     ngx_ipc_pipe_name(name, ngx_ipc_pipe.pid, "");
     (void) unlinkat(ngx_ipc_pipe.inst_fd, name, 0);
 
@@ -706,7 +728,7 @@ ngx_ipc_dest_release(ngx_ipc_dest_t *d)
 {
     ngx_ipc_dest_t  **slot;
 
-    if (d->fd != -1 || d->wfd != -1 || d->head != NULL) {
+    if (d->fd != -1 || d->wfd != -1 || d->head != NULL || d->dirty) {
         return;
     }
 
@@ -731,11 +753,15 @@ ngx_ipc_dest_forget(ngx_ipc_dest_t *d)
     d->fd = -1;
     d->own = 0;
 
+    ngx_ipc_counters_data.lost_exited += d->oalerts;
+    d->oalerts = 0;
+    d->olen = 0;
+
     while (d->head) {
         it = d->head;
         d->head = it->next;
+        ngx_ipc_counters_data.lost_exited += it->raw ? it->alerts : 1;
         free(it);
-        ngx_ipc_counters_data.lost_exited++;
     }
 
     d->tail = NULL;
@@ -806,6 +832,7 @@ ngx_ipc_dest_write(ngx_ipc_dest_t *d, const u_char *buf, size_t n)
         w = write(d->fd, buf, n);
 
         if (w == (ssize_t) n) {
+            ngx_ipc_counters_data.writes++;
             return 0;
         }
 
@@ -864,6 +891,8 @@ ngx_ipc_dest_enqueue(ngx_ipc_dest_t *d, const ngx_ipc_out_t *out)
     it->out = *out;
     it->out.name = it->buf;
     it->out.data = it->buf + name_len;
+    it->raw = 0;
+    it->alerts = 0;
 
     if (d->tail) {
         d->tail->next = it;
@@ -897,6 +926,30 @@ ngx_ipc_dest_flush(ngx_ipc_dest_t *d)
 
     while (d->head) {
         it = d->head;
+
+        if (it->raw) {
+            rc = ngx_ipc_dest_write(d, it->buf, it->raw);
+
+            if (rc == 1) {
+                return 0;
+            }
+
+            if (rc < 0) {
+                ngx_ipc_dest_forget(d);
+                return -1;
+            }
+
+            d->head = it->next;
+            if (d->head == NULL) {
+                d->tail = NULL;
+            }
+
+            d->queued -= it->raw;
+            ngx_ipc_counters_data.send_queued -= it->raw;
+            free(it);
+            continue;
+        }
+
         cur = it->out;
         n = 0;
         payload = 0;
@@ -915,7 +968,7 @@ ngx_ipc_dest_flush(ngx_ipc_dest_t *d)
             }
 
             it = it->next;
-            if (it == NULL) {
+            if (it == NULL || it->raw) {
                 break;
             }
 
@@ -1069,13 +1122,141 @@ ngx_ipc_check(size_t name_len, size_t data_len)
 }
 
 
+/* writes an alert in writes of whole packets; queues what the pipe refuses */
+
+static int
+ngx_ipc_dest_write_now(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
+{
+    int            rc;
+    size_t         n, k;
+    u_char         buf[NGX_IPC_WRITE_MAX];
+    ngx_ipc_out_t  saved;
+
+    while (!ngx_ipc_out_done(out)) {
+        saved = *out;
+        n = 0;
+
+        while ((k = ngx_ipc_pack(buf + n, sizeof(buf) - n, ngx_ipc_pipe.pid,
+                                 out)))
+        {
+            n += k;
+        }
+
+        rc = ngx_ipc_dest_write(d, buf, n);
+
+        if (rc == 1) {
+            if (ngx_ipc_dest_enqueue(d, &saved) != 0) {
+                return NGX_IPC_FAILED;
+            }
+
+            ngx_ipc_dest_arm(d);
+            return 0;
+        }
+
+        if (rc < 0) {
+            ngx_ipc_dest_forget(d);
+            return rc;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the pipe is full: obuf's packets become the head of the (empty) queue */
+
+static int
+ngx_ipc_dest_hold(ngx_ipc_dest_t *d)
+{
+    ngx_ipc_item_t  *it;
+
+    if (d->olen == 0) {
+        return 0;
+    }
+
+    it = malloc(sizeof(ngx_ipc_item_t) + d->olen);
+    if (it == NULL) {
+        ngx_ipc_set_error("out of memory queueing %zu bytes for worker %"
+                          PRId32, d->olen, d->pid);
+        return -1;
+    }
+
+    memcpy(it->buf, d->obuf, d->olen);
+    memset(&it->out, 0, sizeof(ngx_ipc_out_t));
+    it->raw = d->olen;
+    it->alerts = d->oalerts;
+    it->next = d->head;
+    d->head = it;
+    if (d->tail == NULL) {
+        d->tail = it;
+    }
+
+    d->queued += d->olen;
+    ngx_ipc_counters_data.send_queued += d->olen;
+    d->olen = 0;
+    d->oalerts = 0;
+
+    return 0;
+}
+
+
+static void
+ngx_ipc_dest_dirty(ngx_ipc_dest_t *d)
+{
+    if (d->dirty) {
+        return;
+    }
+
+    d->dirty = 1;
+    d->dirty_next = ngx_ipc_dirty;
+    ngx_ipc_dirty = d;
+
+    ngx_ipc_nginx_arm_turn();
+}
+
+
+/* the end of an event-loop turn: what small alerts left in obufs goes out */
+
+void
+ngx_ipc_pipe_flush_dirty(void)
+{
+    int              rc;
+    ngx_ipc_dest_t  *d;
+
+    while (ngx_ipc_dirty) {
+        d = ngx_ipc_dirty;
+        ngx_ipc_dirty = d->dirty_next;
+        d->dirty = 0;
+
+        if (d->olen == 0 || d->fd == -1) {
+            ngx_ipc_dest_release(d);
+            continue;
+        }
+
+        rc = ngx_ipc_dest_write(d, d->obuf, d->olen);
+
+        if (rc == 0) {
+            d->olen = 0;
+            d->oalerts = 0;
+
+        } else if (rc == 1) {
+            if (ngx_ipc_dest_hold(d) == 0) {
+                ngx_ipc_dest_arm(d);
+            }
+
+        } else {
+            ngx_ipc_dest_forget(d);
+        }
+    }
+}
+
+
 static int
 ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 {
     int             rc;
-    size_t          n, k;
-    u_char          buf[NGX_IPC_WRITE_MAX];
-    ngx_ipc_out_t   out, saved;
+    size_t          k;
+    ngx_ipc_out_t   out;
 
     out = *alert;
 
@@ -1099,20 +1280,43 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
         return 0;
     }
 
-    while (!ngx_ipc_out_done(&out)) {
-        saved = out;
-        n = 0;
+    if (!d->dirty) {
 
-        while ((k = ngx_ipc_pack(buf + n, sizeof(buf) - n, ngx_ipc_pipe.pid,
-                                 &out)))
-        {
-            n += k;
+        /*
+         * The first alert to d in this turn goes out at once (no latency
+         * added, and a destination that died is reported to this send); the
+         * ones after it in this turn share writes.
+         */
+
+        rc = ngx_ipc_dest_write_now(d, &out);
+        if (rc == 0) {
+            ngx_ipc_dest_dirty(d);
         }
 
-        rc = ngx_ipc_dest_write(d, buf, n);
+        return rc;
+    }
+
+    d->oalerts++;
+
+    for ( ;; ) {
+        while ((k = ngx_ipc_pack(d->obuf + d->olen, sizeof(d->obuf) - d->olen,
+                                 ngx_ipc_pipe.pid, &out)))
+        {
+            d->olen += k;
+        }
+
+        if (ngx_ipc_out_done(&out)) {
+            break;
+        }
+
+        /* obuf is full: write it and go on packing */
+
+        rc = ngx_ipc_dest_write(d, d->obuf, d->olen);
 
         if (rc == 1) {
-            if (ngx_ipc_dest_enqueue(d, &saved) != 0) {
+            if (ngx_ipc_dest_hold(d) != 0
+                || ngx_ipc_dest_enqueue(d, &out) != 0)
+            {
                 return NGX_IPC_FAILED;
             }
 
@@ -1124,6 +1328,13 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
             ngx_ipc_dest_forget(d);
             return rc;
         }
+
+        d->olen = 0;
+        d->oalerts = 1;                  /* the one being packed */
+    }
+
+    if (d->olen) {
+        ngx_ipc_dest_dirty(d);
     }
 
     return 0;

@@ -210,6 +210,7 @@ function ____exports.stats()
     return {
         alerts_sent = c.alerts_sent,
         bytes_sent = c.bytes_sent,
+        writes = c.writes,
         alerts_received = c.alerts_received,
         bytes_received = c.bytes_received,
         send_queued = c.send_queued,

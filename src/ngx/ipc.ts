@@ -204,6 +204,8 @@ export function configure(options: unknown): true {
 export interface Stats {
     alerts_sent: number;
     bytes_sent: number;
+    /** write() calls that put packets into pipes (several small alerts share one). */
+    writes: number;
     alerts_received: number;
     bytes_received: number;
     /** Bytes waiting in send queues, all destinations. */
@@ -239,6 +241,7 @@ export function stats(): Stats {
     return {
         alerts_sent: c.alerts_sent,
         bytes_sent: c.bytes_sent,
+        writes: c.writes,
         alerts_received: c.alerts_received,
         bytes_received: c.bytes_received,
         send_queued: c.send_queued,

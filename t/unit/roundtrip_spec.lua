@@ -52,6 +52,27 @@ describe("an alert sent to the own pid", function()
         roundtrip("", "")
     end)
 
+    it("writes the first alert of a turn at once and packs the rest into "
+       .. "shared writes until the turn ends, keeping order", function()
+        helper.drain()
+        local before = shim.counters().writes
+        assert(shim.send(pid, "pack", "first"))
+        assert.are.equal(1, shim.counters().writes - before,
+                         "writes after the first send of the turn")
+        local expected = { { sender = pid, name = "pack", data = "first" } }
+        for i = 1, 200 do
+            local data = ("%010d"):format(i)
+            assert(shim.send(pid, "pack", data))
+            expected[#expected + 1] = { sender = pid, name = "pack", data = data }
+        end
+        -- 200 packets of 30 bytes: two shared writes of at most 4096 bytes,
+        -- one when the buffer filled, one at the end of the turn (poll)
+        assert.are.equal(2, shim.counters().writes - before,
+                         "writes before the turn ends")
+        assert(helper.same_alerts(expected, helper.collect(#expected), "packed"))
+        assert.are.equal(3, shim.counters().writes - before, "writes in all")
+    end)
+
     it("counts alerts and data bytes sent and received", function()
         helper.drain()
         local before = shim.counters()
@@ -60,7 +81,7 @@ describe("an alert sent to the own pid", function()
         local got = helper.collect(2)
         assert.are.equal(2, #got, "expected 2 alerts, got " .. #got)
         local d = helper.delta(before, shim.counters())
-        assert.are.same({ alerts_sent = 2, bytes_sent = 5,
+        assert.are.same({ alerts_sent = 2, bytes_sent = 5, writes = 2,
                           alerts_received = 2, bytes_received = 5,
                           packets_discarded = 0, bytes_discarded = 0,
                           alerts_truncated = 0, refused_backlog = 0,

@@ -16,6 +16,7 @@ typedef struct {
 typedef struct {
     uint64_t     alerts_sent;
     uint64_t     bytes_sent;
+    uint64_t     writes;
     uint64_t     alerts_received;
     uint64_t     bytes_received;
     uint64_t     packets_discarded;
@@ -138,7 +139,7 @@ export function feed(bytes: string): Result {
 
 /** The fields of ngx_ipc_counters_t, in the header's order. */
 export const COUNTERS = [
-    "alerts_sent", "bytes_sent", "alerts_received", "bytes_received",
+    "alerts_sent", "bytes_sent", "writes", "alerts_received", "bytes_received",
     "packets_discarded", "bytes_discarded", "alerts_truncated",
     "refused_backlog", "refused_no_worker", "lost_exited", "dropped_receive",
     "send_queued", "receive_ready", "receive_partial",
