@@ -85,6 +85,7 @@ int  ngx_ipc_nginx_add_write_event(int fd);
 void ngx_ipc_nginx_resume(void);
 void ngx_ipc_nginx_drained(void);
 void ngx_ipc_nginx_arm_turn(void);
+int  ngx_ipc_nginx_exiting(void);
 
 /* ngx_ipc_pipe.c */
 
@@ -114,5 +115,6 @@ ssize_t ngx_ipc_stream_read(int fd, size_t max);
 int    ngx_ipc_ready_empty(void);
 int    ngx_ipc_ready_full(void);
 int    ngx_ipc_take_notice(void);
+void   ngx_ipc_pending_sweep(void);
 
 #endif /* NGX_IPC_INTERNAL_H */

@@ -52,6 +52,8 @@ typedef struct {
     ngx_ipc_uint_t         *event_flags;
     void                   *event_actions;    /* struct of fn pointers */
     ngx_ipc_uint_t         *process;
+    ngx_ipc_uint_t         *exiting;          /* optional */
+    int                    *quit;             /* sig_atomic_t, optional */
     ngx_ipc_add_channel_pt  add_channel_event;
     ngx_ipc_close_pt        close_connection;
     ngx_ipc_sema_post_pt    sema_post;
@@ -129,6 +131,9 @@ ngx_ipc_resolve(ngx_ipc_abi_t *abi)
         return -1;
     }
 
+    abi->exiting = dlsym(RTLD_DEFAULT, "ngx_exiting");
+    abi->quit = dlsym(RTLD_DEFAULT, "ngx_quit");
+
     abi->read_event = dlsym(RTLD_DEFAULT, "ngx_use_epoll_rdhup")
                       ? NGX_IPC_READ_EVENT_RDHUP : NGX_IPC_READ_EVENT_PLAIN;
 
@@ -158,6 +163,20 @@ static ngx_ipc_event_pt
 ngx_ipc_action(size_t off)
 {
     return ngx_ipc_at(ngx_ipc_abi.event_actions, off, ngx_ipc_event_pt);
+}
+
+
+/* a worker that got QUIT: ngx_quit until its loop sees it, then ngx_exiting */
+
+int
+ngx_ipc_nginx_exiting(void)
+{
+    if (ngx_ipc_mode != NGX_IPC_MODE_NGINX) {
+        return 0;
+    }
+
+    return (ngx_ipc_abi.quit && *ngx_ipc_abi.quit)
+           || (ngx_ipc_abi.exiting && *ngx_ipc_abi.exiting);
 }
 
 

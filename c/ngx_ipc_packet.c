@@ -8,6 +8,8 @@
  */
 
 #include <errno.h>
+#include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,6 +76,8 @@ static ngx_ipc_msg_t     *ngx_ipc_ready_head;
 static ngx_ipc_msg_t     *ngx_ipc_ready_tail;
 static ngx_ipc_msg_t     *ngx_ipc_current;     /* handed out by recv */
 static int                ngx_ipc_notice;      /* something for Lua */
+static size_t             ngx_ipc_pending_n;   /* alerts being reassembled */
+static time_t             ngx_ipc_swept;       /* last ngx_ipc_pending_sweep */
 
 
 /* encoding */
@@ -209,6 +213,56 @@ ngx_ipc_pending_remove(ngx_ipc_msg_t **slot)
     m = *slot;
     *slot = m->next;
     ngx_ipc_counters_data.receive_partial -= ngx_ipc_msg_size(m);
+    ngx_ipc_pending_n--;
+}
+
+
+/*
+ * A sender killed mid-alert never sends the rest: at most once a second,
+ * while alerts are pending, those of dead senders are dropped (counted as
+ * truncated), so they hold no memory and no receive_backlog.
+ */
+
+void
+ngx_ipc_pending_sweep(void)
+{
+    size_t           i;
+    ngx_ipc_msg_t   *m, **p;
+    struct timespec  ts;
+
+    /* feed-driven tests and fuzzers use made-up sender pids */
+
+    if (ngx_ipc_mode != NGX_IPC_MODE_NGINX
+        || ngx_ipc_pending_n == 0
+        || clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == -1
+        || ts.tv_sec == ngx_ipc_swept)
+    {
+        return;
+    }
+
+    ngx_ipc_swept = ts.tv_sec;
+
+    for (i = 0; i < NGX_IPC_SENDERS; i++) {
+        p = &ngx_ipc_pending[i];
+
+        while (*p) {
+            m = *p;
+
+            if (kill(m->sender, 0) == 0 || errno != ESRCH) {
+                p = &m->next;
+                continue;
+            }
+
+            ngx_ipc_pending_remove(p);
+
+            if (!m->skip) {
+                ngx_ipc_counters_data.alerts_truncated++;
+                ngx_ipc_notice = 1;
+            }
+
+            ngx_ipc_msg_free(m);
+        }
+    }
 }
 
 
@@ -322,6 +376,7 @@ ngx_ipc_skip(const ngx_ipc_hdr_t *h, ngx_ipc_msg_t **slot)
     m->skip = 1;
     m->next = *slot;
     *slot = m;
+    ngx_ipc_pending_n++;
 }
 
 
@@ -403,6 +458,7 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
     m->next = *slot;
     *slot = m;
     ngx_ipc_counters_data.receive_partial += ngx_ipc_msg_size(m);
+    ngx_ipc_pending_n++;
 }
 
 
@@ -656,6 +712,7 @@ ngx_ipc_recv(ngx_ipc_alert_t *alert)
     m = ngx_ipc_ready_head;
 
     if (m == NULL) {
+        ngx_ipc_pending_sweep();
         ngx_ipc_nginx_drained();
         return 0;
     }

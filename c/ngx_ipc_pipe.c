@@ -230,6 +230,17 @@ ngx_ipc_open_dir(int at, const char *name, const char *path)
         return -1;
     }
 
+    /* O_DIRECTORY|O_NOFOLLOW says ENOTDIR for a symlink: name it first */
+
+    if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+        && S_ISLNK(st.st_mode))
+    {
+        ngx_ipc_set_error("ngx.ipc: cannot open %s: it is a symbolic link",
+                          path);
+        errno = ELOOP;
+        return -1;
+    }
+
     fd = openat(at, name, O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC);
 
     if (fd == -1) {
@@ -298,8 +309,50 @@ ngx_ipc_opendir(int dfd)
 
 /* removes pipes of dead processes (and of "self": a previous holder) */
 
+/*
+ * nginx retitles a worker that got QUIT (a reload or a quit) "worker process
+ * is shutting down".  Such a worker belongs to an older generation even when
+ * its instance directory is ours: nginx may give a later cycle the address
+ * of a freed earlier one, while that cycle's workers are still finishing.
+ */
+
+static int
+ngx_ipc_shutting_down(pid_t pid)
+{
+    int      fd;
+    char     path[64], buf[256];
+    ssize_t  n, i;
+
+    (void) snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+
+    fd = open(path, O_RDONLY|O_CLOEXEC);
+    if (fd == -1) {
+        return 0;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void) close(fd);
+
+    if (n <= 0) {
+        return 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (buf[i] == '\0') {
+            buf[i] = ' ';
+        }
+    }
+
+    buf[n] = '\0';
+
+    return strstr(buf, "is shutting down") != NULL;
+}
+
+
+/* dead pids' pipes; with "older", also those of workers shutting down */
+
 static void
-ngx_ipc_sweep_pipes(int dfd, int32_t self)
+ngx_ipc_sweep_pipes(int dfd, int32_t self, int older)
 {
     int             tmp;
     DIR            *dir;
@@ -314,7 +367,10 @@ ngx_ipc_sweep_pipes(int dfd, int32_t self)
     while ((de = readdir(dir)) != NULL) {
         pid = ngx_ipc_parse_pid(de->d_name, &tmp);
 
-        if (pid > 0 && (pid == self || !ngx_ipc_alive(pid))) {
+        if (pid > 0
+            && (pid == self || !ngx_ipc_alive(pid)
+                || (older && ngx_ipc_shutting_down(pid))))
+        {
             (void) unlinkat(dfd, de->d_name, 0);
         }
     }
@@ -372,7 +428,7 @@ ngx_ipc_sweep_instances(uint64_t ns, pid_t master, uint64_t start)
             continue;
         }
 
-        ngx_ipc_sweep_pipes(fd, 0);
+        ngx_ipc_sweep_pipes(fd, 0, 0);
         (void) close(fd);
 
         /* fails (ENOTEMPTY) while live pipes remain */
@@ -577,7 +633,7 @@ ngx_ipc_pipe_start(const char *dir, int32_t pid, pid_t master,
             goto failed;
         }
 
-        ngx_ipc_sweep_pipes(pp->inst_fd, pid);
+        ngx_ipc_sweep_pipes(pp->inst_fd, pid, 1);
 
         if (ngx_ipc_make_fifo() != 0) {
             goto failed;
@@ -619,7 +675,7 @@ ngx_ipc_pipe_start(const char *dir, int32_t pid, pid_t master,
                 goto failed;
             }
 
-            ngx_ipc_sweep_pipes(pp->inst_fd, pid);
+            ngx_ipc_sweep_pipes(pp->inst_fd, pid, 1);
 
             if (ngx_ipc_make_fifo() == 0) {
                 break;
@@ -1115,6 +1171,13 @@ ngx_ipc_check(size_t name_len, size_t data_len)
 
     if (ngx_ipc_pipe.rfd == -1) {
         ngx_ipc_set_error("ngx.ipc is not started");
+        return -1;
+    }
+
+    if (ngx_ipc_nginx_exiting()) {
+        ngx_ipc_set_error("ngx.ipc: this worker is shutting down (reload or "
+                          "quit) and sends no more alerts: they could reach "
+                          "the next generation");
         return -1;
     }
 
