@@ -45,5 +45,76 @@ demo: deps shim
 test: deps
 	t/run-tests.sh
 
+# the benchmark, not part of test (docs/performance.md):
+#   make bench   |   make bench ARGS="--json=bench.json"   |   ARGS=--help
+bench: deps shim
+	$(CC) -O2 -Wall -Wextra -Werror -o lib/bench-probe bench/probe.c
+	luajit bench/run.lua $(ARGS)
+
 clean:
 	rm -rf lib
+
+# --- hardening: fuzzing, sanitizers, stress (issue 3) ----------------------
+#   make fuzz        libFuzzer over the packet decoder, FUZZ_SECONDS (20) s
+#   make fuzz-long   FUZZ_RUNS (10 M) executions, FUZZ_JOBS (2) processes,
+#                    new inputs kept in fuzz/out/corpus
+#   make asan-unit   the unit specs against lib/asan/ngx_ipc_shim.so (ASan+UBSan)
+#   make stress      100 reloads and 20 kill -9 under traffic (t/stress/)
+#   make soak        SOAK_SECONDS (600) of mixed traffic, RSS and fd drift
+
+.PHONY: fuzz fuzz-long asan-unit stress soak
+
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  ?= -g -O1
+FUZZ_SAN      = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_BIN      = fuzz/out/decoder_fuzz
+FUZZ_SECONDS ?= 20
+FUZZ_RUNS    ?= 10000000
+FUZZ_JOBS    ?= 2
+FUZZ_MAXLEN  ?= 8192
+FUZZ_OPTS    ?=           # more libFuzzer flags for fuzz-long
+
+$(FUZZ_BIN): fuzz/decoder_fuzz.c $(SHIM_SRC) $(SHIM_HDR)
+	@mkdir -p fuzz/out
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -std=c99 -D_GNU_SOURCE -Wall -Wextra \
+	    -Ic -o $@ fuzz/decoder_fuzz.c $(SHIM_SRC) -ldl
+
+# the short run of the test command (TAP): the seeds of fuzz/corpus replayed,
+# then FUZZ_SECONDS of fuzzing; findings are written to fuzz/out/
+fuzz: $(FUZZ_BIN)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) t/fuzz_short.sh
+
+# FUZZ_JOBS processes of FUZZ_RUNS/FUZZ_JOBS executions each (logs in
+# fuzz/out/fuzz-<n>.log); the total is printed at the end
+fuzz-long: $(FUZZ_BIN)
+	@mkdir -p fuzz/out/corpus
+	@rm -f fuzz/out/fuzz-*.log
+	cd fuzz/out && ./decoder_fuzz -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
+	    -runs=$$(( $(FUZZ_RUNS) / $(FUZZ_JOBS) )) -max_len=$(FUZZ_MAXLEN) \
+	    -artifact_prefix=./ -print_final_stats=1 $(FUZZ_OPTS) corpus ../corpus
+	@awk '/stat::number_of_executed_units/ { n += $$NF } \
+	    /stat::average_exec_per_sec/ { r += $$NF } \
+	    END { printf "fuzz-long: %d executions in all, %d exec/s together\n", n, r }' \
+	    fuzz/out/fuzz-*.log
+	@if ls fuzz/out/crash-* fuzz/out/leak-* fuzz/out/timeout-* fuzz/out/oom-* 2>/dev/null; then \
+	    echo "fuzz-long: FINDINGS above (reproduce: $(FUZZ_BIN) <file>)"; exit 1; \
+	else echo "fuzz-long: no finding"; fi
+
+ASAN_CC     ?= gcc
+ASAN_SHIM    = lib/asan/ngx_ipc_shim.so
+
+$(ASAN_SHIM): $(SHIM_SRC) $(SHIM_HDR)
+	@mkdir -p lib/asan
+	$(ASAN_CC) -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Wall -Wextra \
+	    -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+	    -fno-sanitize-recover=undefined -shared -o $@ $(SHIM_SRC)
+
+asan-unit: $(ASAN_SHIM)
+	t/asan_unit.sh
+
+# both run even when the first fails; RELOADS=n, KILLS=n change the counts
+stress: deps shim
+	@rc=0; luajit t/stress/reload.lua || rc=1; luajit t/stress/kill.lua || rc=1; exit $$rc
+
+soak: deps shim
+	luajit t/stress/soak.lua

@@ -1,0 +1,53 @@
+-- kill -9 under traffic (issue 3, item 3), short version of t/stress/kill.lua
+-- (`make stress` runs 20 kills), and a sender killed in the middle of a large
+-- alert.
+local nginx = require "nginx"
+local kill = require "t.stress.kill"
+
+describe("kill -9 of workers under traffic", function()
+  it("6 kills: senders get nil, err for the dead, pipes removed, the respawned hear broadcasts within 1 s", function()
+    local r = kill.run(6)
+    kill.print(r, io.stderr)
+    assert.are.same({}, r.failures)
+    assert.is_true(r.figures.refused_dead > 0, "sends to killed workers refused")
+  end)
+end)
+
+describe("a sender killed in the middle of a large alert", function()
+  local inst
+
+  after_each(function()
+    if inst then inst:stop(); inst = nil end
+  end)
+
+  -- the receiver has the first packets of an alert that will never be
+  -- completed: what it holds for it must be let go, or it would count
+  -- against receive_backlog (and stay in memory) for the receiver's lifetime
+  it("leaves nothing held by the receiver, which keeps receiving large alerts", function()
+    inst = nginx.start { workers = 3, init_worker = [[
+      local ipc = require "ngx.ipc"
+      ipc.receive("x", function(d) T.add("x:" .. ngx.worker.pid(), #d) end)
+    ]] }
+    local pids = inst:workers()
+    local a, b, c = pids[1], pids[2], pids[3]
+    for round = 1, 2 do
+      -- a queues 100 MiB for b (its pipe takes 1 MiB at a time) and dies
+      assert.is_true(inst:run(a, ("return ipc.send(%d, 'x', string.rep('z', 100 * 1024 * 1024))"):format(b), 20))
+      local fresh = inst:kill9(a)
+      for i, p in ipairs(pids) do
+        if p == a then pids[i] = fresh end
+      end
+      a = fresh
+    end
+    -- a live worker's 40 MiB alert still gets through
+    assert.is_true(inst:run(c, ("return ipc.send(%d, 'x', string.rep('y', 40 * 1024 * 1024))"):format(b), 20))
+    local ok = pcall(inst.wait_count, inst, "x:" .. b, 1, 10)
+    local s = inst:run(b, [[
+      local s = ipc.stats()
+      return { partial = s.receive_partial, dropped = s.dropped.receive_backlog, truncated = s.dropped.truncated }
+    ]])
+    assert.is_true(ok, ("the live worker's 40 MiB alert was not handled (receive_partial %d bytes, "
+      .. "dropped over receive_backlog %d)"):format(s.partial, s.dropped))
+    assert.are.equal(0, s.partial, "receive_partial of the receiver, both senders dead")
+  end)
+end)
