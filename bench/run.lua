@@ -1,0 +1,725 @@
+-- bench/run.lua: `make bench` — ngx.ipc against what a bare pipe can do.
+--
+--   luajit bench/run.lua [--json=FILE] [--runs=3] [--seconds=0.8]
+--                        [--only=W1,W2,W3,W4,W5] [--every=256] [--yield=timer]
+--                        [--window=BYTES] [--quiet=60] [--strict] [--profile=DIR]
+--
+-- Starts real nginx masters on 127.0.0.1 (through t/lib/nginx.lua, whose
+-- control path is a lua_shared_dict, never ngx.ipc), runs each workload as
+-- the median of --runs runs after a warm-up, measures the limits with
+-- bench/probe.c, prints one table and, with --json, writes every figure.
+-- Exits 1 when an alert was lost, duplicated or damaged (or, with --strict,
+-- when a target is not met), 2 when the bench itself failed.
+--
+-- --profile=DIR does no table: it profiles W1 and W2 (or --only), with the
+-- workers on separate CPUs and on one CPU: /proc counters, system calls
+-- (perf stat on syscall tracepoints), C calls (uprobes), perf record,
+-- jit.p and jit.v, writing reports into DIR (see bench/profile.lua and
+-- docs/performance.md).
+
+local ROOT = (function()
+  local src = debug.getinfo(1, "S").source:sub(2)
+  local dir = src:match("^(.*)/bench/[^/]+$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    dir = (os.getenv("PWD") or io.popen("pwd"):read("*l")) .. (dir == "." and "" or "/" .. dir)
+  end
+  return dir
+end)()
+package.path = ROOT .. "/t/lib/?.lua;" .. package.path
+
+local nginx = require "nginx"
+local socket = require "socket"
+
+local PROBE = ROOT .. "/lib/bench-probe"
+local WORKER_MODULE = ROOT .. "/bench/worker.lua"
+
+---------------------------------------------------------------------------
+-- options
+---------------------------------------------------------------------------
+
+local opts = { runs = 3, seconds = 0.8, every = 256, yield = "timer", window = 16 * 1024 * 1024, quiet = 60 }
+do
+  local i = 1
+  while i <= #arg do
+    local a = arg[i]
+    local k, v = a:match("^%-%-([%w_-]+)=(.*)$")
+    if not k then
+      k = a:match("^%-%-([%w_-]+)$")
+      if k == "json" or k == "only" or k == "profile" then
+        i = i + 1
+        v = arg[i]
+      end
+    end
+    if k == "json" or k == "only" or k == "yield" or k == "profile" then
+      opts[k] = assert(v, "--" .. k .. " needs a value")
+    elseif k == "runs" or k == "seconds" or k == "every" or k == "window" or k == "quiet" then
+      opts[k] = assert(tonumber(v), "--" .. k .. " needs a number")
+    elseif k == "strict" then
+      opts.strict = true
+    elseif k == "help" or k == "h" then
+      local head = io.open(ROOT .. "/bench/run.lua"):read("*a"):match("^(.-)\n\n")
+      print((("\n" .. head):gsub("\n%-%- ?", "\n"):sub(2)))
+      os.exit(0)
+    else
+      io.stderr:write("bench: unknown argument " .. a .. " (see --help)\n")
+      os.exit(2)
+    end
+    i = i + 1
+  end
+end
+local only = {}
+if opts.only then
+  for w in opts.only:gmatch("[^,%s]+") do only[w:upper()] = true end
+end
+local function wanted(w) return not opts.only or only[w] end
+
+---------------------------------------------------------------------------
+-- small utilities
+---------------------------------------------------------------------------
+
+-- ok, output (stdout and stderr), exit code
+local sh = nginx.sh
+
+local function median(list)
+  local t = {}
+  for i, v in ipairs(list) do t[i] = v end
+  table.sort(t)
+  return t[math.floor((#t + 1) / 2)]
+end
+
+-- a flat JSON object from the probe
+local function parse_flat(s)
+  local o = {}
+  for k, v in s:gmatch('"([%w_]+)":([^,}]+)') do
+    if v == "true" then o[k] = true
+    elseif v == "false" then o[k] = false
+    else o[k] = tonumber(v) or v:gsub('^"', ""):gsub('"$', "") end
+  end
+  return o
+end
+
+local function json(v, indent)
+  indent = indent or ""
+  local t = type(v)
+  if t == "table" then
+    local n = #v
+    local is_list = n > 0 or next(v) == nil
+    if is_list then
+      for k in pairs(v) do
+        if type(k) ~= "number" then is_list = false break end
+      end
+    end
+    local inner = indent .. "  "
+    local parts = {}
+    if is_list then
+      for i = 1, n do parts[i] = inner .. json(v[i], inner) end
+      return #parts == 0 and "[]" or "[\n" .. table.concat(parts, ",\n") .. "\n" .. indent .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      local x = v[k]
+      if x == nil then x = v[tonumber(k)] end
+      parts[#parts + 1] = inner .. json(k) .. ": " .. json(x, inner)
+    end
+    return "{\n" .. table.concat(parts, ",\n") .. "\n" .. indent .. "}"
+  elseif t == "string" then
+    return '"' .. v:gsub('[%c"\\]', function(c)
+      local map = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t" }
+      return map[c] or ("\\u%04x"):format(c:byte())
+    end) .. '"'
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    if v == math.floor(v) and math.abs(v) < 2^53 then return ("%d"):format(v) end
+    return ("%.6g"):format(v)
+  elseif t == "boolean" then
+    return tostring(v)
+  end
+  return "null"
+end
+
+-- 1234567 -> "1.23 M"
+local function si(x)
+  local a = math.abs(x)
+  if a >= 1e9 then return ("%.2f G"):format(x / 1e9) end
+  if a >= 1e6 then return ("%.2f M"):format(x / 1e6) end
+  if a >= 1e4 then return ("%.0f K"):format(x / 1e3) end
+  if a >= 1e3 then return ("%.1f K"):format(x / 1e3) end
+  return ("%.0f"):format(x)
+end
+
+local function say(fmt, ...)
+  io.stderr:write((select("#", ...) > 0 and fmt:format(...) or fmt) .. "\n")
+  io.stderr:flush()
+end
+
+local function read_file(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+---------------------------------------------------------------------------
+-- the machine
+---------------------------------------------------------------------------
+
+local function machine()
+  local cpuinfo = read_file("/proc/cpuinfo") or ""
+  local model = cpuinfo:match("model name%s*:%s*([^\n]+)") or "?"
+  local _, ncpu = sh("nproc")
+  local _, kernel = sh("uname -sr")
+  local _, ngx_v = sh("/usr/sbin/nginx -v")
+  local _, lj = sh("luajit -v")
+  -- the module under test: this tree, or NGX_IPC_ROOT (t/lib/nginx.lua)
+  local _, commit = sh("cd " .. nginx.shq(nginx.root) .. " && git rev-parse --short HEAD")
+  local _, dirty = sh("cd " .. nginx.shq(nginx.root) .. " && git status --porcelain -- c src build | wc -l")
+  local mem = (read_file("/proc/meminfo") or ""):match("MemTotal:%s*(%d+)")
+  return {
+    cpu = model, cpus = tonumber(ncpu), kernel = kernel:gsub("%s+$", ""),
+    memory_gib = mem and math.floor(tonumber(mem) / 1048576 + 0.5),
+    nginx = ngx_v:match("nginx/([%d.]+)") or "?",
+    luajit = lj:match("LuaJIT ([%w.-]+)") or "?",
+    commit = commit:match("^(%x+)%s*$") or os.getenv("NGX_IPC_BENCH_COMMIT") or "?",
+    module_root = nginx.root,
+    uncommitted_changes = (tonumber(dirty:match("%d+")) or 0) > 0,
+    date = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+  }
+end
+
+---------------------------------------------------------------------------
+-- background load: other processes on this machine disturb every figure
+---------------------------------------------------------------------------
+
+local function proc_ticks()
+  local t = {}
+  for _, name in ipairs(nginx.listdir("/proc")) do
+    if name:match("^%d+$") then
+      local st = read_file("/proc/" .. name .. "/stat")
+      if st then
+        local comm, rest = st:match("%((.*)%) (.*)$")
+        local f = {}
+        for x in (rest or ""):gmatch("%S+") do f[#f + 1] = x end
+        t[tonumber(name)] = { comm = comm, ticks = (tonumber(f[12]) or 0) + (tonumber(f[13]) or 0) }
+      end
+    end
+  end
+  return t
+end
+
+local CLK_TCK = tonumber((select(2, sh("getconf CLK_TCK")))) or 100
+local background = { max_cpus = 0, samples = {} }
+
+-- CPUs kept busy by processes other than this one and its nginx instances,
+-- over `secs` seconds (nothing of ours runs meanwhile)
+local function sample_background(when, secs)
+  secs = secs or 0.5
+  local a = proc_ticks()
+  socket.sleep(secs)
+  local b = proc_ticks()
+  local busy, top = 0, {}
+  for pid, x in pairs(b) do
+    local before = a[pid] and a[pid].comm == x.comm and a[pid].ticks or x.ticks
+    local cpus = (x.ticks - before) / CLK_TCK / secs
+    if cpus > 0 then
+      busy = busy + cpus
+      top[#top + 1] = { x.comm, cpus }
+    end
+  end
+  table.sort(top, function(p, q) return p[2] > q[2] end)
+  local names = {}
+  for i = 1, math.min(3, #top) do
+    if top[i][2] >= 0.05 then names[#names + 1] = ("%s %.2f"):format(top[i][1], top[i][2]) end
+  end
+  background.samples[#background.samples + 1] = { when = when, cpus = busy, top = table.concat(names, ", ") }
+  if busy > background.max_cpus then
+    background.max_cpus = busy
+    background.top = table.concat(names, ", ")
+  end
+  return busy
+end
+
+-- wait (up to `max_wait` s) until the machine is quiet
+local function wait_quiet(max_wait)
+  local deadline = socket.gettime() + max_wait
+  local busy = sample_background("start", 0.5)
+  if busy >= 0.15 and max_wait > 0 then
+    say("machine busy (%.2f CPUs used by other processes: %s); waiting up to %d s for it to calm down ...",
+      busy, background.samples[#background.samples].top, max_wait)
+    while busy >= 0.15 and socket.gettime() < deadline do
+      busy = sample_background("start", 1)
+    end
+    background.max_cpus, background.samples = busy, { background.samples[#background.samples] }
+    background.top = background.samples[1].top
+  end
+end
+
+---------------------------------------------------------------------------
+-- limits: bench/probe.c
+---------------------------------------------------------------------------
+
+local function probe(...)
+  local args = { ... }
+  for i, a in ipairs(args) do args[i] = tostring(a) end
+  local ok, out = sh(PROBE .. " " .. table.concat(args, " "))
+  local line = out:match("({[^\n]*})")
+  if not ok or not line then
+    error("probe " .. table.concat(args, " ") .. " failed: " .. out)
+  end
+  local r = parse_flat(line)
+  if not r.complete then
+    error("probe " .. table.concat(args, " ") .. " lost bytes: " .. line)
+  end
+  return r
+end
+
+local function measure_limits()
+  local L = {}
+  local secs = math.max(0.2, math.min(1, opts.seconds * 0.6))
+  say("limits: L1 (26 B writes), L2 (4096 B writes), L3 (26 B ping-pong) ...")
+  local function stream(size, field, mode)
+    probe("stream", size, 0.2, 1048576, mode) -- warm-up
+    local runs, raw, rpw = {}, {}, {}
+    for i = 1, opts.runs do
+      raw[i] = probe("stream", size, secs, 1048576, mode)
+      runs[i] = raw[i][field]
+      rpw[i] = raw[i].reads / raw[i].messages
+    end
+    return { median = median(runs), runs = runs, pipe_size = raw[1].pipe_size, msg_size = size,
+      seconds_per_run = secs, reads_per_write = median(rpw), placement = mode }
+  end
+  L.L1 = stream(26, "messages_per_s", "unpinned")
+  L.L2 = stream(4096, "bytes_per_s", "unpinned")
+  L.L1_split = stream(26, "messages_per_s", "split")
+  L.L2_split = stream(4096, "bytes_per_s", "split")
+  for _, mode in ipairs { "pinned", "unpinned", "split" } do
+    probe("pingpong", 26, 1000, mode)
+    local p50, p99 = {}, {}
+    for i = 1, opts.runs do
+      local r = probe("pingpong", 26, 10000, mode)
+      p50[i], p99[i] = r.p50_us, r.p99_us
+    end
+    L["L3_" .. mode] = { p50_us = median(p50), p99_us = median(p99), p50_runs = p50, p99_runs = p99, rounds = 10000 }
+  end
+  return L
+end
+
+---------------------------------------------------------------------------
+-- nginx instances
+---------------------------------------------------------------------------
+
+local instances = {}
+
+-- placement: nil (the scheduler decides), "shared" (every worker on the
+-- first CPU), "split" (worker i on CPU i mod 2)
+local function start(workers, placement)
+  local main
+  if placement == "shared" then
+    main = "worker_cpu_affinity " .. ("01 "):rep(workers):gsub(" $", "") .. ";"
+  elseif placement == "split" then
+    local masks = {}
+    for i = 1, workers do masks[i] = i % 2 == 1 and "01" or "10" end
+    main = "worker_cpu_affinity " .. table.concat(masks, " ") .. ";"
+  end
+  local inst = nginx.start { workers = workers, level = "error", main = main, dict_size = "16m" }
+  instances[#instances + 1] = inst
+  local dst = inst.prefix .. "/lib/ngx_ipc_bench.lua"
+  local ok, out = sh(("cp %s %s && chmod a+r %s"):format(nginx.shq(WORKER_MODULE), nginx.shq(dst), nginx.shq(dst)))
+  assert(ok, out)
+  local ids = inst:run_all("return ngx.worker.id()")
+  inst.by_id, inst.all = {}, {}
+  for pid, id in pairs(ids) do
+    inst.by_id[id] = pid
+    inst.all[#inst.all + 1] = pid
+  end
+  table.sort(inst.all)
+  -- load the bench module (and ngx.ipc: every worker joins) before timing
+  inst:run_all("local B = require 'ngx_ipc_bench'; ipc.receive('bench', function() end); return true")
+  return inst
+end
+
+local function stop_all()
+  for _, inst in ipairs(instances) do pcall(inst.stop, inst) end
+  instances = {}
+end
+
+local function B(call) return "return require('ngx_ipc_bench')." .. call end
+
+local function lst(t) return nginx.lua_list(t) end
+
+-- largest power of two <= x (at least 1)
+local function pow2_below(x)
+  local p = 1
+  while p * 2 <= x do p = p * 2 end
+  return p
+end
+
+---------------------------------------------------------------------------
+-- one run of a stream workload (W1-W4)
+---------------------------------------------------------------------------
+
+-- returns { ok, n, seconds, alerts_per_s, deliveries_per_s, bytes_per_s, errors = {...} }
+-- hooks (profiling): before(sender, receivers) runs once the receivers are
+-- armed, just before the sender starts; after() once every result is in.
+local function stream_run(inst, bcast, n, size, full, hooks)
+  local sender = inst.by_id[1]
+  local receivers = bcast and inst.all or { inst.by_id[0] }
+  local window = math.max(64, math.floor(opts.window / size))
+  local every = pow2_below(math.max(1, math.min(1024, window / 8)))
+  inst:run_all(B(("arm(%d, %d, %s, %d)"):format(n, size, tostring(full), every)), nil, receivers)
+  local timeout = 120
+  if hooks and hooks.before then hooks.before(sender, receivers) end
+  local hw = inst:spawn(receivers, B(("wait_done(%d)"):format(timeout)))
+  local hs = inst:spawn({ sender }, B(("send_loop(%s, %d, %d, %d, %q, %s, %d)"):format(
+    bcast and "nil" or tostring(receivers[1]), n, size, opts.every, opts.yield, lst(receivers), window)))
+  local res = { n = n, size = size, errors = {}, receivers = #receivers }
+  local s = inst:collect(hs, timeout + 30)[sender]
+  local rs = inst:collect(hw, timeout + 30)
+  if hooks and hooks.after then hooks.after(sender, receivers) end
+  if not s.ok then
+    res.errors[#res.errors + 1] = "sender: " .. tostring(s.err):match("^[^\n]*")
+    return res
+  end
+  s = s.v[1]
+  local t_end, delivered = 0, 0
+  for _, pid in ipairs(receivers) do
+    local r = rs[pid]
+    if not r.ok then
+      res.errors[#res.errors + 1] = "receiver " .. pid .. ": " .. tostring(r.err):match("^[^\n]*")
+    else
+      r = r.v[1]
+      delivered = delivered + r.count
+      if r.count ~= n then
+        res.errors[#res.errors + 1] = ("worker %d counted %d of %d alerts"):format(pid, r.count, n)
+      end
+      if r.bad > 0 then
+        res.errors[#res.errors + 1] = ("worker %d: %d damaged or out-of-order alerts (first: %s)"):format(
+          pid, r.bad, tostring(r.first_bad))
+      end
+      if r.t_last > t_end then t_end = r.t_last end
+    end
+  end
+  res.delivered = delivered
+  res.yields, res.throttled = s.yields, s.throttled
+  res.send_seconds = s.t_sent - s.t0
+  res.seconds = t_end - s.t0
+  res.ok = #res.errors == 0 and res.seconds > 0
+  if res.ok then
+    res.alerts_per_s = n / res.seconds
+    res.deliveries_per_s = delivered / res.seconds
+    res.bytes_per_s = delivered * size / res.seconds
+  end
+  return res
+end
+
+-- Two warm-ups: a short one with the byte-exact check, then one of the
+-- length it suggests; N for the runs is calibrated on the second, so that a
+-- run lasts about --seconds.
+local function stream_workload(inst, name, bcast, size, n_warm)
+  local runs, errors = {}, {}
+  local function calibrate(r, n)
+    if not r.ok then return n end
+    n = math.floor(r.alerts_per_s * opts.seconds / 1000 + 0.5) * 1000
+    return math.max(1000, math.min(n, 20e6))
+  end
+  local warm = stream_run(inst, bcast, n_warm, size, true)
+  for _, e in ipairs(warm.errors) do errors[#errors + 1] = "warm-up: " .. e end
+  local n = calibrate(warm, n_warm)
+  local warm2 = stream_run(inst, bcast, n, size, false)
+  for _, e in ipairs(warm2.errors) do errors[#errors + 1] = "warm-up 2: " .. e end
+  n = calibrate(warm2, n)
+  for i = 1, opts.runs do
+    local r = stream_run(inst, bcast, n, size, false)
+    runs[i] = r
+    for _, e in ipairs(r.errors) do errors[#errors + 1] = ("run %d: %s"):format(i, e) end
+  end
+  local a, d, b, secs = {}, {}, {}, {}
+  for _, r in ipairs(runs) do
+    if r.ok then
+      a[#a + 1], d[#d + 1], b[#b + 1], secs[#secs + 1] = r.alerts_per_s, r.deliveries_per_s, r.bytes_per_s, r.seconds
+    end
+  end
+  local out = {
+    name = name, workers = #inst.all, size = size, n = n, broadcast = bcast,
+    whole = #errors == 0 and #a == opts.runs and warm.ok and warm2.ok,
+    errors = errors, runs = runs, warmup = { warm, warm2 },
+  }
+  if #a > 0 then
+    out.alerts_per_s = median(a)
+    out.deliveries_per_s = median(d)
+    out.bytes_per_s = median(b)
+    out.seconds_per_run = median(secs)
+  end
+  say("  %-8s %s alerts/s, %s deliveries/s, %s B/s%s", name, si(out.alerts_per_s or 0),
+    si(out.deliveries_per_s or 0), si(out.bytes_per_s or 0), out.whole and "" or "  LOSS: " .. table.concat(errors, "; "))
+  return out
+end
+
+---------------------------------------------------------------------------
+-- ping-pong (W5)
+---------------------------------------------------------------------------
+
+local function pingpong_workload(inst, name)
+  local a, b = inst.by_id[1], inst.by_id[0]
+  inst:run(b, B("arm_echo()"))
+  local errors, p50, p99, runs = {}, {}, {}, {}
+  for i = 0, opts.runs do
+    local rounds = i == 0 and 1000 or 10000
+    local ok, r = inst:try(a, B(("pingpong(%d, %d, 10, 60)"):format(b, rounds)), 90)
+    if not ok then
+      errors[#errors + 1] = ("run %d: %s"):format(i, tostring(r):match("^[^\n]*"))
+    elseif not r.complete then
+      errors[#errors + 1] = ("run %d: %d of %d round trips, %d damaged"):format(i, r.rounds, rounds, r.bad)
+    elseif i > 0 then
+      p50[#p50 + 1], p99[#p99 + 1] = r.p50_us, r.p99_us
+      runs[#runs + 1] = r
+    end
+  end
+  local out = { name = name, workers = 2, rounds = 10000, size = 10, whole = #errors == 0, errors = errors, runs = runs }
+  if #p50 > 0 then
+    out.p50_us, out.p99_us = median(p50), median(p99)
+  end
+  say("  %-8s p50 %.1f µs, p99 %.1f µs%s", name, out.p50_us or 0, out.p99_us or 0,
+    out.whole and "" or "  FAILED: " .. table.concat(errors, "; "))
+  return out
+end
+
+---------------------------------------------------------------------------
+-- the table
+---------------------------------------------------------------------------
+
+local function report(M, L, W)
+  local rows = {}
+  local function row(w, fig, unit, lim, ratio, target, met, whole)
+    rows[#rows + 1] = { w, fig, unit, lim or "", ratio and ("%.2f"):format(ratio) or "",
+      target or "", met == nil and "" or (met and "met" or "NOT met"), whole == nil and "" or (whole and "yes" or "NO") }
+  end
+  local targets = {}
+  local function target(id, what, ratio, op, goal)
+    local met
+    if ratio then
+      if op == ">=" then met = ratio >= goal else met = ratio <= goal end
+    end
+    targets[#targets + 1] = { id = id, what = what, ratio = ratio, goal = goal, op = op, met = met or false }
+    return (op == ">=" and "≥ " or "≤ ") .. ("%.1f"):format(goal), met
+  end
+
+  row("L1  pipe, 26 B writes, 64 KiB reads", si(L.L1.median), "msgs/s")
+  row("L2  pipe, 4096 B writes, 1 MiB pipe", si(L.L2.median), "B/s")
+  row("    (info) L1, one process per CPU", si(L.L1_split.median), "msgs/s")
+  row("    (info) L2, one process per CPU", si(L.L2_split.median), "B/s")
+  row("L3  pipe ping-pong 26 B, pinned", ("%.1f / %.1f"):format(L.L3_pinned.p50_us, L.L3_pinned.p99_us), "µs p50/p99")
+  row("L3  pipe ping-pong 26 B, unpinned", ("%.1f / %.1f"):format(L.L3_unpinned.p50_us, L.L3_unpinned.p99_us), "µs p50/p99")
+  row("    (info) one process per CPU", ("%.1f / %.1f"):format(L.L3_split.p50_us, L.L3_split.p99_us), "µs p50/p99")
+
+  local function ratio(x, l) return x and l and l > 0 and x / l or nil end
+  local w = W.W1
+  if w then
+    local r = ratio(w.alerts_per_s, L.L1.median)
+    local t, met = target("W1", "W1 alerts/s >= 1.2 x L1", r, ">=", 1.2)
+    row("W1  send 10 B, 2 workers", si(w.alerts_per_s or 0), "alerts/s", "L1", r, t, met, w.whole)
+  end
+  w = W.W1_split
+  if w then
+    row("    (info) W1, one worker per CPU", si(w.alerts_per_s or 0), "alerts/s", "L1 split",
+      ratio(w.alerts_per_s, L.L1_split.median), nil, nil, w.whole)
+  end
+  w = W.W2
+  if w then
+    row("W2  send 10 KiB, 2 workers", si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole)
+    local r = ratio(w.bytes_per_s, L.L2.median)
+    local t, met = target("W2", "W2 payload B/s >= 0.8 x L2", r, ">=", 0.8)
+    row("", si(w.bytes_per_s or 0), "payload B/s", "L2", r, t, met)
+  end
+  w = W.W2_split
+  if w then
+    row("    (info) W2, one worker per CPU", si(w.bytes_per_s or 0), "payload B/s", "L2 split",
+      ratio(w.bytes_per_s, L.L2_split.median), nil, nil, w.whole)
+  end
+  for _, k in ipairs { "W3_2", "W3_5" } do
+    w = W[k]
+    if w then
+      local label = ("W3  broadcast 10 B, %d workers"):format(w.workers)
+      row(label, si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole)
+      local r = ratio(w.deliveries_per_s, L.L1.median)
+      local t, met
+      if k == "W3_5" then t, met = target("W3", "W3 (5 workers) deliveries/s >= 1.3 x L1", r, ">=", 1.3) end
+      row("", si(w.deliveries_per_s or 0), "deliveries/s", "L1", r, t, met)
+    end
+  end
+  for _, k in ipairs { "W4_2", "W4_5" } do
+    w = W[k]
+    if w then
+      local label = ("W4  broadcast 10 KiB, %d workers"):format(w.workers)
+      row(label, si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole)
+      row("", si(w.deliveries_per_s or 0), "deliveries/s")
+      local r = ratio(w.bytes_per_s, L.L2.median)
+      local t, met
+      if k == "W4_2" then t, met = target("W4", "W4 (2 workers) delivered payload B/s >= 0.8 x L2", r, ">=", 0.8) end
+      row("", si(w.bytes_per_s or 0), "payload B/s", "L2", r, t, met)
+    end
+  end
+  for _, k in ipairs { "W5_pinned", "W5_unpinned" } do
+    w = W[k]
+    if w then
+      local pinned = k == "W5_pinned"
+      local lim = pinned and L.L3_pinned or L.L3_unpinned
+      local r = ratio(w.p50_us, lim.p50_us)
+      local t, met
+      if pinned then t, met = target("W5", "W5 pinned p50 <= 2 x L3 pinned", r, "<=", 2) end
+      row(("W5  ping-pong 10 B, %s"):format(pinned and "pinned (1 CPU)" or "unpinned"),
+        ("%.1f / %.1f"):format(w.p50_us or 0, w.p99_us or 0), "µs p50/p99",
+        pinned and "L3 pin" or "L3 unpin", r, t, met, w.whole)
+    end
+  end
+
+  local head = { "workload", "figure", "unit", "limit", "ratio", "target", "", "whole" }
+  local width = {}
+  local function len(s) return #s:gsub("[\128-\191]", "") end
+  for i, h in ipairs(head) do width[i] = len(h) end
+  for _, r in ipairs(rows) do
+    for i, c in ipairs(r) do width[i] = math.max(width[i], len(c)) end
+  end
+  local function line(r)
+    local parts = {}
+    for i, c in ipairs(r) do
+      local pad = (" "):rep(width[i] - len(c))
+      parts[i] = (i == 2 or i == 5) and (pad .. c) or (c .. pad)
+    end
+    return (table.concat(parts, "  "):gsub("%s+$", ""))
+  end
+  local out = {}
+  out[#out + 1] = ("ngx.ipc bench — %s, %d × %s, %s, nginx %s, LuaJIT %s, commit %s%s"):format(
+    M.date, M.cpus or 0, M.cpu, M.kernel, M.nginx, M.luajit, M.commit,
+    M.uncommitted_changes and " + uncommitted changes" or "")
+  out[#out + 1] = ("each figure: median of %d runs after a warm-up; W runs %.1f s each; whole = every alert counted, in order, intact")
+    :format(opts.runs, opts.seconds)
+  local bg = M.background
+  if bg.max_cpus >= 0.15 then
+    out[#out + 1] = ("WARNING: other processes kept up to %.2f CPUs busy during the bench (%s): the figures are disturbed")
+      :format(bg.max_cpus, bg.top or "?")
+  else
+    out[#out + 1] = ("machine quiet: other processes used at most %.2f CPUs when sampled between phases"):format(bg.max_cpus)
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = line(head)
+  local sep = {}
+  for i = 1, #head do sep[i] = ("-"):rep(width[i]) end
+  out[#out + 1] = line(sep)
+  for _, r in ipairs(rows) do out[#out + 1] = line(r) end
+  local met_n = 0
+  for _, t in ipairs(targets) do if t.met then met_n = met_n + 1 end end
+  out[#out + 1] = ""
+  out[#out + 1] = ("targets met: %d of %d"):format(met_n, #targets)
+  return table.concat(out, "\n"), targets
+end
+
+---------------------------------------------------------------------------
+-- profiling (--profile=DIR): see docs/performance.md
+---------------------------------------------------------------------------
+
+local profile -- defined in bench/profile.lua
+
+---------------------------------------------------------------------------
+-- main
+---------------------------------------------------------------------------
+
+local function main()
+  assert(read_file(PROBE), PROBE .. " is missing: run `make bench` (it builds bench/probe.c)")
+  assert(read_file(nginx.root .. "/lib/ngx_ipc_shim.so"), nginx.root .. "/lib/ngx_ipc_shim.so is missing: run `make shim`")
+  local t_start = socket.gettime()
+
+  if opts.profile then
+    profile = dofile(ROOT .. "/bench/profile.lua")
+    return profile {
+      opts = opts, root = ROOT, start = start, stop_all = stop_all, B = B, lst = lst,
+      stream_run = stream_run, wanted = wanted, say = say, sh = sh, json = json, si = si,
+      wait_quiet = wait_quiet, sample_background = sample_background, background = background,
+    }
+  end
+
+  local M = machine()
+  wait_quiet(opts.quiet)
+  local L = measure_limits()
+  say("  L1 %s msgs/s, L2 %s B/s, L3 pinned p50 %.1f µs, unpinned p50 %.1f µs",
+    si(L.L1.median), si(L.L2.median), L.L3_pinned.p50_us, L.L3_unpinned.p50_us)
+
+  local W = {}
+  if wanted("W1") or wanted("W2") or wanted("W3") or wanted("W4") or wanted("W5") then
+    sample_background("before W1-W5, 2 workers")
+    say("nginx, 2 workers ...")
+    local inst = start(2, false)
+    if wanted("W1") then W.W1 = stream_workload(inst, "W1", false, 10, 200000) end
+    if wanted("W2") then W.W2 = stream_workload(inst, "W2", false, 10240, 20000) end
+    if wanted("W3") then W.W3_2 = stream_workload(inst, "W3 2w", true, 10, 200000) end
+    if wanted("W4") then W.W4_2 = stream_workload(inst, "W4 2w", true, 10240, 10000) end
+    if wanted("W5") then W.W5_unpinned = pingpong_workload(inst, "W5 unpin") end
+    stop_all()
+  end
+  if wanted("W3") or wanted("W4") then
+    sample_background("before W3-W4, 5 workers")
+    say("nginx, 5 workers ...")
+    local inst = start(5, false)
+    if wanted("W3") then W.W3_5 = stream_workload(inst, "W3 5w", true, 10, 100000) end
+    if wanted("W4") then W.W4_5 = stream_workload(inst, "W4 5w", true, 10240, 5000) end
+    stop_all()
+  end
+  if wanted("W1") or wanted("W2") then
+    sample_background("before W1-W2, one worker per CPU")
+    say("nginx, 2 workers, one per CPU ...")
+    local inst = start(2, "split")
+    if wanted("W1") then W.W1_split = stream_workload(inst, "W1 split", false, 10, 200000) end
+    if wanted("W2") then W.W2_split = stream_workload(inst, "W2 split", false, 10240, 20000) end
+    stop_all()
+  end
+  if wanted("W5") then
+    sample_background("before W5 pinned")
+    say("nginx, 2 workers pinned to one CPU ...")
+    local inst = start(2, "shared")
+    W.W5_pinned = pingpong_workload(inst, "W5 pin")
+    stop_all()
+  end
+
+  sample_background("end")
+  M.background = background
+  local text, targets = report(M, L, W)
+  print(text)
+  local whole = true
+  for _, w in pairs(W) do
+    if not w.whole then
+      whole = false
+      print(("LOSS in %s: %s"):format(w.name, table.concat(w.errors, "; ")))
+    end
+  end
+  print(whole and "delivery: every alert of every run delivered whole" or "delivery: FAILED (see above)")
+  print(("bench took %.0f s"):format(socket.gettime() - t_start))
+
+  if opts.json then
+    local doc = {
+      machine = M, options = { runs = opts.runs, seconds = opts.seconds, every = opts.every,
+        yield = opts.yield, window_bytes = opts.window },
+      limits = L, workloads = W, targets = targets, whole = whole,
+      table = text,
+    }
+    local f = assert(io.open(opts.json, "w"))
+    f:write(json(doc), "\n")
+    f:close()
+    print("figures written to " .. opts.json)
+  end
+
+  local met_all = true
+  for _, t in ipairs(targets) do if not t.met then met_all = false end end
+  if not whole then return 1 end
+  if opts.strict and not met_all then return 1 end
+  return 0
+end
+
+local ok, rc = xpcall(main, debug.traceback)
+stop_all()
+if not ok then
+  io.stderr:write("bench: " .. tostring(rc) .. "\n")
+  os.exit(2)
+end
+os.exit(rc)
