@@ -636,6 +636,10 @@ ngx_ipc_stream_read(int fd, size_t max)
         total += (size_t) n;
 
         ngx_ipc_parse();
+
+        if ((size_t) n < room) {
+            break;                     /* the pipe is empty: no EAGAIN read */
+        }
     }
 
     return (ssize_t) total;

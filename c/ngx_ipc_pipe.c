@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ngx_ipc_internal.h"
@@ -72,6 +73,7 @@ struct ngx_ipc_dest_s {
     int              own;           /* fd is our own write end */
     int              dirty;         /* on the dirty list */
     uint32_t         oalerts;       /* alerts that started in obuf */
+    int64_t          last_ns;       /* last alert written on its own */
     size_t           olen;
     u_char           obuf[NGX_IPC_WRITE_MAX];
 };
@@ -1143,6 +1145,7 @@ ngx_ipc_pipe_flush_all(void)
     for (i = 0; i < NGX_IPC_DESTS; i++) {
         for (d = ngx_ipc_pipe.dests[i]; d; d = next) {
             next = d->next;
+            d->last_ns = 0;                  /* standalone: a new turn */
 
             if (d->head && d->fd != -1 && ngx_ipc_dest_flush(d) == 0) {
                 ngx_ipc_dest_arm(d);
@@ -1181,6 +1184,48 @@ ngx_ipc_check(size_t name_len, size_t data_len)
         return -1;
     }
 
+    return 0;
+}
+
+
+/*
+ * Is this alert part of a burst to d?  A burst's alerts share writes,
+ * flushed at the end of the turn; an alert on its own (a reply in a
+ * ping-pong, say) is written at once, without the cost of arming the end of
+ * the turn.  nginx does not tell where a turn starts, so a burst is an alert
+ * less than NGX_IPC_BURST_NS after the last one written on its own.  In
+ * standalone mode ngx_ipc_poll() ends a turn, so a burst is any alert after
+ * the first of the turn (last_ns doubles as the flag).
+ */
+
+#define NGX_IPC_BURST_NS  2000
+
+static int
+ngx_ipc_dest_burst(ngx_ipc_dest_t *d)
+{
+    int64_t          now;
+    struct timespec  ts;
+
+    if (ngx_ipc_mode == NGX_IPC_MODE_STANDALONE) {
+        if (d->last_ns) {
+            return 1;
+        }
+
+        d->last_ns = 1;
+        return 0;
+    }
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        return 1;
+    }
+
+    now = (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+
+    if (now - d->last_ns < NGX_IPC_BURST_NS) {
+        return 1;
+    }
+
+    d->last_ns = now;
     return 0;
 }
 
@@ -1343,20 +1388,14 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
         return 0;
     }
 
-    if (!d->dirty) {
+    if (!d->dirty && !ngx_ipc_dest_burst(d)) {
 
         /*
-         * The first alert to d in this turn goes out at once (no latency
-         * added, and a destination that died is reported to this send); the
-         * ones after it in this turn share writes.
+         * An alert on its own goes out at once: no latency added, and a
+         * destination that died is reported to this very send.
          */
 
-        rc = ngx_ipc_dest_write_now(d, &out);
-        if (rc == 0) {
-            ngx_ipc_dest_dirty(d);
-        }
-
-        return rc;
+        return ngx_ipc_dest_write_now(d, &out);
     }
 
     d->oalerts++;

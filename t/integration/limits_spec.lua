@@ -87,6 +87,26 @@ describe("ipc.configure and ipc.stats", function()
     assert.is_true(recv.bytes_received >= res.accepted * 64 * KiB, "bytes_received " .. recv.bytes_received)
   end)
 
+  it("writes a lone alert at once and packs a burst of small alerts into few writes", function()
+    local a, b = pids[1], pids[2]
+    inst:run(b, [[ipc.receive("burst", function(data) T.add("burst", data) end)]])
+    local res = inst:run(a, ([[
+      local w0 = ipc.stats().writes
+      ngx.sleep(0.01)                     -- nothing sent to b just before
+      assert(ipc.send(%d, "burst", "lone"))
+      local lone = ipc.stats().writes - w0
+      for i = 1, 1000 do assert(ipc.send(%d, "burst", ("%%04d"):format(i))) end
+      return { lone = lone, burst = ipc.stats().writes - w0 - lone }
+    ]]):format(b, b))
+    assert.are.equal(1, res.lone, "writes for a lone alert, before the turn ends")
+    assert.is_true(res.burst <= 100, "writes for 1000 alerts of 4 bytes: " .. res.burst)
+    local got = inst:wait_count("burst", 1001, 10)
+    assert.are.equal("lone", got[1])
+    for i = 1, 1000 do
+      assert.are.equal(("%04d"):format(i), got[i + 1], "alert " .. i .. " of the burst")
+    end
+  end)
+
   it("drops an alert bigger than the receiver's receive_backlog, logs it and counts it", function()
     local a, b = pids[1], pids[2]
     inst:run(b, [[ipc.receive("big", function(data) T.add("big", #data) end)]])

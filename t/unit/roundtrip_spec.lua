@@ -52,8 +52,8 @@ describe("an alert sent to the own pid", function()
         roundtrip("", "")
     end)
 
-    it("writes the first alert of a turn at once and packs the rest into "
-       .. "shared writes until the turn ends, keeping order", function()
+    it("writes an alert on its own at once and packs a burst into shared "
+       .. "writes until the turn ends, keeping order", function()
         helper.drain()
         local before = shim.counters().writes
         assert(shim.send(pid, "pack", "first"))
@@ -65,8 +65,9 @@ describe("an alert sent to the own pid", function()
             assert(shim.send(pid, "pack", data))
             expected[#expected + 1] = { sender = pid, name = "pack", data = data }
         end
-        -- 200 packets of 30 bytes: two shared writes of at most 4096 bytes,
-        -- one when the buffer filled, one at the end of the turn (poll)
+        -- 200 packets of 30 bytes in the same turn (standalone: until poll):
+        -- shared writes of at most 4096 bytes, one when the buffer filled,
+        -- one at the end of the turn
         assert.are.equal(2, shim.counters().writes - before,
                          "writes before the turn ends")
         assert(helper.same_alerts(expected, helper.collect(#expected), "packed"))
