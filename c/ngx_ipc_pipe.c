@@ -103,6 +103,8 @@ static ngx_ipc_pipe_t  ngx_ipc_pipe = {
 
 static ngx_ipc_dest_t  *ngx_ipc_dirty;
 
+static void ngx_ipc_dest_dirty(ngx_ipc_dest_t *d);
+
 
 /* names and processes */
 
@@ -1193,18 +1195,30 @@ ngx_ipc_check(size_t name_len, size_t data_len)
  * flushed at the end of the turn; an alert on its own (a reply in a
  * ping-pong, say) is written at once, without the cost of arming the end of
  * the turn.  nginx does not tell where a turn starts, so a burst is an alert
- * less than NGX_IPC_BURST_NS after the last one written on its own.  In
- * standalone mode ngx_ipc_poll() ends a turn, so a burst is any alert after
- * the first of the turn (last_ns doubles as the flag).
+ * that starts less than NGX_IPC_BURST_NS after the last alert written on its
+ * own started.  In standalone mode ngx_ipc_poll() ends a turn, so a burst is any
+ * alert after the first of the turn (last_ns doubles as the flag).
  */
 
 #define NGX_IPC_BURST_NS  2000
 
+static int64_t
+ngx_ipc_now(void)
+{
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        return 0;
+    }
+
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+
 static int
 ngx_ipc_dest_burst(ngx_ipc_dest_t *d)
 {
-    int64_t          now;
-    struct timespec  ts;
+    int64_t  now;
 
     if (ngx_ipc_mode == NGX_IPC_MODE_STANDALONE) {
         if (d->last_ns) {
@@ -1215,11 +1229,7 @@ ngx_ipc_dest_burst(ngx_ipc_dest_t *d)
         return 0;
     }
 
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
-        return 1;
-    }
-
-    now = (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+    now = ngx_ipc_now();
 
     if (now - d->last_ns < NGX_IPC_BURST_NS) {
         return 1;
@@ -1230,17 +1240,20 @@ ngx_ipc_dest_burst(ngx_ipc_dest_t *d)
 }
 
 
-/* writes an alert in writes of whole packets; queues what the pipe refuses */
+/*
+ * Writes an alert in writes of whole packets, but for the tail of a long one;
+ * queues what the pipe refuses.
+ */
 
 static int
 ngx_ipc_dest_write_now(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
 {
-    int            rc;
+    int            rc, first;
     size_t         n, k;
     u_char         buf[NGX_IPC_WRITE_MAX];
     ngx_ipc_out_t  saved;
 
-    while (!ngx_ipc_out_done(out)) {
+    for (first = 1; !ngx_ipc_out_done(out); first = 0) {
         saved = *out;
         n = 0;
 
@@ -1248,6 +1261,20 @@ ngx_ipc_dest_write_now(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
                                  out)))
         {
             n += k;
+        }
+
+        if (!first && ngx_ipc_out_done(out)) {
+
+            /*
+             * The tail of an alert longer than one write waits in obuf, to
+             * fill a write with the next alert or go at the turn's end.
+             */
+
+            memcpy(d->obuf, buf, n);
+            d->olen = n;
+            d->oalerts = 1;
+            ngx_ipc_dest_dirty(d);
+            return 0;
         }
 
         rc = ngx_ipc_dest_write(d, buf, n);
