@@ -154,13 +154,7 @@ local function say(fmt, ...)
   io.stderr:flush()
 end
 
-local function read_file(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = nginx.read_file
 
 ---------------------------------------------------------------------------
 -- the machine

@@ -109,15 +109,7 @@ function M.run(kills, opts)
     end
     -- the pipes: the live workers', nothing else
     local now_pids = inst:workers()
-    local entries, dir = traffic.instance_dir(inst, now_pids[1])
-    table.sort(entries)
-    local want = {}
-    for i, p in ipairs(now_pids) do want[i] = tostring(p) end
-    table.sort(want)
-    if table.concat(entries, " ") ~= table.concat(want, " ") then
-      r.failures[#r.failures + 1] = ("instance directory %s holds [%s], expected the live workers' pipes [%s]"):format(
-        dir, table.concat(entries, " "), table.concat(want, " "))
-    end
+    traffic.check_pipes(inst, now_pids, r)
     -- partial alerts of dead senders must not stay held (and count against
     -- receive_backlog) forever
     f.partial_held = 0
@@ -132,14 +124,7 @@ function M.run(kills, opts)
     end
     return r
   end)
-  local stop_ok, stop_err = pcall(inst.stop, inst)
-  if not ok then
-    error(res, 0)
-  end
-  if not stop_ok then
-    table.insert(res.failures, 1, tostring(stop_err))
-  end
-  return res
+  return traffic.finish(inst, ok, res)
 end
 
 function M.print(r, out)

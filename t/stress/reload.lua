@@ -117,25 +117,10 @@ function M.run(reloads, opts)
         #mine, master, root, table.concat(mine, " "))
     end
     -- and it holds the pipes of the current workers, nothing else
-    local entries = nginx.listdir(dir)
-    table.sort(entries)
-    local want = {}
-    for i, p in ipairs(now_pids) do want[i] = tostring(p) end
-    table.sort(want)
-    if table.concat(entries, " ") ~= table.concat(want, " ") then
-      r.failures[#r.failures + 1] = ("instance directory %s holds [%s], expected the current workers' pipes [%s]"):format(
-        dir, table.concat(entries, " "), table.concat(want, " "))
-    end
+    traffic.check_pipes(inst, now_pids, r)
     return r
   end)
-  local stop_ok, stop_err = pcall(inst.stop, inst)
-  if not ok then
-    error(res, 0)
-  end
-  if not stop_ok then
-    table.insert(res.failures, 1, tostring(stop_err))
-  end
-  return res
+  return traffic.finish(inst, ok, res)
 end
 
 function M.print(r, out)

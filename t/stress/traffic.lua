@@ -508,4 +508,32 @@ function M.instance_dir(inst, pid)
   return nginx.listdir(dir), dir
 end
 
+-- adds a failure to r unless the instance directory of pids[1] holds exactly
+-- the pipes of `pids`; returns the directory
+function M.check_pipes(inst, pids, r)
+  local entries, dir = M.instance_dir(inst, pids[1])
+  table.sort(entries)
+  local want = {}
+  for i, p in ipairs(pids) do want[i] = tostring(p) end
+  table.sort(want)
+  if table.concat(entries, " ") ~= table.concat(want, " ") then
+    r.failures[#r.failures + 1] = ("instance directory %s holds [%s], expected the live workers' pipes [%s]"):format(
+      dir, table.concat(entries, " "), table.concat(want, " "))
+  end
+  return dir
+end
+
+-- stops inst after a run made with pcall: re-raises the run's error, else
+-- returns its result with a failure to stop added in front
+function M.finish(inst, ok, res)
+  local stop_ok, stop_err = pcall(inst.stop, inst)
+  if not ok then
+    error(res, 0)
+  end
+  if not stop_ok then
+    table.insert(res.failures, 1, tostring(stop_err))
+  end
+  return res
+end
+
 return M
