@@ -36,6 +36,7 @@ for _, nworkers in ipairs { 2, 4 } do
           location = /sender {
             content_by_lua_block { ngx.say(type(require("ngx.ipc").sender)) }
           }
+          location = /ok { return 200 "ok\n"; }
         ]],
       }
       pids = inst:workers()
@@ -342,6 +343,26 @@ for _, nworkers in ipairs { 2, 4 } do
         local got = sorted(inst:wait_count(key .. ":" .. p, want, 5))
         assert.is_truthy(table.concat(got, ","):find("from handler of " .. b, 1, true), "worker " .. p .. " got " .. table.concat(got, ","))
       end
+    end)
+
+    it("lets a handler use a cosocket, and delivers the next alert after it", function()
+      local name, key = tag("cosock"), tag("cosockrec")
+      inst:install(([[
+        local me = ngx.worker.pid()
+        ipc.receive(%s, function(d)
+          local sock = ngx.socket.tcp()
+          sock:settimeout(2000)
+          assert(sock:connect("127.0.0.1", %d))
+          assert(sock:send("GET /ok HTTP/1.0\r\nHost: t\r\n\r\n"))
+          local body = assert(sock:receive("*a"))
+          sock:close()
+          T.add(%s .. ":" .. me, d .. "|" .. body:match("\r\n\r\n(.-)\n$"))
+        end)
+      ]]):format(q(name), inst.port, q(key)))
+      local a, b = pids[1], pids[#pids]
+      inst:run(a, ("assert(ipc.send(%d, %s, 'one')) assert(ipc.send(%d, %s, 'two'))")
+        :format(b, q(name), b, q(name)))
+      assert.are.same({ "one|ok", "two|ok" }, inst:wait_count(key .. ":" .. b, 2, 10))
     end)
 
     it("keeps the master process free of ngx_ipc pipes and of the shim", function()
