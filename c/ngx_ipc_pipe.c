@@ -73,7 +73,6 @@ struct ngx_ipc_dest_s {
     int              own;           /* fd is our own write end */
     int              dirty;         /* on the dirty list */
     uint32_t         oalerts;       /* alerts that started in obuf */
-    int64_t          last_ns;       /* last alert written on its own */
     size_t           olen;
     u_char           obuf[NGX_IPC_WRITE_MAX];
 };
@@ -102,6 +101,7 @@ static ngx_ipc_pipe_t  ngx_ipc_pipe = {
 };
 
 static ngx_ipc_dest_t  *ngx_ipc_dirty;
+static int64_t          ngx_ipc_lone_end;   /* see ngx_ipc_burst() */
 
 static void ngx_ipc_dest_dirty(ngx_ipc_dest_t *d);
 
@@ -1144,10 +1144,11 @@ ngx_ipc_pipe_flush_all(void)
     size_t           i;
     ngx_ipc_dest_t  *d, *next;
 
+    ngx_ipc_lone_end = 0;                    /* standalone: a new turn */
+
     for (i = 0; i < NGX_IPC_DESTS; i++) {
         for (d = ngx_ipc_pipe.dests[i]; d; d = next) {
             next = d->next;
-            d->last_ns = 0;                  /* standalone: a new turn */
 
             if (d->head && d->fd != -1 && ngx_ipc_dest_flush(d) == 0) {
                 ngx_ipc_dest_arm(d);
@@ -1191,13 +1192,15 @@ ngx_ipc_check(size_t name_len, size_t data_len)
 
 
 /*
- * Is this alert part of a burst to d?  A burst's alerts share writes,
- * flushed at the end of the turn; an alert on its own (a reply in a
- * ping-pong, say) is written at once, without the cost of arming the end of
- * the turn.  nginx does not tell where a turn starts, so a burst is an alert
- * that starts less than NGX_IPC_BURST_NS after the last alert written on its
- * own started.  In standalone mode ngx_ipc_poll() ends a turn, so a burst is any
- * alert after the first of the turn (last_ns doubles as the flag).
+ * Is this alert part of a burst?  A burst's alerts share writes, flushed at
+ * the end of the turn; an alert on its own (a reply in a ping-pong, say) is
+ * written at once, without the cost of arming the end of the turn.  nginx
+ * does not tell where a turn starts, so a burst is an alert that starts less
+ * than NGX_IPC_BURST_NS after the last write of an alert on its own ended,
+ * whatever its destination: a process that sends again that soon is in a
+ * loop of sends (or a broadcast), however long the write took to wake its
+ * reader.  In standalone mode ngx_ipc_poll() ends a turn, so a burst is any
+ * alert after the first one written on its own in the turn.
  */
 
 #define NGX_IPC_BURST_NS  2000
@@ -1216,27 +1219,21 @@ ngx_ipc_now(void)
 
 
 static int
-ngx_ipc_dest_burst(ngx_ipc_dest_t *d)
+ngx_ipc_burst(void)
 {
-    int64_t  now;
-
     if (ngx_ipc_mode == NGX_IPC_MODE_STANDALONE) {
-        if (d->last_ns) {
-            return 1;
-        }
-
-        d->last_ns = 1;
-        return 0;
+        return ngx_ipc_lone_end != 0;
     }
 
-    now = ngx_ipc_now();
+    return ngx_ipc_now() - ngx_ipc_lone_end < NGX_IPC_BURST_NS;
+}
 
-    if (now - d->last_ns < NGX_IPC_BURST_NS) {
-        return 1;
-    }
 
-    d->last_ns = now;
-    return 0;
+static void
+ngx_ipc_lone_written(void)
+{
+    ngx_ipc_lone_end = (ngx_ipc_mode == NGX_IPC_MODE_STANDALONE)
+                       ? 1 : ngx_ipc_now();
 }
 
 
@@ -1415,14 +1412,16 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
         return 0;
     }
 
-    if (!d->dirty && !ngx_ipc_dest_burst(d)) {
+    if (!d->dirty && !ngx_ipc_burst()) {
 
         /*
          * An alert on its own goes out at once: no latency added, and a
          * destination that died is reported to this very send.
          */
 
-        return ngx_ipc_dest_write_now(d, &out);
+        rc = ngx_ipc_dest_write_now(d, &out);
+        ngx_ipc_lone_written();
+        return rc;
     }
 
     d->oalerts++;
