@@ -56,6 +56,13 @@ typedef struct {
 } ngx_ipc_limits_t;
 
 
+/* why a delivery failed (ngx_ipc_last_error() has the words) */
+
+#define NGX_IPC_FAILED           -1
+#define NGX_IPC_FULL             -2       /* send or receive backlog reached */
+#define NGX_IPC_GONE             -3       /* no such worker, or exited */
+
+
 /* modes */
 
 #define NGX_IPC_MODE_NONE        0
@@ -84,6 +91,7 @@ void ngx_ipc_set_error(const char *fmt, ...)
 int  ngx_ipc_nginx_add_write_event(int fd);
 void ngx_ipc_nginx_resume(void);
 void ngx_ipc_nginx_drained(void);
+void ngx_ipc_nginx_notify(void);
 void ngx_ipc_nginx_arm_turn(void);
 int  ngx_ipc_nginx_exiting(void);
 
@@ -111,6 +119,7 @@ size_t ngx_ipc_pack(u_char *dst, size_t room, int32_t sender,
 int    ngx_ipc_out_done(const ngx_ipc_out_t *out);
 uint64_t ngx_ipc_out_left(const ngx_ipc_out_t *out);
 
+int    ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out);
 ssize_t ngx_ipc_stream_read(int fd, size_t max);
 int    ngx_ipc_ready_empty(void);
 int    ngx_ipc_ready_full(void);

@@ -268,9 +268,18 @@ ngx_ipc_read_handler(void *ev)
 
     ngx_ipc_receive();
 
-    if ((!ngx_ipc_ready_empty() || ngx_ipc_take_notice())
-        && !ngx_ipc_posted)
-    {
+    if (!ngx_ipc_ready_empty() || ngx_ipc_take_notice()) {
+        ngx_ipc_nginx_notify();
+    }
+}
+
+
+/* wakes the receive loop, once until it has drained the ready queue */
+
+void
+ngx_ipc_nginx_notify(void)
+{
+    if (ngx_ipc_mode == NGX_IPC_MODE_NGINX && !ngx_ipc_posted) {
         ngx_ipc_posted = 1;
         (void) ngx_ipc_abi.sema_post(ngx_ipc_sema, 1);
     }

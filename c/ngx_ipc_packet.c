@@ -8,6 +8,7 @@
  */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <time.h>
 #include <stdlib.h>
@@ -509,6 +510,57 @@ ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p)
         ngx_ipc_pending_remove(slot);
         ngx_ipc_ready_push(m);
     }
+}
+
+
+/*
+ * An alert a process sends to itself skips the pipe: one copy into the ready
+ * queue, which the receive loop drains as it does what the pipe brings.  The
+ * receive backlog bounds it; there is no send queue to hold it instead.
+ */
+
+int
+ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
+{
+    size_t          size;
+    ngx_ipc_msg_t  *m;
+
+    size = (size_t) out->name_len + out->total;
+
+    if (ngx_ipc_over_backlog(size)) {
+        ngx_ipc_set_error("receive backlog of this worker is full "
+                          "(receive_backlog is %" PRIu64 " bytes)",
+                          ngx_ipc_limits.receive_backlog);
+        return NGX_IPC_FULL;
+    }
+
+    m = malloc(sizeof(ngx_ipc_msg_t) + size);
+    if (m == NULL) {
+        ngx_ipc_set_error("out of memory queueing %zu bytes for this worker",
+                          size);
+        return NGX_IPC_FAILED;
+    }
+
+    m->buf = (u_char *) (m + 1);
+    m->cap = size;
+    m->sender = sender;
+    m->name_len = out->name_len;
+    m->total = out->total;
+    m->received = out->total;
+    m->skip = 0;
+
+    if (out->name_len) {
+        memcpy(m->buf, out->name, out->name_len);
+    }
+
+    if (out->total) {
+        memcpy(m->buf + out->name_len, out->data, out->total);
+    }
+
+    ngx_ipc_ready_push(m);
+    ngx_ipc_nginx_notify();
+
+    return 0;
 }
 
 

@@ -31,10 +31,6 @@
 
 #define NGX_IPC_OPEN_WRITE   (O_WRONLY|O_NONBLOCK|O_CLOEXEC|O_NOFOLLOW)
 
-/* why a delivery failed (ngx_ipc_last_error() has the words) */
-#define NGX_IPC_FAILED       -1
-#define NGX_IPC_FULL         -2             /* send_backlog reached */
-#define NGX_IPC_GONE         -3             /* no such worker, or exited */
 
 
 /*
@@ -70,7 +66,6 @@ struct ngx_ipc_dest_s {
     int32_t          pid;
     int              fd;            /* cached write fd, -1: not open */
     int              wfd;           /* write event fd, -1: not armed */
-    int              own;           /* fd is our own write end */
     int              dirty;         /* on the dirty list */
     uint32_t         oalerts;       /* alerts that started in obuf */
     size_t           olen;
@@ -806,12 +801,7 @@ ngx_ipc_dest_forget(ngx_ipc_dest_t *d)
 {
     ngx_ipc_item_t  *it;
 
-    if (!d->own) {
-        ngx_ipc_close(&d->fd);
-    }
-
-    d->fd = -1;
-    d->own = 0;
+    ngx_ipc_close(&d->fd);
 
     ngx_ipc_counters_data.lost_exited += d->oalerts;
     d->oalerts = 0;
@@ -838,12 +828,6 @@ ngx_ipc_dest_open(ngx_ipc_dest_t *d)
     int          fd, err;
     char         name[NGX_IPC_NAME_SIZE];
     struct stat  st;
-
-    if (d->pid == ngx_ipc_pipe.pid) {
-        d->fd = ngx_ipc_pipe.wfd;
-        d->own = 1;
-        return 0;
-    }
 
     ngx_ipc_pipe_name(name, d->pid, "");
 
@@ -1481,6 +1465,18 @@ ngx_ipc_deliver(int32_t pid, const ngx_ipc_out_t *alert)
         goto failed;
     }
 
+    if (pid == ngx_ipc_pipe.pid) {
+
+        /* to this very process: no pipe, no packets, no write */
+
+        rc = ngx_ipc_local(pid, alert);
+        if (rc != 0) {
+            goto failed;
+        }
+
+        goto sent;
+    }
+
     d = ngx_ipc_dest_get(pid);
     if (d == NULL) {
         ngx_ipc_set_error("out of memory");
@@ -1497,6 +1493,8 @@ ngx_ipc_deliver(int32_t pid, const ngx_ipc_out_t *alert)
     if (rc != 0) {
         goto failed;
     }
+
+sent:
 
     ngx_ipc_counters_data.alerts_sent++;
     ngx_ipc_counters_data.bytes_sent += alert->total;

@@ -32,11 +32,14 @@ _M.pid = getpid()
 _M.dir = "/tmp/ngx_ipc_unit." .. _M.pid
 
 
+local open_peer     -- below, with the other helpers for the wire path
+
 -- starts the shim once per process (busted re-requires modules per file;
 -- the shim accepts the same dir and pid again)
 function _M.start()
     local ok, err = shim.start_standalone(_M.dir, _M.pid)
     assert(ok, "start_standalone(" .. _M.dir .. "): " .. tostring(err))
+    open_peer()
     return shim, _M.pid, _M.dir
 end
 
@@ -79,7 +82,7 @@ function _M.collect(n, idle)
     local got, quiet = {}, 0
     while #got < n and quiet < idle do
         local before = #got
-        assert(shim.poll())
+        _M.poll()
         _M.take(got)
         quiet = (#got == before) and quiet + 1 or 0
     end
@@ -100,7 +103,7 @@ function _M.wait_for(n, seconds)
     local got = {}
     local deadline = os.time() + (seconds or 10)
     while #got < n and os.time() <= deadline do
-        assert(shim.poll())
+        _M.poll()
         local before = #got
         _M.take(got)
         if #got == before then
@@ -109,6 +112,76 @@ function _M.wait_for(n, seconds)
     end
     return got
 end
+
+-- another worker, from this one process ------------------------------------
+--
+-- Alerts a process sends to itself skip the pipe, so the specs that test the
+-- wire path send to a peer: a FIFO of a made-up pid in the shim's directory
+-- whose read end this process holds.  Sends to it are packed, written and
+-- queued as to any worker; poll() feeds what arrives there to the parser, as
+-- the peer would read it (at most 1 MiB per poll, like a read event).
+-- inject() writes bytes into this process's own pipe, as a peer would.
+
+pcall(ffi.cdef, [[
+int ngx_ipc_test_mkfifo(const char *path, unsigned int mode) __asm__("mkfifo");
+int ngx_ipc_test_open(const char *path, int flags, ...) __asm__("open");
+int ngx_ipc_test_fcntl(int fd, int cmd, ...) __asm__("fcntl");
+long ngx_ipc_test_read(int fd, void *buf, unsigned long n) __asm__("read");
+long ngx_ipc_test_write(int fd, const void *buf, unsigned long n)
+    __asm__("write");
+]])
+
+local O_RDONLY, O_WRONLY, O_NONBLOCK = 0, 1, 0x800
+local F_SETPIPE_SZ = 1031
+local READ_MAX, CHUNK = 1024 * 1024, 64 * 1024
+
+-- above pid_max (4194304): never a live process, so nothing sweeps it
+_M.peer = 4194304 + 1000 + _M.pid % 1000
+
+local C = ffi.C
+local peer_fd, own_fd
+local rbuf = ffi.new("char[?]", CHUNK)
+
+function open_peer()
+    if peer_fd then
+        return
+    end
+    local path = _M.dir .. "/" .. _M.peer
+    os.remove(path)
+    assert(C.ngx_ipc_test_mkfifo(path, tonumber("600", 8)) == 0,
+           "mkfifo " .. path)
+    peer_fd = C.ngx_ipc_test_open(path, bit.bor(O_RDONLY, O_NONBLOCK))
+    assert(peer_fd >= 0, "open " .. path)
+    -- the size a worker gives its own pipe, so queueing happens as there
+    C.ngx_ipc_test_fcntl(peer_fd, F_SETPIPE_SZ, ffi.new("int", READ_MAX))
+end
+
+function _M.poll()
+    assert(shim.poll())
+    if not peer_fd then
+        return
+    end
+    local total = 0
+    while total < READ_MAX do
+        local n = tonumber(C.ngx_ipc_test_read(peer_fd, rbuf, CHUNK))
+        if n <= 0 then
+            return
+        end
+        assert(shim.feed(ffi.string(rbuf, n)))
+        total = total + n
+    end
+end
+
+-- writes what the own pipe takes of "bytes" now; returns how many it took
+function _M.inject(bytes)
+    if not own_fd then
+        own_fd = C.ngx_ipc_test_open(_M.dir .. "/" .. _M.pid,
+                                     bit.bor(O_WRONLY, O_NONBLOCK))
+        assert(own_fd >= 0, "open own pipe")
+    end
+    return math.max(tonumber(C.ngx_ipc_test_write(own_fd, bytes, #bytes)), 0)
+end
+
 
 -- empties pipe and ready queue, so a test starts clean
 function _M.drain()

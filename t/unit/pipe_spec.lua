@@ -89,25 +89,32 @@ end)
 
 describe("broadcast", function()
 
-    it("reaches the own pipe exactly once", function()
+    -- the directory holds the own pipe and the helper's peer's: two copies
+    -- come back, one straight to the own pid, one through the peer's pipe
+
+    it("reaches the own pid and every other pipe exactly once", function()
         helper.drain()
         local before = shim.counters()
         assert.is_true(shim.broadcast("bc-once", "hello"))
         local n, got = broadcast_names("bc-once")
-        assert.are.equal(1, n, "expected 1 copy of the broadcast, got " .. n)
-        assert.are.equal(1, #got, "expected 1 alert in all, got " .. #got)
-        assert.are.equal(pid, got[1].sender, "sender")
-        assert.are.equal("hello", got[1].data, "data")
+        assert.are.equal(2, n, "expected 2 copies of the broadcast, got " .. n)
+        assert.are.equal(2, #got, "expected 2 alerts in all, got " .. #got)
+        for i = 1, 2 do
+            assert.are.equal(pid, got[i].sender, "sender")
+            assert.are.equal("hello", got[i].data, "data")
+        end
         local d = helper.delta(before, shim.counters())
-        assert.are.equal(1, d.alerts_sent, "alerts_sent: expected +1, got +"
+        assert.are.equal(2, d.alerts_sent, "alerts_sent: expected +2, got +"
                                            .. d.alerts_sent)
+        assert.are.equal(1, d.writes, "writes: expected +1 (the peer's pipe), "
+                                      .. "got +" .. d.writes)
     end)
 
     it("notices a new pipe, drops it silently when its worker is gone, "
-       .. "and still reaches the own pipe once", function()
+       .. "and still reaches the others once", function()
         helper.drain()
         assert.is_true(shim.broadcast("bc-warm", ""))    -- list cached
-        assert.are.equal(1, (broadcast_names("bc-warm")))
+        assert.are.equal(2, (broadcast_names("bc-warm")))
 
         local path = dir .. "/" .. (GHOST + 1)
         assert.is_true(helper.sh("mkfifo -m 600 '" .. path .. "'"))
@@ -118,7 +125,7 @@ describe("broadcast", function()
         assert.are.equal(1, d.refused_no_worker, "the new, dead pipe: expected "
                          .. "refused_no_worker +1, got +" .. d.refused_no_worker)
         assert.is_false(helper.exists(path), "the dead pipe was not removed")
-        assert.are.equal(1, (broadcast_names("bc-stale")))
+        assert.are.equal(2, (broadcast_names("bc-stale")))
     end)
 
     it("reaches another process's pipe in the same directory", function()

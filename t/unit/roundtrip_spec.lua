@@ -1,14 +1,17 @@
--- Alerts sent to this process's own pipe come back byte-exact and in order
--- (the real shim, standalone: shim.poll does what the nginx events do).
+-- Alerts come back byte-exact and in order, sent to another worker (the
+-- helper's peer: packed, written to its pipe, read back and parsed) and sent
+-- to the own pid (no pipe: straight into the ready queue).  The real shim,
+-- standalone: helper.poll does what the nginx events do.
 
 local helper = require "t.unit.helper"
 local shim, pid = helper.start()
+local peer = helper.peer
 
 local fmt = string.format
 
-local function roundtrip(name, data)
+local function roundtrip(dst, name, data)
     helper.drain()
-    local ok, err = shim.send(pid, name, data)
+    local ok, err = shim.send(dst, name, data)
     assert.is_true(ok, fmt("send(%d bytes of name, %d bytes of data) "
                            .. "failed: %s", #name, #data, tostring(err)))
     local got = helper.collect(1)
@@ -21,12 +24,15 @@ local function roundtrip(name, data)
 end
 
 
-describe("an alert sent to the own pid", function()
+for _, case in ipairs{ { "another worker", peer }, { "the own pid", pid } } do
+  local to, dst = case[1], case[2]
+
+  describe("an alert sent to " .. to, function()
 
     for _, size in ipairs{ 0, 1, 4095, 4096, 4097, 4080, 4081, 8161,
                            1024 * 1024 } do
         it(fmt("round-trips %d bytes of data byte-exact", size), function()
-            roundtrip("size", helper.bytes(size, size + 7))
+            roundtrip(dst, "size", helper.bytes(size, size + 7))
         end)
     end
 
@@ -36,33 +42,70 @@ describe("an alert sent to the own pid", function()
             for b = 0, 255 do t[#t + 1] = string.char(b) end
             t[#t + 1] = "\0\0\0"
         end
-        roundtrip("bin\0ary", table.concat(t))
+        roundtrip(dst, "bin\0ary", table.concat(t))
     end)
 
     it("round-trips an empty name", function()
-        roundtrip("", "data with an empty name")
+        roundtrip(dst, "", "data with an empty name")
     end)
 
     it("round-trips a 254-byte name with data filling the first packet",
        function()
-        roundtrip(string.rep("n", 253) .. "\0", helper.bytes(5000, 3))
+        roundtrip(dst, string.rep("n", 253) .. "\0", helper.bytes(5000, 3))
     end)
 
     it("round-trips an empty name with empty data", function()
-        roundtrip("", "")
+        roundtrip(dst, "", "")
     end)
+
+    it("keeps the order of 1000 alerts", function()
+        helper.drain()
+        local expected = {}
+        for i = 1, 1000 do
+            local data = "alert " .. i .. string.rep(".", i % 50)
+            expected[i] = { sender = pid, name = "seq", data = data }
+            local ok, err = shim.send(dst, "seq", data)
+            assert.is_true(ok, fmt("send %d: %s", i, tostring(err)))
+        end
+        assert(helper.same_alerts(expected, helper.collect(1000), "1000"))
+    end)
+
+    it("counts alerts and data bytes sent and received", function()
+        helper.drain()
+        local before = shim.counters()
+        assert(shim.send(dst, "count", "12345"))
+        assert(shim.send(dst, "count", ""))
+        local got = helper.collect(2)
+        assert.are.equal(2, #got, "expected 2 alerts, got " .. #got)
+        local d = helper.delta(before, shim.counters())
+        -- two writes to a pipe (the second alert of a turn waits for the
+        -- turn's end); none to the own pid
+        assert.are.same({ alerts_sent = 2, bytes_sent = 5,
+                          writes = dst == pid and 0 or 2,
+                          alerts_received = 2, bytes_received = 5,
+                          packets_discarded = 0, bytes_discarded = 0,
+                          alerts_truncated = 0, refused_backlog = 0,
+                          refused_no_worker = 0, lost_exited = 0,
+                          dropped_receive = 0, send_queued = 0,
+                          receive_ready = 0, receive_partial = 0 }, d)
+    end)
+  end)
+end
+
+
+describe("an alert sent to another worker", function()
 
     it("writes an alert on its own at once and packs a burst into shared "
        .. "writes until the turn ends, keeping order", function()
         helper.drain()
         local before = shim.counters().writes
-        assert(shim.send(pid, "pack", "first"))
+        assert(shim.send(peer, "pack", "first"))
         assert.are.equal(1, shim.counters().writes - before,
                          "writes after the first send of the turn")
         local expected = { { sender = pid, name = "pack", data = "first" } }
         for i = 1, 200 do
             local data = ("%010d"):format(i)
-            assert(shim.send(pid, "pack", data))
+            assert(shim.send(peer, "pack", data))
             expected[#expected + 1] = { sender = pid, name = "pack", data = data }
         end
         -- 200 packets of 30 bytes in the same turn (standalone: until poll):
@@ -74,22 +117,6 @@ describe("an alert sent to the own pid", function()
         assert.are.equal(3, shim.counters().writes - before, "writes in all")
     end)
 
-    it("counts alerts and data bytes sent and received", function()
-        helper.drain()
-        local before = shim.counters()
-        assert(shim.send(pid, "count", "12345"))
-        assert(shim.send(pid, "count", ""))
-        local got = helper.collect(2)
-        assert.are.equal(2, #got, "expected 2 alerts, got " .. #got)
-        local d = helper.delta(before, shim.counters())
-        assert.are.same({ alerts_sent = 2, bytes_sent = 5, writes = 2,
-                          alerts_received = 2, bytes_received = 5,
-                          packets_discarded = 0, bytes_discarded = 0,
-                          alerts_truncated = 0, refused_backlog = 0,
-                          refused_no_worker = 0, lost_exited = 0,
-                          dropped_receive = 0, send_queued = 0,
-                          receive_ready = 0, receive_partial = 0 }, d)
-    end)
 end)
 
 
@@ -131,19 +158,7 @@ describe("names and lengths", function()
 end)
 
 
-describe("ordering", function()
-
-    it("keeps the order of 1000 alerts", function()
-        helper.drain()
-        local expected = {}
-        for i = 1, 1000 do
-            local data = "alert " .. i .. string.rep(".", i % 50)
-            expected[i] = { sender = pid, name = "seq", data = data }
-            local ok, err = shim.send(pid, "seq", data)
-            assert.is_true(ok, fmt("send %d: %s", i, tostring(err)))
-        end
-        assert(helper.same_alerts(expected, helper.collect(1000), "1000"))
-    end)
+describe("ordering, to another worker", function()
 
     it("queues a 1 MiB alert the full pipe refuses, and later small "
        .. "alerts arrive after it", function()
@@ -153,12 +168,12 @@ describe("ordering", function()
         -- the small alerts behind it
         local big = helper.bytes(1024 * 1024, 99)
         local expected = { { sender = pid, name = "big", data = big } }
-        assert(shim.send(pid, "big", big))
+        assert(shim.send(peer, "big", big))
         for i = 1, 100 do
             local data = "small " .. i
             expected[#expected + 1] = { sender = pid, name = "s",
                                         data = data }
-            local ok, err = shim.send(pid, "s", data)
+            local ok, err = shim.send(peer, "s", data)
             assert.is_true(ok, fmt("send small %d: %s", i, tostring(err)))
         end
         assert(helper.same_alerts(expected, helper.collect(#expected),
@@ -172,15 +187,15 @@ describe("ordering", function()
         -- empty while the rest of the large alert still waits in the queue
         local big = helper.bytes(4 * 1024 * 1024, 11)
         local expected = { { sender = pid, name = "big", data = big } }
-        assert(shim.send(pid, "big", big))
+        assert(shim.send(peer, "big", big))
         for i = 1, 40 do
             if i % 10 == 0 then
-                assert(shim.poll())
+                helper.poll()
             end
             local data = "behind " .. i
             expected[#expected + 1] = { sender = pid, name = "b",
                                         data = data }
-            assert(shim.send(pid, "b", data))
+            assert(shim.send(peer, "b", data))
         end
         assert(helper.same_alerts(expected, helper.collect(#expected),
                                   "behind the queue"))
@@ -194,7 +209,7 @@ describe("ordering", function()
             local data = (i % 2 == 0) and helper.bytes(700 * 1024 + i, i)
                          or ("small " .. i)
             expected[i] = { sender = pid, name = "mix" .. i, data = data }
-            assert(shim.send(pid, "mix" .. i, data))
+            assert(shim.send(peer, "mix" .. i, data))
         end
         assert(helper.same_alerts(expected, helper.collect(#expected),
                                   "mixed"))
@@ -210,7 +225,7 @@ describe("ordering", function()
         local accepted, err = 0, nil
         local refused = shim.counters().refused_backlog
         for _ = 1, 40 do
-            local ok, e = shim.send(pid, "", chunk)
+            local ok, e = shim.send(peer, "", chunk)
             if not ok then
                 err = e
                 break
@@ -219,7 +234,7 @@ describe("ordering", function()
         end
         assert.truthy(err, "expected a refusal within 160 MiB, all "
                            .. accepted .. " sends were accepted")
-        local want = "send backlog to " .. pid .. " is full (send_backlog is "
+        local want = "send backlog to " .. peer .. " is full (send_backlog is "
                      .. cap .. " bytes)"
         assert.are.equal(want, err)
         -- 32 MiB queued plus what the 1 MiB pipe took directly
@@ -236,5 +251,33 @@ describe("ordering", function()
                              "alert " .. i .. " length")
         end
         assert.are.equal(0, shim.counters().send_queued, "bytes still queued")
+    end)
+end)
+
+
+describe("alerts to the own pid", function()
+
+    it("are refused, not dropped, when they would take what this worker "
+       .. "holds past receive_backlog, and the others are delivered",
+       function()
+        helper.drain()
+        assert(shim.configure(0, 1024 * 1024))
+        finally(function() assert(shim.configure(0, 128 * 1024 * 1024)) end)
+        local data = helper.bytes(600 * 1024, 5)
+        local refused = shim.counters().refused_backlog
+        assert(shim.send(pid, "one", data))
+        local ok, err = shim.send(pid, "two", data)
+        assert.is_nil(ok, "a second 600 KiB alert under a 1 MiB cap")
+        assert.are.equal("receive backlog of this worker is full "
+                         .. "(receive_backlog is 1048576 bytes)", err)
+        assert.are.equal(1, shim.counters().refused_backlog - refused,
+                         "refused_backlog: expected +1")
+        assert(helper.same_alerts({ { sender = pid, name = "one",
+                                      data = data } },
+                                  helper.collect(1), "accepted"))
+        assert(shim.send(pid, "three", "small"))
+        assert(helper.same_alerts({ { sender = pid, name = "three",
+                                      data = "small" } },
+                                  helper.collect(1), "after the refusal"))
     end)
 end)
