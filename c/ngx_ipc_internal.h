@@ -30,6 +30,22 @@
 #define NGX_IPC_WRITE_MAX        4096             /* PIPE_BUF */
 #define NGX_IPC_PAYLOAD_MAX      (NGX_IPC_WRITE_MAX - NGX_IPC_HDR_SIZE)
 #define NGX_IPC_NAME_MAX         254
+#define NGX_IPC_PACK_MIN         512      /* smallest data chunk worth a
+                                             packet of its own */
+
+/* the 16-byte packet header, host byte order */
+
+typedef struct {
+    uint16_t       magic;
+    uint8_t        flags;
+    uint8_t        name_len;
+    int32_t        sender;
+    uint32_t       len;         /* payload length in this packet */
+    uint32_t       arg;         /* FIRST: data total; otherwise: offset */
+} ngx_ipc_hdr_t;
+
+typedef char ngx_ipc_hdr_size_check[
+    sizeof(ngx_ipc_hdr_t) == NGX_IPC_HDR_SIZE ? 1 : -1];
 
 
 /* limits */
@@ -82,6 +98,17 @@ typedef struct {
 } ngx_ipc_out_t;
 
 
+/* one packet of an alert: its header, name and data where the sender has them */
+
+typedef struct {
+    ngx_ipc_hdr_t  h;
+    const u_char  *name;        /* h.name_len bytes */
+    const u_char  *data;
+    size_t         data_len;
+    int            last;        /* the alert's last packet */
+} ngx_ipc_packet_t;
+
+
 /* ngx_ipc_nginx.c */
 
 extern int       ngx_ipc_mode;
@@ -114,6 +141,9 @@ extern int                 ngx_ipc_paused;
 
 void   ngx_ipc_out_init(ngx_ipc_out_t *out, const char *name,
     size_t name_len, const char *data, size_t data_len);
+size_t ngx_ipc_packet_next(ngx_ipc_packet_t *p, size_t room, int32_t sender,
+    const ngx_ipc_out_t *out);
+void   ngx_ipc_packet_take(ngx_ipc_out_t *out, const ngx_ipc_packet_t *p);
 size_t ngx_ipc_pack(u_char *dst, size_t room, int32_t sender,
     ngx_ipc_out_t *out);
 int    ngx_ipc_out_done(const ngx_ipc_out_t *out);

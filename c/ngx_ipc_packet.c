@@ -18,21 +18,6 @@
 #include "ngx_ipc_internal.h"
 
 
-/* the 16-byte packet header, host byte order (docs/internals.md) */
-
-typedef struct {
-    uint16_t       magic;
-    uint8_t        flags;
-    uint8_t        name_len;
-    int32_t        sender;
-    uint32_t       len;         /* payload length in this packet */
-    uint32_t       arg;         /* FIRST: data total; otherwise: offset */
-} ngx_ipc_hdr_t;
-
-typedef char ngx_ipc_hdr_size_check[
-    sizeof(ngx_ipc_hdr_t) == NGX_IPC_HDR_SIZE ? 1 : -1];
-
-
 /*
  * An alert being reassembled, then waiting in the ready queue.  "buf" holds
  * the name followed by the data; while the alert is pending it grows with
@@ -54,8 +39,6 @@ struct ngx_ipc_msg_s {
 
 #define NGX_IPC_SENDERS      256            /* buckets of pending alerts */
 #define NGX_IPC_AHEAD_MAX    (1024 * 1024)
-#define NGX_IPC_PACK_MIN     512            /* smallest data chunk worth
-                                               a packet of its own */
 
 typedef struct {
     u_char          buf[NGX_IPC_STREAM_SIZE];
@@ -112,16 +95,18 @@ ngx_ipc_out_left(const ngx_ipc_out_t *out)
 
 
 /*
- * Packs the next packet of "out" into dst if it fits in "room" and returns
+ * Describes in p the next packet of "out" if it fits in "room" and returns
  * its size, or returns 0 (alert done, or not enough room for a useful
- * packet).  A packet never holds more than NGX_IPC_PAYLOAD_MAX bytes.
+ * packet).  A packet never holds more than NGX_IPC_PAYLOAD_MAX bytes.  Its
+ * name and data stay where the caller has them: ngx_ipc_packet_take()
+ * moves "out" past it once it is written or copied.
  */
 
 size_t
-ngx_ipc_pack(u_char *dst, size_t room, int32_t sender, ngx_ipc_out_t *out)
+ngx_ipc_packet_next(ngx_ipc_packet_t *p, size_t room, int32_t sender,
+    const ngx_ipc_out_t *out)
 {
-    size_t         name_len, left, need, n;
-    ngx_ipc_hdr_t  h;
+    size_t  name_len, left, need, n;
 
     if (ngx_ipc_out_done(out)) {
         return 0;
@@ -144,26 +129,58 @@ ngx_ipc_pack(u_char *dst, size_t room, int32_t sender, ngx_ipc_out_t *out)
         n = left;
     }
 
-    h.magic = NGX_IPC_MAGIC;
-    h.flags = out->first ? NGX_IPC_FLAG_FIRST : 0;
-    h.name_len = (uint8_t) name_len;
-    h.sender = sender;
-    h.len = (uint32_t) (name_len + n);
-    h.arg = out->first ? out->total : out->off;
-
-    memcpy(dst, &h, NGX_IPC_HDR_SIZE);
-    if (name_len) {
-        memcpy(dst + NGX_IPC_HDR_SIZE, out->name, name_len);
-    }
-    if (n) {
-        memcpy(dst + NGX_IPC_HDR_SIZE + name_len, out->data, n);
-        out->data += n;
-    }
-
-    out->off += (uint32_t) n;
-    out->first = 0;
+    p->h.magic = NGX_IPC_MAGIC;
+    p->h.flags = out->first ? NGX_IPC_FLAG_FIRST : 0;
+    p->h.name_len = (uint8_t) name_len;
+    p->h.sender = sender;
+    p->h.len = (uint32_t) (name_len + n);
+    p->h.arg = out->first ? out->total : out->off;
+    p->name = out->name;
+    p->data = out->data;
+    p->data_len = n;
+    p->last = (n == left);
 
     return NGX_IPC_HDR_SIZE + name_len + n;
+}
+
+
+void
+ngx_ipc_packet_take(ngx_ipc_out_t *out, const ngx_ipc_packet_t *p)
+{
+    out->data += p->data_len;
+    out->off += (uint32_t) p->data_len;
+    out->first = 0;
+}
+
+
+/* the next packet, copied into dst */
+
+size_t
+ngx_ipc_pack(u_char *dst, size_t room, int32_t sender, ngx_ipc_out_t *out)
+{
+    size_t            k;
+    ngx_ipc_packet_t  p;
+
+    k = ngx_ipc_packet_next(&p, room, sender, out);
+    if (k == 0) {
+        return 0;
+    }
+
+    memcpy(dst, &p.h, NGX_IPC_HDR_SIZE);
+    dst += NGX_IPC_HDR_SIZE;
+
+    if (p.h.name_len) {
+        memcpy(dst, p.name, p.h.name_len);
+        dst += p.h.name_len;
+    }
+
+    if (p.data_len) {
+        memcpy(dst, p.data, p.data_len);
+    }
+
+    ngx_ipc_packet_take(out, &p);
+
+    return k;
 }
 
 

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,19 +35,18 @@
 
 
 /*
- * What waits in a send queue: a copy of the rest of an alert, or ("raw") a
- * write's worth of whole packets that a full pipe refused, which only ever
- * heads a queue.
+ * What waits in a send queue: one write's worth of whole packets, packed
+ * when the alert was sent (the caller's memory is gone by the time the pipe
+ * has room).  Items fill up in order: only the last one has room left.
  */
 
 typedef struct ngx_ipc_item_s  ngx_ipc_item_t;
 
 struct ngx_ipc_item_s {
     ngx_ipc_item_t  *next;
-    ngx_ipc_out_t    out;           /* points into buf */
-    size_t           raw;           /* > 0: buf holds that many packet bytes */
-    uint32_t         alerts;        /* raw: alerts that started in it */
-    u_char           buf[];         /* name (if FIRST pending), data left */
+    uint32_t         len;           /* packet bytes in buf */
+    uint32_t         alerts;        /* alerts with their first bytes here */
+    u_char           buf[NGX_IPC_WRITE_MAX];
 };
 
 typedef struct ngx_ipc_dest_s  ngx_ipc_dest_t;
@@ -810,7 +810,7 @@ ngx_ipc_dest_forget(ngx_ipc_dest_t *d)
     while (d->head) {
         it = d->head;
         d->head = it->next;
-        ngx_ipc_counters_data.lost_exited += it->raw ? it->alerts : 1;
+        ngx_ipc_counters_data.lost_exited += it->alerts;
         free(it);
     }
 
@@ -864,27 +864,31 @@ ngx_ipc_dest_open(ngx_ipc_dest_t *d)
 }
 
 
-/* returns 0 when written, 1 when the pipe is full, NGX_IPC_GONE or
- * NGX_IPC_FAILED on error */
+/*
+ * One write of at most NGX_IPC_WRITE_MAX bytes (so the pipe takes all of it
+ * or nothing).  Returns 0 when written, 1 when the pipe is full,
+ * NGX_IPC_GONE or NGX_IPC_FAILED on error.
+ */
 
 static int
-ngx_ipc_dest_write(ngx_ipc_dest_t *d, const u_char *buf, size_t n)
+ngx_ipc_dest_writev(ngx_ipc_dest_t *d, const struct iovec *iov, int n,
+    size_t size)
 {
     ssize_t  w;
 
     for ( ;; ) {
-        w = write(d->fd, buf, n);
+        w = writev(d->fd, iov, n);
 
-        if (w == (ssize_t) n) {
+        if (w == (ssize_t) size) {
             ngx_ipc_counters_data.writes++;
             return 0;
         }
 
         if (w >= 0) {
-            /* cannot happen for n <= PIPE_BUF on a pipe */
+            /* cannot happen for size <= PIPE_BUF on a pipe */
             ngx_ipc_set_error("short write to the pipe of worker %" PRId32,
                               d->pid);
-            return -1;
+            return NGX_IPC_FAILED;
         }
 
         if (errno == EINTR) {
@@ -908,122 +912,119 @@ ngx_ipc_dest_write(ngx_ipc_dest_t *d, const u_char *buf, size_t n)
 
 
 static int
-ngx_ipc_dest_enqueue(ngx_ipc_dest_t *d, const ngx_ipc_out_t *out)
+ngx_ipc_dest_write(ngx_ipc_dest_t *d, const u_char *buf, size_t n)
 {
-    size_t           name_len, left;
-    ngx_ipc_item_t  *it;
+    struct iovec  iov;
 
-    name_len = out->first ? out->name_len : 0;
-    left = out->total - out->off;
+    iov.iov_base = (void *) buf;
+    iov.iov_len = n;
 
-    it = malloc(sizeof(ngx_ipc_item_t) + name_len + left);
-    if (it == NULL) {
-        ngx_ipc_set_error("out of memory queueing %zu bytes for worker %"
-                          PRId32, name_len + left, d->pid);
-        return -1;
-    }
-
-    if (name_len) {
-        memcpy(it->buf, out->name, name_len);
-    }
-
-    if (left) {
-        memcpy(it->buf + name_len, out->data, left);
-    }
-
-    it->next = NULL;
-    it->out = *out;
-    it->out.name = it->buf;
-    it->out.data = it->buf + name_len;
-    it->raw = 0;
-    it->alerts = 0;
-
-    if (d->tail) {
-        d->tail->next = it;
-
-    } else {
-        d->head = it;
-    }
-
-    d->tail = it;
-    d->queued += name_len + left;
-    ngx_ipc_counters_data.send_queued += name_len + left;
-
-    return 0;
+    return ngx_ipc_dest_writev(d, &iov, 1, n);
 }
 
 
 /*
- * Writes the queue while the pipe takes it, as many whole consecutive
- * packets per write as fit in NGX_IPC_WRITE_MAX.  Returns -1 (and forgets
- * d) when the destination is gone.
+ * Packs the rest of an alert into the queue: into the room the last item
+ * has, then into new items.  All or nothing: on failure the queue is as it
+ * was.
  */
+
+static int
+ngx_ipc_dest_enqueue(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
+{
+    size_t           k, added;
+    uint32_t         len0, alerts0;
+    ngx_ipc_item_t  *it, *tail0, *next;
+
+    tail0 = d->tail;
+    len0 = tail0 ? tail0->len : 0;
+    alerts0 = tail0 ? tail0->alerts : 0;
+    added = 0;
+    it = tail0;
+
+    while (!ngx_ipc_out_done(out)) {
+
+        k = 0;
+        if (it) {
+            k = ngx_ipc_pack(it->buf + it->len, sizeof(it->buf) - it->len,
+                             ngx_ipc_pipe.pid, out);
+        }
+
+        if (k == 0) {
+            it = malloc(sizeof(ngx_ipc_item_t));
+            if (it == NULL) {
+                goto failed;
+            }
+
+            it->next = NULL;
+            it->len = 0;
+            it->alerts = 0;
+
+            if (d->tail) {
+                d->tail->next = it;
+
+            } else {
+                d->head = it;
+            }
+
+            d->tail = it;
+            continue;
+        }
+
+        if (added == 0) {
+            it->alerts++;            /* counted once, where its bytes start */
+        }
+
+        it->len += (uint32_t) k;
+        added += k;
+    }
+
+    d->queued += added;
+    ngx_ipc_counters_data.send_queued += added;
+
+    return 0;
+
+failed:
+
+    ngx_ipc_set_error("out of memory queueing %" PRIu64 " bytes for worker %"
+                      PRId32, ngx_ipc_out_left(out) + added, d->pid);
+
+    it = tail0 ? tail0->next : d->head;
+
+    while (it) {
+        next = it->next;
+        free(it);
+        it = next;
+    }
+
+    if (tail0) {
+        tail0->next = NULL;
+        tail0->len = len0;
+        tail0->alerts = alerts0;
+
+    } else {
+        d->head = NULL;
+    }
+
+    d->tail = tail0;
+
+    return -1;
+}
+
+
+/* writes the queue while the pipe takes it; returns -1 (and forgets d)
+ * when the destination is gone */
 
 static int
 ngx_ipc_dest_flush(ngx_ipc_dest_t *d)
 {
     int              rc;
-    size_t           n, k, payload;
-    u_char           buf[NGX_IPC_WRITE_MAX];
-    ngx_ipc_out_t    cur;
-    ngx_ipc_item_t  *it, *done;
+    ngx_ipc_item_t  *it;
 
     while (d->head) {
         it = d->head;
 
-        if (it->raw) {
-            rc = ngx_ipc_dest_write(d, it->buf, it->raw);
-
-            if (rc == 1) {
-                return 0;
-            }
-
-            if (rc < 0) {
-                ngx_ipc_dest_forget(d);
-                return -1;
-            }
-
-            d->head = it->next;
-            if (d->head == NULL) {
-                d->tail = NULL;
-            }
-
-            d->queued -= it->raw;
-            ngx_ipc_counters_data.send_queued -= it->raw;
-            free(it);
-            continue;
-        }
-
-        cur = it->out;
-        n = 0;
-        payload = 0;
-
-        for ( ;; ) {
-            k = ngx_ipc_pack(buf + n, sizeof(buf) - n, ngx_ipc_pipe.pid, &cur);
-
-            if (k) {
-                n += k;
-                payload += k - NGX_IPC_HDR_SIZE;
-                continue;
-            }
-
-            if (!ngx_ipc_out_done(&cur)) {
-                break;                                   /* buffer full */
-            }
-
-            it = it->next;
-            if (it == NULL || it->raw) {
-                break;
-            }
-
-            cur = it->out;
-        }
-
-        if (n == 0) {
-            break;
-        }
-
-        rc = ngx_ipc_dest_write(d, buf, n);
+        rc = ngx_ipc_dest_write(d, it->buf, it->len);
 
         if (rc == 1) {
             return 0;
@@ -1034,23 +1035,14 @@ ngx_ipc_dest_flush(ngx_ipc_dest_t *d)
             return -1;
         }
 
-        /* written: drop the items sent in full, advance the one in part */
-
-        while (d->head != it) {
-            done = d->head;
-            d->head = done->next;
-            free(done);
-        }
-
-        if (it) {
-            it->out = cur;
-
-        } else {
+        d->head = it->next;
+        if (d->head == NULL) {
             d->tail = NULL;
         }
 
-        d->queued -= payload;
-        ngx_ipc_counters_data.send_queued -= payload;
+        d->queued -= it->len;
+        ngx_ipc_counters_data.send_queued -= it->len;
+        free(it);
     }
 
     return 0;
@@ -1221,64 +1213,6 @@ ngx_ipc_lone_written(void)
 }
 
 
-/*
- * Writes an alert in writes of whole packets, but for the tail of a long one;
- * queues what the pipe refuses.
- */
-
-static int
-ngx_ipc_dest_write_now(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
-{
-    int            rc, first;
-    size_t         n, k;
-    u_char         buf[NGX_IPC_WRITE_MAX];
-    ngx_ipc_out_t  saved;
-
-    for (first = 1; !ngx_ipc_out_done(out); first = 0) {
-        saved = *out;
-        n = 0;
-
-        while ((k = ngx_ipc_pack(buf + n, sizeof(buf) - n, ngx_ipc_pipe.pid,
-                                 out)))
-        {
-            n += k;
-        }
-
-        if (!first && ngx_ipc_out_done(out)) {
-
-            /*
-             * The tail of an alert longer than one write waits in obuf, to
-             * fill a write with the next alert or go at the turn's end.
-             */
-
-            memcpy(d->obuf, buf, n);
-            d->olen = n;
-            d->oalerts = 1;
-            ngx_ipc_dest_dirty(d);
-            return 0;
-        }
-
-        rc = ngx_ipc_dest_write(d, buf, n);
-
-        if (rc == 1) {
-            if (ngx_ipc_dest_enqueue(d, &saved) != 0) {
-                return NGX_IPC_FAILED;
-            }
-
-            ngx_ipc_dest_arm(d);
-            return 0;
-        }
-
-        if (rc < 0) {
-            ngx_ipc_dest_forget(d);
-            return rc;
-        }
-    }
-
-    return 0;
-}
-
-
 /* the pipe is full: obuf's packets become the head of the (empty) queue */
 
 static int
@@ -1290,7 +1224,7 @@ ngx_ipc_dest_hold(ngx_ipc_dest_t *d)
         return 0;
     }
 
-    it = malloc(sizeof(ngx_ipc_item_t) + d->olen);
+    it = malloc(sizeof(ngx_ipc_item_t));
     if (it == NULL) {
         ngx_ipc_set_error("out of memory queueing %zu bytes for worker %"
                           PRId32, d->olen, d->pid);
@@ -1298,8 +1232,7 @@ ngx_ipc_dest_hold(ngx_ipc_dest_t *d)
     }
 
     memcpy(it->buf, d->obuf, d->olen);
-    memset(&it->out, 0, sizeof(ngx_ipc_out_t));
-    it->raw = d->olen;
+    it->len = (uint32_t) d->olen;
     it->alerts = d->oalerts;
     it->next = d->head;
     d->head = it;
@@ -1367,12 +1300,80 @@ ngx_ipc_pipe_flush_dirty(void)
 }
 
 
+/*
+ * Writes obuf's packets, then, if p is not NULL, that packet with its name
+ * and data straight from the caller's memory: one write, no copy.
+ */
+
+static int
+ngx_ipc_dest_write_packet(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p)
+{
+    int           n;
+    size_t        size;
+    struct iovec  iov[4];
+
+    n = 0;
+    size = d->olen;
+
+    if (d->olen) {
+        iov[n].iov_base = d->obuf;
+        iov[n++].iov_len = d->olen;
+    }
+
+    if (p) {
+        iov[n].iov_base = (void *) &p->h;
+        iov[n++].iov_len = NGX_IPC_HDR_SIZE;
+
+        if (p->h.name_len) {
+            iov[n].iov_base = (void *) p->name;
+            iov[n++].iov_len = p->h.name_len;
+        }
+
+        if (p->data_len) {
+            iov[n].iov_base = (void *) p->data;
+            iov[n++].iov_len = p->data_len;
+        }
+
+        size += NGX_IPC_HDR_SIZE + p->h.len;
+    }
+
+    return ngx_ipc_dest_writev(d, iov, n, size);
+}
+
+
+/*
+ * The pipe refused a write: obuf's packets head the (empty) queue, the rest
+ * of the alert follows them, and a write event waits for room.
+ */
+
+static int
+ngx_ipc_dest_refused(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
+{
+    if (ngx_ipc_dest_hold(d) != 0 || ngx_ipc_dest_enqueue(d, out) != 0) {
+        return NGX_IPC_FAILED;
+    }
+
+    ngx_ipc_dest_arm(d);
+
+    return 0;
+}
+
+
+/*
+ * A packet carrying at least this much data goes out from the caller's
+ * memory (writev) rather than being copied into obuf: the copy would cost
+ * more than the extra iovecs.
+ */
+
+#define NGX_IPC_SLICE_MIN  1024
+
 static int
 ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 {
-    int             rc;
-    size_t          k;
-    ngx_ipc_out_t   out;
+    int               rc, lone, wrote, counted;
+    size_t            k, room;
+    ngx_ipc_out_t     out;
+    ngx_ipc_packet_t  p;
 
     out = *alert;
 
@@ -1396,60 +1397,90 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
         return 0;
     }
 
-    if (!d->dirty && !ngx_ipc_burst()) {
+    lone = !d->dirty && !ngx_ipc_burst();
+    wrote = 0;
+    counted = 0;
+
+    while (!ngx_ipc_out_done(&out)) {
+        room = sizeof(d->obuf) - d->olen;
+        k = ngx_ipc_packet_next(&p, room, ngx_ipc_pipe.pid, &out);
+
+        if (k && (p.data_len < NGX_IPC_SLICE_MIN
+                  || (p.last && k < room && (!lone || wrote))))
+        {
+            /*
+             * Small packets, and the tail of an alert that is to wait for
+             * the turn's end, are copied into obuf to share a write with
+             * what follows.
+             */
+
+            (void) ngx_ipc_pack(d->obuf + d->olen, room, ngx_ipc_pipe.pid,
+                                &out);
+            d->olen += k;
+            d->oalerts += !counted;
+            counted = 1;
+            continue;
+        }
+
+        /* obuf is full, or the packet is large: one write */
+
+        rc = ngx_ipc_dest_write_packet(d, k ? &p : NULL);
+
+        if (rc == 1) {
+            return ngx_ipc_dest_refused(d, &out);
+        }
+
+        if (rc < 0) {
+            d->oalerts -= counted;       /* refused, so not lost */
+            ngx_ipc_dest_forget(d);
+            return rc;
+        }
+
+        if (k) {
+            ngx_ipc_packet_take(&out, &p);
+        }
+
+        d->olen = 0;
+        d->oalerts = 0;
+        counted = 0;
+        wrote = 1;
+    }
+
+    rc = 0;
+
+    if (d->olen && (!lone || wrote)) {
+
+        /* part of a burst, or the tail of a long alert: at the turn's end */
+
+        ngx_ipc_dest_dirty(d);
+
+    } else if (d->olen) {
 
         /*
          * An alert on its own goes out at once: no latency added, and a
          * destination that died is reported to this very send.
          */
 
-        rc = ngx_ipc_dest_write_now(d, &out);
-        ngx_ipc_lone_written();
-        return rc;
-    }
-
-    d->oalerts++;
-
-    for ( ;; ) {
-        while ((k = ngx_ipc_pack(d->obuf + d->olen, sizeof(d->obuf) - d->olen,
-                                 ngx_ipc_pipe.pid, &out)))
-        {
-            d->olen += k;
-        }
-
-        if (ngx_ipc_out_done(&out)) {
-            break;
-        }
-
-        /* obuf is full: write it and go on packing */
-
-        rc = ngx_ipc_dest_write(d, d->obuf, d->olen);
+        rc = ngx_ipc_dest_write_packet(d, NULL);
 
         if (rc == 1) {
-            if (ngx_ipc_dest_hold(d) != 0
-                || ngx_ipc_dest_enqueue(d, &out) != 0)
-            {
-                return NGX_IPC_FAILED;
-            }
+            rc = ngx_ipc_dest_refused(d, &out);
 
-            ngx_ipc_dest_arm(d);
-            return 0;
-        }
-
-        if (rc < 0) {
+        } else if (rc < 0) {
+            d->oalerts -= counted;       /* refused, so not lost */
             ngx_ipc_dest_forget(d);
-            return rc;
+
+        } else {
+            d->olen = 0;
+            d->oalerts = 0;
         }
-
-        d->olen = 0;
-        d->oalerts = 1;                  /* the one being packed */
     }
 
-    if (d->olen) {
-        ngx_ipc_dest_dirty(d);
+    if (lone) {
+        ngx_ipc_lone_written();
     }
 
-    return 0;
+    return rc;
 }
 
 
