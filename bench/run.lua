@@ -235,6 +235,24 @@ local function sample_background(when, secs)
   return busy
 end
 
+-- time the hypervisor gave to something else ("steal", /proc/stat): on a VM
+-- it disturbs the figures as much as a process of our own would
+local function cpu_times()
+  local f = {}
+  for x in (read_file("/proc/stat") or ""):match("^cpu%s+([^\n]*)"):gmatch("%d+") do
+    f[#f + 1] = tonumber(x)
+  end
+  local total = 0
+  for i = 1, math.min(8, #f) do total = total + f[i] end
+  return { total = total, steal = f[8] or 0 }
+end
+
+local function steal_since(t0)
+  local t1 = cpu_times()
+  local total = t1.total - t0.total
+  return total > 0 and (t1.steal - t0.steal) / total or 0
+end
+
 -- wait (up to `max_wait` s) until the machine is quiet
 local function wait_quiet(max_wait)
   local deadline = socket.gettime() + max_wait
@@ -411,8 +429,19 @@ end
 -- Two warm-ups: a short one with the byte-exact check, then one of the
 -- length it suggests; N for the runs is calibrated on the second, so that a
 -- run lasts about --seconds.
-local function stream_workload(inst, name, bcast, size, n_warm)
-  local runs, errors = {}, {}
+-- the limit a workload is compared with, measured again just before each of
+-- its runs: on a VM the pipe's own speed drifts over a minute (other guests),
+-- so a ratio is the median of per-run ratios to a limit taken moments apart
+local function paired_limit(pair)
+  if pair.kind == "pingpong" then
+    return probe("pingpong", 26, 10000, pair.mode).p50_us
+  end
+  local secs = math.max(0.2, math.min(1, opts.seconds * 0.6))
+  return probe("stream", pair.size, secs, 1048576, pair.mode)[pair.field]
+end
+
+local function stream_workload(inst, name, bcast, size, n_warm, pair)
+  local runs, errors, limits = {}, {}, {}
   local function calibrate(r, n)
     if not r.ok then return n end
     n = math.floor(r.alerts_per_s * opts.seconds / 1000 + 0.5) * 1000
@@ -425,6 +454,7 @@ local function stream_workload(inst, name, bcast, size, n_warm)
   for _, e in ipairs(warm2.errors) do errors[#errors + 1] = "warm-up 2: " .. e end
   n = calibrate(warm2, n)
   for i = 1, opts.runs do
+    limits[i] = pair and paired_limit(pair)
     local r = stream_run(inst, bcast, n, size, false)
     runs[i] = r
     for _, e in ipairs(r.errors) do errors[#errors + 1] = ("run %d: %s"):format(i, e) end
@@ -439,6 +469,7 @@ local function stream_workload(inst, name, bcast, size, n_warm)
     name = name, workers = #inst.all, size = size, n = n, broadcast = bcast,
     whole = #errors == 0 and #a == opts.runs and warm.ok and warm2.ok,
     errors = errors, runs = runs, warmup = { warm, warm2 },
+    paired = pair and { limit = pair, runs = limits } or nil,
   }
   if #a > 0 then
     out.alerts_per_s = median(a)
@@ -455,12 +486,13 @@ end
 -- ping-pong (W5)
 ---------------------------------------------------------------------------
 
-local function pingpong_workload(inst, name)
+local function pingpong_workload(inst, name, pair)
   local a, b = inst.by_id[1], inst.by_id[0]
   inst:run(b, B("arm_echo()"))
-  local errors, p50, p99, runs = {}, {}, {}, {}
+  local errors, p50, p99, runs, limits = {}, {}, {}, {}, {}
   for i = 0, opts.runs do
     local rounds = i == 0 and 1000 or 10000
+    if i > 0 and pair then limits[#limits + 1] = paired_limit(pair) end
     local ok, r = inst:try(a, B(("pingpong(%d, %d, 10, 60)"):format(b, rounds)), 90)
     if not ok then
       errors[#errors + 1] = ("run %d: %s"):format(i, tostring(r):match("^[^\n]*"))
@@ -471,7 +503,8 @@ local function pingpong_workload(inst, name)
       runs[#runs + 1] = r
     end
   end
-  local out = { name = name, workers = 2, rounds = 10000, size = 10, whole = #errors == 0, errors = errors, runs = runs }
+  local out = { name = name, workers = 2, rounds = 10000, size = 10, whole = #errors == 0, errors = errors, runs = runs,
+    paired = pair and { limit = pair, runs = limits } or nil }
   if #p50 > 0 then
     out.p50_us, out.p99_us = median(p50), median(p99)
   end
@@ -509,35 +542,45 @@ local function report(M, L, W)
   row("    (info) one process per CPU", ("%.1f / %.1f"):format(L.L3_split.p50_us, L.L3_split.p99_us), "µs p50/p99")
 
   local function ratio(x, l) return x and l and l > 0 and x / l or nil end
+  -- with a paired limit: the median of the runs' ratios to it (see paired_limit)
+  local function rat(w, field, l)
+    local r = {}
+    for i, run in ipairs(w.paired and w.runs or {}) do
+      local x, lim = run[field], w.paired.runs[i]
+      if x and lim and lim > 0 and (run.ok ~= false) then r[#r + 1] = x / lim end
+    end
+    if #r > 0 then return median(r) end
+    return ratio(w[field], l)
+  end
   local w = W.W1
   if w then
-    local r = ratio(w.alerts_per_s, L.L1.median)
+    local r = rat(w, "alerts_per_s", L.L1.median)
     local t, met = target("W1", "W1 alerts/s >= 1.2 x L1", r, ">=", 1.2)
     row("W1  send 10 B, 2 workers", si(w.alerts_per_s or 0), "alerts/s", "L1", r, t, met, w.whole)
   end
   w = W.W1_split
   if w then
     row("    (info) W1, one worker per CPU", si(w.alerts_per_s or 0), "alerts/s", "L1 split",
-      ratio(w.alerts_per_s, L.L1_split.median), nil, nil, w.whole)
+      rat(w, "alerts_per_s", L.L1_split.median), nil, nil, w.whole)
   end
   w = W.W2
   if w then
     row("W2  send 10 KiB, 2 workers", si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole)
-    local r = ratio(w.bytes_per_s, L.L2.median)
+    local r = rat(w, "bytes_per_s", L.L2.median)
     local t, met = target("W2", "W2 payload B/s >= 0.8 x L2", r, ">=", 0.8)
     row("", si(w.bytes_per_s or 0), "payload B/s", "L2", r, t, met)
   end
   w = W.W2_split
   if w then
     row("    (info) W2, one worker per CPU", si(w.bytes_per_s or 0), "payload B/s", "L2 split",
-      ratio(w.bytes_per_s, L.L2_split.median), nil, nil, w.whole)
+      rat(w, "bytes_per_s", L.L2_split.median), nil, nil, w.whole)
   end
   for _, k in ipairs { "W3_2", "W3_5" } do
     w = W[k]
     if w then
       local label = ("W3  broadcast 10 B, %d workers"):format(w.workers)
       row(label, si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole)
-      local r = ratio(w.deliveries_per_s, L.L1.median)
+      local r = rat(w, "deliveries_per_s", L.L1.median)
       local t, met
       if k == "W3_5" then t, met = target("W3", "W3 (5 workers) deliveries/s >= 1.3 x L1", r, ">=", 1.3) end
       row("", si(w.deliveries_per_s or 0), "deliveries/s", "L1", r, t, met)
@@ -549,7 +592,7 @@ local function report(M, L, W)
       local label = ("W4  broadcast 10 KiB, %d workers"):format(w.workers)
       row(label, si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole)
       row("", si(w.deliveries_per_s or 0), "deliveries/s")
-      local r = ratio(w.bytes_per_s, L.L2.median)
+      local r = rat(w, "bytes_per_s", L.L2.median)
       local t, met
       if k == "W4_2" then t, met = target("W4", "W4 (2 workers) delivered payload B/s >= 0.8 x L2", r, ">=", 0.8) end
       row("", si(w.bytes_per_s or 0), "payload B/s", "L2", r, t, met)
@@ -560,7 +603,7 @@ local function report(M, L, W)
     if w then
       local pinned = k == "W5_pinned"
       local lim = pinned and L.L3_pinned or L.L3_unpinned
-      local r = ratio(w.p50_us, lim.p50_us)
+      local r = rat(w, "p50_us", lim.p50_us)
       local t, met
       if pinned then t, met = target("W5", "W5 pinned p50 <= 2 x L3 pinned", r, "<=", 2) end
       row(("W5  ping-pong 10 B, %s"):format(pinned and "pinned (1 CPU)" or "unpinned"),
@@ -590,12 +633,17 @@ local function report(M, L, W)
     M.uncommitted_changes and " + uncommitted changes" or "")
   out[#out + 1] = ("each figure: median of %d runs after a warm-up; W runs %.1f s each; whole = every alert counted, in order, intact")
     :format(opts.runs, opts.seconds)
+  out[#out + 1] = "ratio: median of the runs' ratios, each to its limit measured again just before that run (the L rows: once, at the start)"
   local bg = M.background
   if bg.max_cpus >= 0.15 then
     out[#out + 1] = ("WARNING: other processes kept up to %.2f CPUs busy during the bench (%s): the figures are disturbed")
       :format(bg.max_cpus, bg.top or "?")
   else
     out[#out + 1] = ("machine quiet: other processes used at most %.2f CPUs when sampled between phases"):format(bg.max_cpus)
+  end
+  if bg.steal then
+    out[#out + 1] = ("host steal: %.1f %% of CPU time during the bench (time the hypervisor gave to other guests)%s")
+      :format(bg.steal * 100, bg.steal >= 0.02 and ": the figures are disturbed" or "")
   end
   out[#out + 1] = ""
   out[#out + 1] = line(head)
@@ -636,48 +684,57 @@ local function main()
 
   local M = machine()
   wait_quiet(opts.quiet)
+  local cpu0 = cpu_times()
   local L = measure_limits()
   say("  L1 %s msgs/s, L2 %s B/s, L3 pinned p50 %.1f µs, unpinned p50 %.1f µs",
     si(L.L1.median), si(L.L2.median), L.L3_pinned.p50_us, L.L3_unpinned.p50_us)
+
+  local L1p = { kind = "stream", size = 26, field = "messages_per_s", mode = "unpinned" }
+  local L2p = { kind = "stream", size = 4096, field = "bytes_per_s", mode = "unpinned" }
+  local L1s = { kind = "stream", size = 26, field = "messages_per_s", mode = "split" }
+  local L2s = { kind = "stream", size = 4096, field = "bytes_per_s", mode = "split" }
+  local L3p = { kind = "pingpong", mode = "pinned" }
+  local L3u = { kind = "pingpong", mode = "unpinned" }
 
   local W = {}
   if wanted("W1") or wanted("W2") or wanted("W3") or wanted("W4") or wanted("W5") then
     sample_background("before W1-W5, 2 workers")
     say("nginx, 2 workers ...")
     local inst = start(2, false)
-    if wanted("W1") then W.W1 = stream_workload(inst, "W1", false, 10, 200000) end
-    if wanted("W2") then W.W2 = stream_workload(inst, "W2", false, 10240, 20000) end
-    if wanted("W3") then W.W3_2 = stream_workload(inst, "W3 2w", true, 10, 200000) end
-    if wanted("W4") then W.W4_2 = stream_workload(inst, "W4 2w", true, 10240, 10000) end
-    if wanted("W5") then W.W5_unpinned = pingpong_workload(inst, "W5 unpin") end
+    if wanted("W1") then W.W1 = stream_workload(inst, "W1", false, 10, 200000, L1p) end
+    if wanted("W2") then W.W2 = stream_workload(inst, "W2", false, 10240, 20000, L2p) end
+    if wanted("W3") then W.W3_2 = stream_workload(inst, "W3 2w", true, 10, 200000, L1p) end
+    if wanted("W4") then W.W4_2 = stream_workload(inst, "W4 2w", true, 10240, 10000, L2p) end
+    if wanted("W5") then W.W5_unpinned = pingpong_workload(inst, "W5 unpin", L3u) end
     stop_all()
   end
   if wanted("W3") or wanted("W4") then
     sample_background("before W3-W4, 5 workers")
     say("nginx, 5 workers ...")
     local inst = start(5, false)
-    if wanted("W3") then W.W3_5 = stream_workload(inst, "W3 5w", true, 10, 100000) end
-    if wanted("W4") then W.W4_5 = stream_workload(inst, "W4 5w", true, 10240, 5000) end
+    if wanted("W3") then W.W3_5 = stream_workload(inst, "W3 5w", true, 10, 100000, L1p) end
+    if wanted("W4") then W.W4_5 = stream_workload(inst, "W4 5w", true, 10240, 5000, L2p) end
     stop_all()
   end
   if wanted("W1") or wanted("W2") then
     sample_background("before W1-W2, one worker per CPU")
     say("nginx, 2 workers, one per CPU ...")
     local inst = start(2, "split")
-    if wanted("W1") then W.W1_split = stream_workload(inst, "W1 split", false, 10, 200000) end
-    if wanted("W2") then W.W2_split = stream_workload(inst, "W2 split", false, 10240, 20000) end
+    if wanted("W1") then W.W1_split = stream_workload(inst, "W1 split", false, 10, 200000, L1s) end
+    if wanted("W2") then W.W2_split = stream_workload(inst, "W2 split", false, 10240, 20000, L2s) end
     stop_all()
   end
   if wanted("W5") then
     sample_background("before W5 pinned")
     say("nginx, 2 workers pinned to one CPU ...")
     local inst = start(2, "shared")
-    W.W5_pinned = pingpong_workload(inst, "W5 pin")
+    W.W5_pinned = pingpong_workload(inst, "W5 pin", L3p)
     stop_all()
   end
 
   sample_background("end")
   M.background = background
+  background.steal = steal_since(cpu0)
   local text, targets = report(M, L, W)
   print(text)
   local whole = true
