@@ -132,6 +132,9 @@ int  ngx_ipc_pipe_started_as(const char *dir, int32_t pid);
 void ngx_ipc_pipe_flush_all(void);
 void ngx_ipc_pipe_flush_dirty(void);
 void ngx_ipc_pipe_write_event(int fd);
+int  ngx_ipc_pipe_watch_fd(void);
+void ngx_ipc_pipe_watched(void);
+void ngx_ipc_pipe_watch_event(void);
 
 /* ngx_ipc_packet.c */
 

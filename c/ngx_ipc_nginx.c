@@ -356,6 +356,37 @@ ngx_ipc_turn_start(void)
 }
 
 
+/* broadcast: the instance directory's inotify watch */
+
+static void
+ngx_ipc_watch_handler(void *ev)
+{
+    (void) ev;
+
+    ngx_ipc_pipe_watch_event();
+}
+
+
+static void
+ngx_ipc_watch_start(void)
+{
+    int  fd;
+
+    fd = ngx_ipc_pipe_watch_fd();
+
+    if (fd == -1
+        || ngx_ipc_abi.add_channel_event(*ngx_ipc_abi.cycle, fd,
+                                         ngx_ipc_abi.read_event,
+                                         ngx_ipc_watch_handler)
+           != 0)
+    {
+        return;                      /* each broadcast reads the watch */
+    }
+
+    ngx_ipc_pipe_watched();
+}
+
+
 /* sending: the write event of a destination whose pipe was full */
 
 static void
@@ -474,6 +505,7 @@ ngx_ipc_start(void *sema)
 
     ngx_ipc_mode = NGX_IPC_MODE_NGINX;
     ngx_ipc_turn_start();
+    ngx_ipc_watch_start();
 
     return 0;
 }

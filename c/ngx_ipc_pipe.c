@@ -33,7 +33,6 @@
 #define NGX_IPC_OPEN_WRITE   (O_WRONLY|O_NONBLOCK|O_CLOEXEC|O_NOFOLLOW)
 
 
-
 /*
  * What waits in a send queue: one write's worth of whole packets, packed
  * when the alert was sent (the caller's memory is gone by the time the pipe
@@ -82,6 +81,7 @@ typedef struct {
     int              ino_fd;        /* inotify on the instance, or -1 */
     int              atexit_set;
     int              scanned;
+    int              watched;       /* ino_fd has a read event in nginx */
     int32_t         *pids;          /* broadcast list */
     size_t           npids;
     size_t           pids_cap;
@@ -692,6 +692,7 @@ ngx_ipc_pipe_start(const char *dir, int32_t pid, pid_t master,
 
     ngx_ipc_watch();
     pp->scanned = 0;
+    pp->watched = 0;
 
     if (!pp->atexit_set) {
         if (atexit(ngx_ipc_pipe_exit) != 0) {
@@ -1564,17 +1565,16 @@ ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
 /* broadcast: the instance's pipes, listed by readdir, cached until
  * inotify reports a change */
 
+/* reads every pending inotify event; returns 1 if there was one (or an
+ * error: then rescanning is the safe answer) */
+
 static int
-ngx_ipc_list_changed(void)
+ngx_ipc_watch_drain(void)
 {
     char     buf[4096]
              __attribute__((aligned(__alignof__(struct inotify_event))));
     int      changed;
     ssize_t  n;
-
-    if (!ngx_ipc_pipe.scanned || ngx_ipc_pipe.ino_fd == -1) {
-        return 1;
-    }
 
     changed = 0;
 
@@ -1596,6 +1596,50 @@ ngx_ipc_list_changed(void)
 
         return 1;
     }
+}
+
+
+/*
+ * nginx mode: the watch is registered for its read event, whose handler
+ * marks the list stale, so a broadcast makes no system call to learn that
+ * nothing changed.  A pipe that appears during a turn is seen from the next.
+ */
+
+int
+ngx_ipc_pipe_watch_fd(void)
+{
+    return ngx_ipc_pipe.ino_fd;
+}
+
+
+void
+ngx_ipc_pipe_watched(void)
+{
+    ngx_ipc_pipe.watched = 1;
+}
+
+
+void
+ngx_ipc_pipe_watch_event(void)
+{
+    if (ngx_ipc_pipe.ino_fd != -1 && ngx_ipc_watch_drain()) {
+        ngx_ipc_pipe.scanned = 0;
+    }
+}
+
+
+static int
+ngx_ipc_list_changed(void)
+{
+    if (!ngx_ipc_pipe.scanned || ngx_ipc_pipe.ino_fd == -1) {
+        return 1;
+    }
+
+    if (ngx_ipc_pipe.watched) {
+        return 0;
+    }
+
+    return ngx_ipc_watch_drain();
 }
 
 

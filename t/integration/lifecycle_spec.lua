@@ -200,6 +200,10 @@ describe("a worker killed with kill -9", function()
       local a, victim = pids[1], pids[#pids]
       inst:run(a, ("assert(ipc.send(%d, 'rec', 'before'))"):format(victim))
       inst:wait_count("rec:" .. victim, 1, 5)
+      -- a's list of pipes is cached from here: the new worker's pipe must
+      -- reach it through the directory watch
+      assert.is_true(inst:run(a, "return ipc.broadcast('rec', 'list cached')"))
+      inst:wait_count("rec:" .. victim, 2, 5)
 
       local fresh = inst:kill9(victim)
       assert.is_false(nginx.alive(victim))
