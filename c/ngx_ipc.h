@@ -64,6 +64,7 @@ int ngx_ipc_recv(ngx_ipc_alert_t *alert);
 int ngx_ipc_poll(void);
 int ngx_ipc_feed(const char *buf, size_t len);
 void ngx_ipc_counters(ngx_ipc_counters_t *out);
+double ngx_ipc_dropped(void);
 int ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);
 const char *ngx_ipc_last_error(void);
 const char *ngx_ipc_dir(void);

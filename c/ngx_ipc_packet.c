@@ -820,3 +820,15 @@ ngx_ipc_counters(ngx_ipc_counters_t *out)
 {
     *out = ngx_ipc_counters_data;
 }
+
+
+/* exact up to 2^53 drops */
+
+double
+ngx_ipc_dropped(void)
+{
+    const ngx_ipc_counters_t  *c = &ngx_ipc_counters_data;
+
+    return (double) (c->packets_discarded + c->alerts_truncated
+                     + c->lost_exited + c->dropped_receive);
+}
