@@ -9,12 +9,15 @@
  *       L1 = stream 26 ... (messages/s), L2 = stream 4096 ... (bytes/s);
  *       placement as for pingpong (default unpinned).
  *
- *   probe pingpong MSG_SIZE ROUNDS pinned|unpinned|split
+ *   probe pingpong MSG_SIZE ROUNDS pinned|unpinned|split [epoll]
  *       two processes bounce MSG_SIZE bytes over two pipes ROUNDS times
  *       (after ROUNDS/10 rounds of warm-up); "pinned" puts both on the
  *       first CPU of the current affinity mask, "split" each on its own
  *       (the first two), "unpinned" lets the scheduler choose.
- *       L3 = pingpong 26 ...
+ *       L3 = pingpong 26 ...  With "epoll" each side waits in epoll_wait
+ *       (1 s timeout, as nginx with a timer pending) and then reads a
+ *       non-blocking pipe, as an event loop does: what a hop costs any
+ *       epoll-driven receiver, before its own work.
  *
  * Prints one line of JSON.  Exits non-zero when a byte went missing or a
  * system call failed.
@@ -29,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -97,6 +101,81 @@ read_all(int fd, char *buf, size_t n)
     }
 
     return 0;
+}
+
+
+/* as an event loop reads: wait for readiness, then read what is there */
+
+static int
+read_polled(int ep, int fd, char *buf, size_t n)
+{
+    ssize_t             r;
+    struct epoll_event  e;
+
+    while (n) {
+        if (epoll_wait(ep, &e, 1, 1000) == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            die("epoll_wait");
+        }
+
+        for ( ;; ) {
+            r = read(fd, buf, n);
+            if (r == -1 && errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+
+        if (r == -1) {
+            if (errno == EAGAIN) {
+                continue;
+            }
+            die("read");
+        }
+        if (r == 0) {
+            return -1;
+        }
+        buf += r;
+        n -= (size_t) r;
+    }
+
+    return 0;
+}
+
+
+static int
+poller(int fd)
+{
+    int                 ep;
+    struct epoll_event  e;
+
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1) {
+        die("fcntl");
+    }
+
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep == -1) {
+        die("epoll_create1");
+    }
+
+    memset(&e, 0, sizeof(e));
+    e.events = EPOLLIN;
+    e.data.fd = fd;
+
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) == -1) {
+        die("epoll_ctl");
+    }
+
+    return ep;
+}
+
+
+static int
+recv_msg(int ep, int fd, char *buf, size_t n)
+{
+    return ep == -1 ? read_all(fd, buf, n) : read_polled(ep, fd, buf, n);
 }
 
 
@@ -324,9 +403,9 @@ pct(const double *sorted, size_t n, double q)
 /* mode: 0 unpinned, 1 pinned (one CPU), 2 split (one CPU each) */
 
 static int
-pingpong(size_t msg, long rounds, int mode)
+pingpong(size_t msg, long rounds, int mode, int polled)
 {
-    int        a[2], b[2], status, cpu, cpu2;
+    int        a[2], b[2], status, cpu, cpu2, ep;
     char      *buf;
     long       i, warm;
     pid_t      pid;
@@ -365,7 +444,9 @@ pingpong(size_t msg, long rounds, int mode)
         (void) close(a[1]);
         (void) close(b[0]);
 
-        while (read_all(a[0], buf, msg) == 0) {
+        ep = polled ? poller(a[0]) : -1;
+
+        while (recv_msg(ep, a[0], buf, msg) == 0) {
             write_all(b[1], buf, msg);
         }
 
@@ -379,10 +460,12 @@ pingpong(size_t msg, long rounds, int mode)
     (void) close(a[0]);
     (void) close(b[1]);
 
+    ep = polled ? poller(b[0]) : -1;
+
     for (i = -warm; i < rounds; i++) {
         t = now();
         write_all(a[1], buf, msg);
-        if (read_all(b[0], buf, msg) != 0) {
+        if (recv_msg(ep, b[0], buf, msg) != 0) {
             fprintf(stderr, "probe: echo process went away\n");
             return 2;
         }
@@ -405,10 +488,10 @@ pingpong(size_t msg, long rounds, int mode)
     qsort(rtt, (size_t) rounds, sizeof(double), cmp_double);
 
     printf("{\"test\":\"pingpong\",\"msg_size\":%zu,\"rounds\":%ld,"
-           "\"mode\":\"%s\",\"cpu\":%d,\"cpu2\":%d,\"p50_us\":%.2f,"
+           "\"mode\":\"%s\",\"epoll\":%s,\"cpu\":%d,\"cpu2\":%d,\"p50_us\":%.2f,"
            "\"p99_us\":%.2f,\"min_us\":%.2f,\"mean_us\":%.2f,"
            "\"complete\":true}\n",
-           msg, rounds, mode_name(mode), cpu, cpu2,
+           msg, rounds, mode_name(mode), polled ? "true" : "false", cpu, cpu2,
            pct(rtt, (size_t) rounds, 0.50), pct(rtt, (size_t) rounds, 0.99),
            rtt[0], sum / (double) rounds);
 
@@ -422,7 +505,8 @@ usage(void)
     fprintf(stderr,
             "usage: probe stream MSG_SIZE SECONDS PIPE_SIZE "
             "[unpinned|pinned|split]\n"
-            "       probe pingpong MSG_SIZE ROUNDS pinned|unpinned|split\n");
+            "       probe pingpong MSG_SIZE ROUNDS pinned|unpinned|split "
+            "[epoll]\n");
     exit(2);
 }
 
@@ -457,9 +541,12 @@ main(int argc, char **argv)
                       argc == 6 ? parse_mode(argv[5]) : 0);
     }
 
-    if (argc == 5 && strcmp(argv[1], "pingpong") == 0) {
+    if ((argc == 5 || (argc == 6 && strcmp(argv[5], "epoll") == 0))
+        && strcmp(argv[1], "pingpong") == 0)
+    {
         return pingpong((size_t) strtoul(argv[2], NULL, 10),
-                        strtol(argv[3], NULL, 10), parse_mode(argv[4]));
+                        strtol(argv[3], NULL, 10), parse_mode(argv[4]),
+                        argc == 6);
     }
 
     usage();

@@ -315,6 +315,14 @@ local function measure_limits()
     end
     L["L3_" .. mode] = { p50_us = median(p50), p99_us = median(p99), p50_runs = p50, p99_runs = p99, rounds = 10000 }
   end
+  -- what an event loop's hop costs before any work of its own (info)
+  probe("pingpong", 26, 1000, "pinned", "epoll")
+  local p50, p99 = {}, {}
+  for i = 1, opts.runs do
+    local r = probe("pingpong", 26, 10000, "pinned", "epoll")
+    p50[i], p99[i] = r.p50_us, r.p99_us
+  end
+  L.L3_epoll_pinned = { p50_us = median(p50), p99_us = median(p99), p50_runs = p50, p99_runs = p99, rounds = 10000 }
   return L
 end
 
@@ -540,6 +548,10 @@ local function report(M, L, W)
   row("L3  pipe ping-pong 26 B, pinned", ("%.1f / %.1f"):format(L.L3_pinned.p50_us, L.L3_pinned.p99_us), "µs p50/p99")
   row("L3  pipe ping-pong 26 B, unpinned", ("%.1f / %.1f"):format(L.L3_unpinned.p50_us, L.L3_unpinned.p99_us), "µs p50/p99")
   row("    (info) one process per CPU", ("%.1f / %.1f"):format(L.L3_split.p50_us, L.L3_split.p99_us), "µs p50/p99")
+  if L.L3_epoll_pinned then
+    row("    (info) pinned, each side in epoll_wait", ("%.1f / %.1f"):format(L.L3_epoll_pinned.p50_us,
+      L.L3_epoll_pinned.p99_us), "µs p50/p99", "L3 pin", L.L3_epoll_pinned.p50_us / L.L3_pinned.p50_us)
+  end
 
   local function ratio(x, l) return x and l and l > 0 and x / l or nil end
   -- with a paired limit: the median of the runs' ratios to it (see paired_limit)
