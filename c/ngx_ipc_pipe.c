@@ -1727,6 +1727,16 @@ ngx_ipc_broadcast(const char *name, size_t name_len,
                          len ? ", " : "", ngx_ipc_pipe.pids[i]);
             len += n > 0 ? (size_t) n : 0;
         }
+
+        if (len < sizeof(skipped) && ngx_ipc_pipe.pids[i] == ngx_ipc_pipe.pid) {
+
+            /* its own copy skips the pipe: another cap refused it */
+
+            n = snprintf(skipped + len, sizeof(skipped) - len,
+                         " (this worker: receive_backlog is %" PRIu64
+                         " bytes)", ngx_ipc_limits.receive_backlog);
+            len += n > 0 ? (size_t) n : 0;
+        }
     }
 
     if (nskipped) {

@@ -280,4 +280,28 @@ describe("alerts to the own pid", function()
                                       data = "small" } },
                                   helper.collect(1), "after the refusal"))
     end)
+
+    it("are named with the cap that refused them when a broadcast reaches "
+       .. "the others but not this worker", function()
+        helper.drain()
+        assert(shim.configure(0, 1024 * 1024))
+        finally(function() assert(shim.configure(0, 128 * 1024 * 1024)) end)
+        local data = helper.bytes(600 * 1024, 6)
+        assert(shim.send(pid, "held", data))          -- 600 KiB held here
+        local ok, err = shim.broadcast("b", data)
+        assert.is_nil(ok, "a broadcast over this worker's receive_backlog")
+        assert.are.equal("send backlog full for 1 worker(s): " .. pid
+                         .. " (this worker: receive_backlog is 1048576 bytes)"
+                         .. " (send_backlog is 67108864 bytes); the others "
+                         .. "got the alert", err)
+        -- this worker holds only what it held before; the peer got the
+        -- broadcast (taken after "held": the peer's reading shares this
+        -- process's receive_backlog)
+        assert(helper.same_alerts({ { sender = pid, name = "held",
+                                      data = data } },
+                                  helper.take(), "held"))
+        assert(helper.same_alerts({ { sender = pid, name = "b",
+                                      data = data } },
+                                  helper.collect(1), "the peer's copy"))
+    end)
 end)
