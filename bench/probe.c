@@ -80,56 +80,28 @@ write_all(int fd, const char *buf, size_t n)
 }
 
 
-static int
-read_all(int fd, char *buf, size_t n)
-{
-    ssize_t  r;
-
-    while (n) {
-        r = read(fd, buf, n);
-        if (r == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-            die("read");
-        }
-        if (r == 0) {
-            return -1;
-        }
-        buf += r;
-        n -= (size_t) r;
-    }
-
-    return 0;
-}
-
-
-/* as an event loop reads: wait for readiness, then read what is there */
+/*
+ * Reads n bytes.  With an epoll fd (ep != -1) it reads as an event loop
+ * does: wait for readiness, then read what the non-blocking pipe has.
+ */
 
 static int
-read_polled(int ep, int fd, char *buf, size_t n)
+read_all(int ep, int fd, char *buf, size_t n)
 {
     ssize_t             r;
     struct epoll_event  e;
 
     while (n) {
-        if (epoll_wait(ep, &e, 1, 1000) == -1) {
+        if (ep != -1 && epoll_wait(ep, &e, 1, 1000) == -1) {
             if (errno == EINTR) {
                 continue;
             }
             die("epoll_wait");
         }
 
-        for ( ;; ) {
-            r = read(fd, buf, n);
-            if (r == -1 && errno == EINTR) {
-                continue;
-            }
-            break;
-        }
-
+        r = read(fd, buf, n);
         if (r == -1) {
-            if (errno == EAGAIN) {
+            if (errno == EINTR || (ep != -1 && errno == EAGAIN)) {
                 continue;
             }
             die("read");
@@ -169,13 +141,6 @@ poller(int fd)
     }
 
     return ep;
-}
-
-
-static int
-recv_msg(int ep, int fd, char *buf, size_t n)
-{
-    return ep == -1 ? read_all(fd, buf, n) : read_polled(ep, fd, buf, n);
 }
 
 
@@ -446,7 +411,7 @@ pingpong(size_t msg, long rounds, int mode, int polled)
 
         ep = polled ? poller(a[0]) : -1;
 
-        while (recv_msg(ep, a[0], buf, msg) == 0) {
+        while (read_all(ep, a[0], buf, msg) == 0) {
             write_all(b[1], buf, msg);
         }
 
@@ -465,7 +430,7 @@ pingpong(size_t msg, long rounds, int mode, int polled)
     for (i = -warm; i < rounds; i++) {
         t = now();
         write_all(a[1], buf, msg);
-        if (recv_msg(ep, b[0], buf, msg) != 0) {
+        if (read_all(ep, b[0], buf, msg) != 0) {
             fprintf(stderr, "probe: echo process went away\n");
             return 2;
         }
