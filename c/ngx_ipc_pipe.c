@@ -99,6 +99,8 @@ static ngx_ipc_dest_t  *ngx_ipc_dirty;
 static int64_t          ngx_ipc_lone_end;   /* see ngx_ipc_burst() */
 
 static void ngx_ipc_dest_dirty(ngx_ipc_dest_t *d);
+static int ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
+    ngx_ipc_out_t *out, int counted);
 
 
 /* names and processes */
@@ -1270,7 +1272,6 @@ ngx_ipc_dest_dirty(ngx_ipc_dest_t *d)
 void
 ngx_ipc_pipe_flush_dirty(void)
 {
-    int              rc;
     ngx_ipc_dest_t  *d;
 
     while (ngx_ipc_dirty) {
@@ -1283,20 +1284,7 @@ ngx_ipc_pipe_flush_dirty(void)
             continue;
         }
 
-        rc = ngx_ipc_dest_write(d, d->obuf, d->olen);
-
-        if (rc == 0) {
-            d->olen = 0;
-            d->oalerts = 0;
-
-        } else if (rc == 1) {
-            if (ngx_ipc_dest_hold(d) == 0) {
-                ngx_ipc_dest_arm(d);
-            }
-
-        } else {
-            ngx_ipc_dest_forget(d);
-        }
+        (void) ngx_ipc_dest_put(d, NULL, NULL, 0);
     }
 }
 
@@ -1343,18 +1331,41 @@ ngx_ipc_dest_write_packet(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p)
 
 
 /*
- * The pipe refused a write: obuf's packets head the (empty) queue, the rest
- * of the alert follows them, and a write event waits for room.
+ * One write of obuf's packets and p (if not NULL).  Returns 0 when written
+ * (obuf is empty then), 1 when the pipe was full and obuf's packets and the
+ * rest of "out" (p included; out may be NULL) now wait in the queue, or an
+ * error.  "counted":
+ * the alert being sent is among obuf's; it is not lost if this fails, since
+ * the send that returns the error does not take it.
  */
 
 static int
-ngx_ipc_dest_refused(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
+ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
+    ngx_ipc_out_t *out, int counted)
 {
-    if (ngx_ipc_dest_hold(d) != 0 || ngx_ipc_dest_enqueue(d, out) != 0) {
-        return NGX_IPC_FAILED;
+    int  rc;
+
+    rc = ngx_ipc_dest_write_packet(d, p);
+
+    if (rc == 1) {
+        if (ngx_ipc_dest_hold(d) != 0
+            || (out && ngx_ipc_dest_enqueue(d, out) != 0))
+        {
+            return NGX_IPC_FAILED;
+        }
+
+        ngx_ipc_dest_arm(d);
+        return 1;
     }
 
-    ngx_ipc_dest_arm(d);
+    if (rc < 0) {
+        d->oalerts -= counted;
+        ngx_ipc_dest_forget(d);
+        return rc;
+    }
+
+    d->olen = 0;
+    d->oalerts = 0;
 
     return 0;
 }
@@ -1425,24 +1436,15 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 
         /* obuf is full, or the packet is large: one write */
 
-        rc = ngx_ipc_dest_write_packet(d, k ? &p : NULL);
-
-        if (rc == 1) {
-            return ngx_ipc_dest_refused(d, &out);
-        }
-
-        if (rc < 0) {
-            d->oalerts -= counted;       /* refused, so not lost */
-            ngx_ipc_dest_forget(d);
-            return rc;
+        rc = ngx_ipc_dest_put(d, k ? &p : NULL, &out, counted);
+        if (rc != 0) {
+            return rc == 1 ? 0 : rc;
         }
 
         if (k) {
             ngx_ipc_packet_take(&out, &p);
         }
 
-        d->olen = 0;
-        d->oalerts = 0;
         counted = 0;
         wrote = 1;
     }
@@ -1462,18 +1464,9 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
          * destination that died is reported to this very send.
          */
 
-        rc = ngx_ipc_dest_write_packet(d, NULL);
-
+        rc = ngx_ipc_dest_put(d, NULL, &out, counted);
         if (rc == 1) {
-            rc = ngx_ipc_dest_refused(d, &out);
-
-        } else if (rc < 0) {
-            d->oalerts -= counted;       /* refused, so not lost */
-            ngx_ipc_dest_forget(d);
-
-        } else {
-            d->olen = 0;
-            d->oalerts = 0;
+            rc = 0;
         }
     }
 
