@@ -434,12 +434,9 @@ local function stream_run(inst, bcast, n, size, full, hooks)
   return res
 end
 
--- Two warm-ups: a short one with the byte-exact check, then one of the
--- length it suggests; N for the runs is calibrated on the second, so that a
--- run lasts about --seconds.
--- the limit a workload is compared with, measured again just before each of
+-- The limit a workload is compared with, measured again just before each of
 -- its runs: on a VM the pipe's own speed drifts over a minute (other guests),
--- so a ratio is the median of per-run ratios to a limit taken moments apart
+-- so a ratio is the median of per-run ratios to a limit taken moments apart.
 local function paired_limit(pair)
   if pair.kind == "pingpong" then
     return probe("pingpong", 26, 10000, pair.mode).p50_us
@@ -448,6 +445,9 @@ local function paired_limit(pair)
   return probe("stream", pair.size, secs, 1048576, pair.mode)[pair.field]
 end
 
+-- Two warm-ups: a short one with the byte-exact check, then one of the
+-- length it suggests; N for the runs is calibrated on the second, so that a
+-- run lasts about --seconds.  "pair": the limit to measure before each run.
 local function stream_workload(inst, name, bcast, size, n_warm, pair)
   local runs, errors, limits = {}, {}, {}
   local function calibrate(r, n)
