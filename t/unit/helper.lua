@@ -135,7 +135,8 @@ local O_RDONLY, O_WRONLY, O_NONBLOCK = 0, 1, 0x800
 local F_SETPIPE_SZ = 1031
 local READ_MAX, CHUNK = 1024 * 1024, 64 * 1024
 
--- above pid_max (4194304): never a live process, so nothing sweeps it
+-- above pid_max (4194304): no process of this machine has it.  Made after
+-- start_standalone, whose sweep removes the pipes of pids not alive.
 _M.peer = 4194304 + 1000 + _M.pid % 1000
 
 local C = ffi.C
