@@ -147,6 +147,7 @@ void   ngx_ipc_out_init(ngx_ipc_out_t *out, const char *name,
 size_t ngx_ipc_packet_next(ngx_ipc_packet_t *p, size_t room, int32_t sender,
     const ngx_ipc_out_t *out);
 void   ngx_ipc_packet_take(ngx_ipc_out_t *out, const ngx_ipc_packet_t *p);
+void   ngx_ipc_packet_copy(u_char *dst, const ngx_ipc_packet_t *p);
 size_t ngx_ipc_pack(u_char *dst, size_t room, int32_t sender,
     ngx_ipc_out_t *out);
 int    ngx_ipc_out_done(const ngx_ipc_out_t *out);

@@ -153,6 +153,25 @@ ngx_ipc_packet_take(ngx_ipc_out_t *out, const ngx_ipc_packet_t *p)
 }
 
 
+/* copies a packet that ngx_ipc_packet_next() described into dst */
+
+void
+ngx_ipc_packet_copy(u_char *dst, const ngx_ipc_packet_t *p)
+{
+    memcpy(dst, &p->h, NGX_IPC_HDR_SIZE);
+    dst += NGX_IPC_HDR_SIZE;
+
+    if (p->h.name_len) {
+        memcpy(dst, p->name, p->h.name_len);
+        dst += p->h.name_len;
+    }
+
+    if (p->data_len) {
+        memcpy(dst, p->data, p->data_len);
+    }
+}
+
+
 /* the next packet, copied into dst */
 
 size_t
@@ -162,23 +181,11 @@ ngx_ipc_pack(u_char *dst, size_t room, int32_t sender, ngx_ipc_out_t *out)
     ngx_ipc_packet_t  p;
 
     k = ngx_ipc_packet_next(&p, room, sender, out);
-    if (k == 0) {
-        return 0;
+
+    if (k) {
+        ngx_ipc_packet_copy(dst, &p);
+        ngx_ipc_packet_take(out, &p);
     }
-
-    memcpy(dst, &p.h, NGX_IPC_HDR_SIZE);
-    dst += NGX_IPC_HDR_SIZE;
-
-    if (p.h.name_len) {
-        memcpy(dst, p.name, p.h.name_len);
-        dst += p.h.name_len;
-    }
-
-    if (p.data_len) {
-        memcpy(dst, p.data, p.data_len);
-    }
-
-    ngx_ipc_packet_take(out, &p);
 
     return k;
 }

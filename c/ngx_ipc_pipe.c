@@ -1426,8 +1426,8 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
              * what follows.
              */
 
-            (void) ngx_ipc_pack(d->obuf + d->olen, room, ngx_ipc_pipe.pid,
-                                &out);
+            ngx_ipc_packet_copy(d->obuf + d->olen, &p);
+            ngx_ipc_packet_take(&out, &p);
             d->olen += k;
             d->oalerts += !counted;
             counted = 1;
