@@ -152,6 +152,7 @@ size_t ngx_ipc_pack(u_char *dst, size_t room, int32_t sender,
     ngx_ipc_out_t *out);
 int    ngx_ipc_out_done(const ngx_ipc_out_t *out);
 uint64_t ngx_ipc_out_left(const ngx_ipc_out_t *out);
+uint64_t ngx_ipc_out_packed(const ngx_ipc_out_t *out);
 
 int    ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out);
 ssize_t ngx_ipc_stream_read(int fd, size_t max);

@@ -95,6 +95,23 @@ ngx_ipc_out_left(const ngx_ipc_out_t *out)
 
 
 /*
+ * At most the bytes the rest of "out" takes as packets in a send queue: its
+ * name and data, and a header for each full packet plus one for a packet cut
+ * short by the room left in the queue's last item.
+ */
+
+uint64_t
+ngx_ipc_out_packed(const ngx_ipc_out_t *out)
+{
+    uint64_t  left;
+
+    left = ngx_ipc_out_left(out);
+
+    return left + NGX_IPC_HDR_SIZE * (left / NGX_IPC_PAYLOAD_MAX + 2);
+}
+
+
+/*
  * Describes in p the next packet of "out" if it fits in "room" and returns
  * its size, or returns 0 (alert done, or not enough room for a useful
  * packet).  A packet never holds more than NGX_IPC_PAYLOAD_MAX bytes.  Its

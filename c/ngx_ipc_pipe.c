@@ -1393,7 +1393,8 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 
         /* keep the order: behind what is queued already */
 
-        if (d->queued + ngx_ipc_out_left(&out) > ngx_ipc_limits.send_backlog)
+        if (d->queued + ngx_ipc_out_packed(&out)
+            > ngx_ipc_limits.send_backlog)
         {
             ngx_ipc_set_error("send backlog to %" PRId32 " is full "
                               "(send_backlog is %" PRIu64 " bytes)",

@@ -252,6 +252,27 @@ describe("ordering, to another worker", function()
         end
         assert.are.equal(0, shim.counters().send_queued, "bytes still queued")
     end)
+
+    it("never queues more than send_backlog bytes: an alert whose data fits "
+       .. "but whose packet headers would not is refused", function()
+        helper.drain()
+        local cap = 4 * 1024 * 1024
+        assert(shim.configure(cap, 0))
+        finally(function() assert(shim.configure(64 * 1024 * 1024, 0)) end)
+        -- 2 MiB to the 1 MiB pipe: the rest waits in the queue
+        assert(shim.send(peer, "", string.rep("a", 2 * 1024 * 1024)))
+        local queued = shim.backlog()[peer]
+        assert.truthy(queued, "nothing queued for the peer")
+        -- exactly the room left, counting data only
+        local ok, err = shim.send(peer, "", string.rep("b", cap - queued))
+        local after = shim.backlog()[peer]
+        assert.is_true(after <= cap, ("%d bytes queued, send_backlog %d")
+                                     :format(after, cap))
+        assert.is_nil(ok, "an alert that fills the cap with its data alone")
+        assert.truthy(err:find("send backlog to " .. peer .. " is full", 1,
+                               true), err)
+        assert.are.equal(1, #helper.collect(1), "the first alert, whole")
+    end)
 end)
 
 
