@@ -556,8 +556,9 @@ ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p)
 
 /*
  * An alert a process sends to itself skips the pipe: one copy into the ready
- * queue, which the receive loop drains as it does what the pipe brings.  The
- * receive backlog bounds it; there is no send queue to hold it instead.
+ * queue, which the receive loop drains as it does what the pipe brings (the
+ * caller wakes it).  The receive backlog bounds it; there is no send queue to
+ * hold it instead.
  */
 
 int
@@ -599,7 +600,6 @@ ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
     }
 
     ngx_ipc_ready_push(m);
-    ngx_ipc_nginx_notify();
 
     return 0;
 }

@@ -1500,6 +1500,7 @@ ngx_ipc_deliver(int32_t pid, const ngx_ipc_out_t *alert)
             goto failed;
         }
 
+        ngx_ipc_nginx_notify();         /* as the read event would */
         goto sent;
     }
 

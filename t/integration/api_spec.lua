@@ -61,6 +61,24 @@ for _, nworkers in ipairs { 2, 4 } do
       assert.are.same({ a .. "|to me|number" }, got)
     end)
 
+    it("wakes its own receive loop for a send to itself from a request", function()
+      -- the loop otherwise wakes once a second (its semaphore wait's timeout):
+      -- five times in a row the alert is handled within 50 ms of the send
+      local name = tag("wake")
+      recorder(inst, name)
+      local a = pids[1]
+      local counts = inst:run(a, ([[
+        local counts = {}
+        for i = 1, 5 do
+          assert(ipc.send(ngx.worker.pid(), %s, "w" .. i))
+          ngx.sleep(0.05)
+          counts[i] = T.count(%s)
+        end
+        return counts
+      ]]):format(q(name), q(name .. ":" .. a)))
+      assert.are.same({ 1, 2, 3, 4, 5 }, counts)
+    end)
+
     it("delivers a send to another worker and to no one else", function()
       local name = tag("other")
       recorder(inst, name)
