@@ -8,6 +8,13 @@ local shim, pid = helper.start()
 local peer = helper.peer
 
 local fmt = string.format
+local MiB = 1024 * 1024
+
+-- backlog caps for the running test only (0 keeps one); the defaults after it
+local function caps(send_backlog, receive_backlog)
+    assert(shim.configure(send_backlog, receive_backlog))
+    finally(function() assert(shim.configure(64 * MiB, 128 * MiB)) end)
+end
 
 local function roundtrip(dst, name, data)
     helper.drain()
@@ -219,8 +226,7 @@ describe("ordering, to another worker", function()
        .. "cap, and delivers what it accepted", function()
         helper.drain()
         local cap = 32 * 1024 * 1024
-        assert(shim.configure(cap, 0))
-        finally(function() assert(shim.configure(64 * 1024 * 1024, 0)) end)
+        caps(cap, 0)
         local chunk = string.rep("q", 4 * 1024 * 1024)
         local accepted, err = 0, nil
         local refused = shim.counters().refused_backlog
@@ -257,8 +263,7 @@ describe("ordering, to another worker", function()
        .. "but whose packet headers would not is refused", function()
         helper.drain()
         local cap = 4 * 1024 * 1024
-        assert(shim.configure(cap, 0))
-        finally(function() assert(shim.configure(64 * 1024 * 1024, 0)) end)
+        caps(cap, 0)
         -- 2 MiB to the 1 MiB pipe: the rest waits in the queue
         assert(shim.send(peer, "", string.rep("a", 2 * 1024 * 1024)))
         local queued = shim.backlog()[peer]
@@ -282,8 +287,7 @@ describe("alerts to the own pid", function()
        .. "holds past receive_backlog, and the others are delivered",
        function()
         helper.drain()
-        assert(shim.configure(0, 1024 * 1024))
-        finally(function() assert(shim.configure(0, 128 * 1024 * 1024)) end)
+        caps(0, MiB)
         local data = helper.bytes(600 * 1024, 5)
         local refused = shim.counters().refused_backlog
         assert(shim.send(pid, "one", data))
@@ -305,8 +309,7 @@ describe("alerts to the own pid", function()
     it("are named with the cap that refused them when a broadcast reaches "
        .. "the others but not this worker", function()
         helper.drain()
-        assert(shim.configure(0, 1024 * 1024))
-        finally(function() assert(shim.configure(0, 128 * 1024 * 1024)) end)
+        caps(0, MiB)
         local data = helper.bytes(600 * 1024, 6)
         assert(shim.send(pid, "held", data))          -- 600 KiB held here
         local ok, err = shim.broadcast("b", data)
