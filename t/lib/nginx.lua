@@ -239,14 +239,26 @@ local function show(v)
 end
 M.show = show
 
--- find n free TCP ports on 127.0.0.1
+-- Find n free TCP ports on 127.0.0.1.  The sockets are closed before nginx
+-- binds, so the kernel may hand the same port out again on a later call: a
+-- spec that takes a port for its own server and then starts nginx (which
+-- takes two) once got a port twice, and nginx merged the two servers.  Ports
+-- given out before in this process are skipped (their socket stays bound
+-- until the end of the call, so the kernel moves on).
+local given = {}
 local function free_ports(n)
   local socks, ports = {}, {}
-  for i = 1, n do
+  while #ports < n do
     local s = assert(socket.tcp())
     assert(s:bind("127.0.0.1", 0))
     local _, port = s:getsockname()
-    socks[i], ports[i] = s, tonumber(port)
+    port = tonumber(port)
+    socks[#socks + 1] = s
+    if not given[port] then
+      given[port] = true
+      ports[#ports + 1] = port
+    end
+    assert(#socks < n + 1000, "no free port found")
   end
   for _, s in ipairs(socks) do
     s:close()
