@@ -2,12 +2,15 @@
  * bench/probe.c: what a bare pipe can do on this machine, the limits that
  * `make bench` compares ngx.ipc with (docs/performance.md).
  *
- *   probe stream MSG_SIZE SECONDS PIPE_SIZE [unpinned|pinned|split]
+ *   probe stream MSG_SIZE SECONDS PIPE_SIZE [unpinned|pinned|split] [epoll]
  *       a writer process does one write() of MSG_SIZE bytes at a time for
  *       SECONDS; a reader process reads 64 KiB at a time until EOF.
  *       PIPE_SIZE 0 keeps the default capacity, otherwise F_SETPIPE_SZ.
  *       L1 = stream 26 ... (messages/s), L2 = stream 4096 ... (bytes/s);
- *       placement as for pingpong (default unpinned).
+ *       placement as for pingpong (default unpinned).  With "epoll" the
+ *       reader waits in epoll_wait and reads a non-blocking pipe, as an
+ *       event loop does; a pipe someone polls costs its writer a wake-up
+ *       call on every write, not only on writes into an empty pipe.
  *
  *   probe pingpong MSG_SIZE ROUNDS pinned|unpinned|split [epoll]
  *       two processes bounce MSG_SIZE bytes over two pipes ROUNDS times
@@ -234,15 +237,16 @@ typedef struct {
 
 
 static int
-stream(size_t msg, double seconds, long pipe_size, int mode)
+stream(size_t msg, double seconds, long pipe_size, int mode, int polled)
 {
-    int        p[2], status, cap, cpu, cpu2, child_cpu;
+    int        p[2], status, cap, cpu, cpu2, child_cpu, ep;
     char      *buf;
     pid_t      pid;
     double     t_end, dt, deadline;
     ssize_t    r;
     uint64_t   i, bytes, reads;
     shared_t  *sh;
+    struct epoll_event  e;
 
     if (msg == 0 || msg > 65536) {
         fprintf(stderr, "probe: message size must be 1..65536\n");
@@ -303,14 +307,23 @@ stream(size_t msg, double seconds, long pipe_size, int mode)
 
     (void) close(p[1]);
 
+    ep = polled ? poller(p[0]) : -1;
+
     bytes = 0;
     reads = 0;
     t_end = 0;
 
     for ( ;; ) {
+        if (ep != -1 && epoll_wait(ep, &e, 1, 1000) == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            die("epoll_wait");
+        }
+
         r = read(p[0], buf, READ_SIZE);
         if (r == -1) {
-            if (errno == EINTR) {
+            if (errno == EINTR || (ep != -1 && errno == EAGAIN)) {
                 continue;
             }
             die("read");
@@ -334,11 +347,13 @@ stream(size_t msg, double seconds, long pipe_size, int mode)
 
     dt = t_end - sh->t_start;
 
-    printf("{\"test\":\"stream\",\"mode\":\"%s\",\"msg_size\":%zu,\"pipe_size\":%d,"
+    printf("{\"test\":\"stream\",\"mode\":\"%s\",\"epoll\":%s,\"msg_size\":%zu,"
+           "\"pipe_size\":%d,"
            "\"messages\":%llu,\"bytes\":%llu,\"reads\":%llu,"
            "\"seconds\":%.6f,\"messages_per_s\":%.1f,\"bytes_per_s\":%.1f,"
            "\"complete\":%s}\n",
-           mode_name(mode), msg, cap, (unsigned long long) sh->writes,
+           mode_name(mode), polled ? "true" : "false", msg, cap,
+           (unsigned long long) sh->writes,
            (unsigned long long) bytes, (unsigned long long) reads, dt,
            (double) sh->writes / dt, (double) bytes / dt,
            bytes == sh->writes * msg ? "true" : "false");
@@ -469,7 +484,7 @@ usage(void)
 {
     fprintf(stderr,
             "usage: probe stream MSG_SIZE SECONDS PIPE_SIZE "
-            "[unpinned|pinned|split]\n"
+            "[unpinned|pinned|split] [epoll]\n"
             "       probe pingpong MSG_SIZE ROUNDS pinned|unpinned|split "
             "[epoll]\n");
     exit(2);
@@ -500,10 +515,12 @@ parse_mode(const char *s)
 int
 main(int argc, char **argv)
 {
-    if ((argc == 5 || argc == 6) && strcmp(argv[1], "stream") == 0) {
+    if ((argc == 5 || argc == 6 || (argc == 7 && strcmp(argv[6], "epoll") == 0))
+        && strcmp(argv[1], "stream") == 0)
+    {
         return stream((size_t) strtoul(argv[2], NULL, 10),
                       strtod(argv[3], NULL), strtol(argv[4], NULL, 10),
-                      argc == 6 ? parse_mode(argv[5]) : 0);
+                      argc >= 6 ? parse_mode(argv[5]) : 0, argc == 7);
     }
 
     if ((argc == 5 || (argc == 6 && strcmp(argv[5], "epoll") == 0))

@@ -306,6 +306,15 @@ local function measure_limits()
   L.L2 = stream(4096, "bytes_per_s", "unpinned")
   L.L1_split = stream(26, "messages_per_s", "split")
   L.L2_split = stream(4096, "bytes_per_s", "split")
+  -- a reader in epoll_wait, as every nginx worker is (info: W2's floor);
+  -- each run next to a plain one, as L2 drifts between runs
+  local rates, ratios = {}, {}
+  for i = 1, opts.runs do
+    local plain = probe("stream", 4096, secs, 1048576, "unpinned").bytes_per_s
+    rates[i] = probe("stream", 4096, secs, 1048576, "unpinned", "epoll").bytes_per_s
+    ratios[i] = rates[i] / plain
+  end
+  L.L2_epoll = { median = median(rates), runs = rates, ratio_to_l2 = median(ratios), ratios = ratios }
   for _, mode in ipairs { "pinned", "unpinned", "split" } do
     probe("pingpong", 26, 1000, mode)
     local p50, p99 = {}, {}
@@ -545,6 +554,9 @@ local function report(M, L, W)
   row("L2  pipe, 4096 B writes, 1 MiB pipe", si(L.L2.median), "B/s")
   row("    (info) L1, one process per CPU", si(L.L1_split.median), "msgs/s")
   row("    (info) L2, one process per CPU", si(L.L2_split.median), "B/s")
+  if L.L2_epoll then
+    row("    (info) L2, reader in epoll_wait", si(L.L2_epoll.median), "B/s", "L2", L.L2_epoll.ratio_to_l2)
+  end
   row("L3  pipe ping-pong 26 B, pinned", ("%.1f / %.1f"):format(L.L3_pinned.p50_us, L.L3_pinned.p99_us), "µs p50/p99")
   row("L3  pipe ping-pong 26 B, unpinned", ("%.1f / %.1f"):format(L.L3_unpinned.p50_us, L.L3_unpinned.p99_us), "µs p50/p99")
   row("    (info) one process per CPU", ("%.1f / %.1f"):format(L.L3_split.p50_us, L.L3_split.p99_us), "µs p50/p99")
