@@ -306,8 +306,9 @@ local function measure_limits()
   L.L2 = stream(4096, "bytes_per_s", "unpinned")
   L.L1_split = stream(26, "messages_per_s", "split")
   L.L2_split = stream(4096, "bytes_per_s", "split")
-  -- a reader in epoll_wait, as every nginx worker is (info: W2's floor);
-  -- each run next to a plain one, as L2 drifts between runs
+  -- a reader in epoll_wait, as every nginx worker is (info: what the event
+  -- loop alone costs W2's receiver); each run next to a plain one, as L2
+  -- drifts between runs
   local rates, ratios = {}, {}
   for i = 1, opts.runs do
     local plain = probe("stream", 4096, secs, 1048576, "unpinned").bytes_per_s
