@@ -929,11 +929,12 @@ ngx_ipc_dest_write(ngx_ipc_dest_t *d, const u_char *buf, size_t n)
 /*
  * Packs the rest of an alert into the queue: into the room the last item
  * has, then into new items.  All or nothing: on failure the queue is as it
- * was.
+ * was.  "counted": the alert started in an earlier item (held from obuf),
+ * which counts it already.
  */
 
 static int
-ngx_ipc_dest_enqueue(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
+ngx_ipc_dest_enqueue(ngx_ipc_dest_t *d, ngx_ipc_out_t *out, int counted)
 {
     size_t           k, added;
     uint32_t         len0, alerts0;
@@ -974,7 +975,7 @@ ngx_ipc_dest_enqueue(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
             continue;
         }
 
-        if (added == 0) {
+        if (added == 0 && !counted) {
             it->alerts++;            /* counted once, where its bytes start */
         }
 
@@ -1334,9 +1335,9 @@ ngx_ipc_dest_write_packet(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p)
  * One write of obuf's packets and p (if not NULL).  Returns 0 when written
  * (obuf is empty then), 1 when the pipe was full and obuf's packets and the
  * rest of "out" (p included; out may be NULL) now wait in the queue, or an
- * error.  "counted":
- * the alert being sent is among obuf's; it is not lost if this fails, since
- * the send that returns the error does not take it.
+ * error.  "counted": the alert being sent has packets in obuf already, so
+ * obuf counts it (once, for lost_exited), and if the write fails it is not
+ * lost: the send that returns the error does not take it.
  */
 
 static int
@@ -1349,7 +1350,7 @@ ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
 
     if (rc == 1) {
         if (ngx_ipc_dest_hold(d) != 0
-            || (out && ngx_ipc_dest_enqueue(d, out) != 0))
+            || (out && ngx_ipc_dest_enqueue(d, out, counted) != 0))
         {
             return NGX_IPC_FAILED;
         }
@@ -1402,7 +1403,7 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
             return NGX_IPC_FULL;
         }
 
-        if (ngx_ipc_dest_enqueue(d, &out) != 0) {
+        if (ngx_ipc_dest_enqueue(d, &out, 0) != 0) {
             return NGX_IPC_FAILED;
         }
 

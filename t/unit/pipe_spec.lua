@@ -84,6 +84,59 @@ describe("send", function()
         assert.is_false(helper.exists(path), "the stale FIFO " .. path
                                              .. " was not removed")
     end)
+
+    it("counts each alert lost once when a worker exits with an alert that "
+       .. "starts in the write buffer and goes on in the queue", function()
+        local ffi = require "ffi"
+        pcall(ffi.cdef, [[
+            int ngx_ipc_test_close(int fd) __asm__("close");
+            void *ngx_ipc_test_signal(int sig, void *handler) __asm__("signal");
+        ]])
+        local C = ffi.C
+        -- in nginx SIGPIPE is ignored; here the flush to a pipe without
+        -- reader must see EPIPE, not end the process
+        C.ngx_ipc_test_signal(13, ffi.cast("void *", 1))
+        local full, other = GHOST + 1, GHOST + 2
+        local fds = {}
+        finally(function()
+            for p, fd in pairs(fds) do
+                C.ngx_ipc_test_close(fd)
+                os.remove(dir .. "/" .. p)
+            end
+        end)
+        for _, p in ipairs{ full, other } do
+            local path = dir .. "/" .. p
+            os.remove(path)
+            assert.is_true(helper.sh("mkfifo -m 600 '" .. path .. "'"))
+            fds[p] = C.ngx_ipc_test_open(path, 0x800)      -- O_RDONLY|O_NONBLOCK
+            assert.is_true(fds[p] >= 0, "open " .. path)
+        end
+        -- one page of pipe, filled, so that every write to "full" is refused
+        assert.are.equal(4096, C.ngx_ipc_test_fcntl(fds[full], 1031,
+                                                    ffi.new("int", 4096)))
+        local w = C.ngx_ipc_test_open(dir .. "/" .. full, 0x801)
+        assert.are.equal(4096, tonumber(C.ngx_ipc_test_write(w, ("x"):rep(4096), 4096)))
+        C.ngx_ipc_test_close(w)
+
+        helper.poll()                                    -- a new turn
+        local before = shim.counters()
+        -- written at once (an alert on its own), so what follows is a burst
+        assert.is_true(shim.send(other, "lone", "1"))
+        -- five small alerts wait in the write buffer (~3.1 KiB) ...
+        for _ = 1, 5 do
+            assert.is_true(shim.send(full, "small", ("s"):rep(600)))
+        end
+        -- ... the long one starts there, the buffer is full, the pipe refuses
+        -- it: the buffer and the rest of the long alert go to the queue
+        assert.is_true(shim.send(full, "long", ("l"):rep(10240)))
+        C.ngx_ipc_test_close(fds[full])
+        fds[full] = nil
+        os.remove(dir .. "/" .. full)
+        helper.poll()                                    -- flush: EPIPE
+        local d = helper.delta(before, shim.counters())
+        assert.are.equal(6, d.lost_exited, "alerts lost at the exited worker")
+        assert.are.equal(0, d.send_queued, "bytes still queued")
+    end)
 end)
 
 
