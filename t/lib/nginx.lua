@@ -10,10 +10,11 @@
 -- lib/ngx_ipc_shim.so (workers run as `nobody` when nginx starts as root).
 --
 -- The control path never uses ngx.ipc: a lua_shared_dict "ngx_ipc_t" where each
--- worker registers its pid and generation at init_worker, and where commands
--- (Lua source) addressed to a worker pid are queued.  Each worker polls its
--- queue with ngx.timer.every and runs each command in its own timer, storing the
--- result back.  A separate control server on its own port carries the commands
+-- worker registers its pid and generation at the end of its init_worker (after
+-- the spec's own init_worker code, so after its join), and where commands (Lua
+-- source) addressed to a worker pid are queued.  Each worker polls its queue with
+-- ngx.timer.every and runs each command in its own timer, storing the result
+-- back.  A separate control server on its own port carries the commands
 -- between this process and the dict.
 --
 -- Code running inside nginx (commands and snippets) can `require "ngx_ipc_t"`
@@ -41,6 +42,10 @@ local NGINX = os.getenv("NGX_IPC_T_NGINX") or "/usr/sbin/nginx"
 local MODULES = os.getenv("NGX_IPC_T_MODULES") or "/usr/lib/nginx/modules"
 local KEEP = os.getenv("NGX_IPC_T_KEEP") == "1"
 local DEFAULT_TIMEOUT = 10
+-- How long a control-server request may take: generous, since the worker that
+-- serves it may be one a spec keeps busy for seconds (building or hashing a
+-- 2 GiB string); a crashed worker is still noticed by its pid, not by this.
+local CONTROL_TIMEOUT = 30
 
 local function repo_root()
   local src = debug.getinfo(1, "S").source
@@ -398,10 +403,17 @@ local function exec(id)
 end
 M.exec = exec
 
-function M.start(gen)
+-- before the spec's init_worker code: what that code may read
+function M.init(gen)
   M.gen = gen
   M.pid = ngx.worker.pid()
-  dict:set("w:" .. M.pid, gen)
+end
+
+-- after the spec's init_worker code: the worker registers only once that code
+-- (its ipc.receive calls, so its join) has run, so a spec never sees a worker
+-- that is registered but not yet reachable
+function M.start()
+  dict:set("w:" .. M.pid, M.gen)
   local q = "q:" .. M.pid
   local ok, err = ngx.timer.every(0.005, function(premature)
     if premature then return end
@@ -509,11 +521,12 @@ http {
   lua_shared_dict ngx_ipc_t %s;
   %s
   init_worker_by_lua_block {
-    require("ngx_ipc_t").start(%q)
+    require("ngx_ipc_t").init(%q)
     do
     local T = require "ngx_ipc_t"
     %s
     end
+    require("ngx_ipc_t").start()
   }
   %s
   server {
@@ -691,7 +704,7 @@ end
 
 function Inst:registrations()
   assert(not self.raw, "no control path in a raw_http instance")
-  local status, body = self:request("GET", "http://127.0.0.1:" .. self.ctl_port .. "/_t/workers", nil, 5)
+  local status, body = self:request("GET", "http://127.0.0.1:" .. self.ctl_port .. "/_t/workers", nil, CONTROL_TIMEOUT)
   if status ~= 200 then
     self:control_error("control server: GET /_t/workers gave " .. tostring(status) .. ": " .. tostring(body), 2)
   end
@@ -795,7 +808,7 @@ function Inst:spawn(pids, code)
     list[i] = tostring(assert(tonumber(p), "pid expected, got " .. show(p)))
   end
   local url = ("http://127.0.0.1:%d/_t/post?pids=%s"):format(self.ctl_port, table.concat(list, ","))
-  local status, body = self:request("POST", url, code, 5)
+  local status, body = self:request("POST", url, code, CONTROL_TIMEOUT)
   if status ~= 200 then
     self:control_error("control server: POST of a command gave " .. tostring(status) .. ": " .. tostring(body), 3)
   end
@@ -820,7 +833,7 @@ function Inst:collect(handle, timeout)
     local round = math.max(0.05, math.min(1, deadline - now()))
     local url = ("http://127.0.0.1:%d/_t/wait?ids=%s&timeout=%.3f"):format(self.ctl_port,
       table.concat(pending, ","), round)
-    local status, body = self:request("GET", url, nil, round + 5)
+    local status, body = self:request("GET", url, nil, round + CONTROL_TIMEOUT)
     if status ~= 200 then
       self:control_error("control server: waiting for results gave " .. tostring(status) .. ": " .. tostring(body), 3)
     end
