@@ -12,8 +12,8 @@
  * Counters: writes counts write() calls that put packets into a pipe;
  * refused_* count sends refused with an error to the caller
  * (send_backlog full; no such worker), lost_exited queued alerts dropped
- * because their destination exited, dropped_receive alerts dropped by the
- * receive_backlog cap; send_queued, receive_ready and receive_partial are
+ * because their destination exited, dropped_memory alerts dropped because
+ * this process ran out of memory assembling them; send_queued, receive_ready and receive_partial are
  * the bytes held now.
  */
 
@@ -47,7 +47,7 @@ typedef struct {
     uint64_t     refused_backlog;
     uint64_t     refused_no_worker;
     uint64_t     lost_exited;
-    uint64_t     dropped_receive;
+    uint64_t     dropped_memory;
     uint64_t     send_queued;
     uint64_t     receive_ready;
     uint64_t     receive_partial;
@@ -66,6 +66,7 @@ int ngx_ipc_feed(const char *buf, size_t len);
 void ngx_ipc_counters(ngx_ipc_counters_t *out);
 double ngx_ipc_dropped(void);
 int ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);
+void ngx_ipc_release(void);
 const char *ngx_ipc_last_error(void);
 const char *ngx_ipc_dir(void);
 /* END FFI */

@@ -30,6 +30,12 @@
 #define NGX_IPC_WRITE_MAX        4096             /* PIPE_BUF */
 #define NGX_IPC_PAYLOAD_MAX      (NGX_IPC_WRITE_MAX - NGX_IPC_HDR_SIZE)
 #define NGX_IPC_NAME_MAX         254
+/*
+ * The longest data: LuaJIT's longest string (LJ_MAX_STR - 1, the same in
+ * Debian's luajit2 and OpenResty's), since the receiver hands data to Lua
+ * as one string.  Checked at the sender and on every FIRST header.
+ */
+#define NGX_IPC_DATA_MAX         2147483391u
 #define NGX_IPC_PACK_MIN         512      /* smallest data chunk worth a
                                              packet of its own */
 

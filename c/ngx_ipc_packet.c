@@ -378,30 +378,52 @@ ngx_ipc_msg_grow(ngx_ipc_msg_t *m, size_t need)
 }
 
 
-/* would an alert of "size" bytes of name and data take us past the cap? */
+/*
+ * Would an alert of "size" bytes of name and data take us past the cap?
+ * Only alerts to this process itself are refused by it (the sender is told);
+ * what arrives through the pipe is never dropped for the cap, which bounds
+ * the complete alerts waiting instead (reading pauses, ngx_ipc_ready_full).
+ * A process holding nothing else takes one alert of any size.
+ */
 
 static int
 ngx_ipc_over_backlog(uint64_t size)
 {
-    return ngx_ipc_counters_data.receive_ready
-           + ngx_ipc_counters_data.receive_partial + size
-           > ngx_ipc_limits.receive_backlog;
+    uint64_t  held;
+
+    held = ngx_ipc_counters_data.receive_ready
+           + ngx_ipc_counters_data.receive_partial;
+
+    return held != 0 && held + size > ngx_ipc_limits.receive_backlog;
 }
 
 
 /*
- * Drops the alert that h starts: counted and logged (through the notice),
- * and its later packets are swallowed by a bufferless pending entry rather
- * than counted as corrupt.
+ * Out of memory while assembling: the alert is dropped, counted and logged
+ * (through the notice), and its later packets are swallowed by a bufferless
+ * pending entry rather than counted as corrupt, so the sender's next alert
+ * is assembled as usual.  "m" is a pending entry to turn into that, or NULL
+ * when the FIRST packet could not be taken at all.
  */
 
 static void
-ngx_ipc_skip(const ngx_ipc_hdr_t *h, ngx_ipc_msg_t **slot)
+ngx_ipc_swallow(const ngx_ipc_hdr_t *h, ngx_ipc_msg_t *m, ngx_ipc_msg_t **slot)
 {
-    ngx_ipc_msg_t  *m;
-
-    ngx_ipc_counters_data.dropped_receive++;
+    ngx_ipc_counters_data.dropped_memory++;
     ngx_ipc_notice = 1;
+
+    if (m) {
+        ngx_ipc_counters_data.receive_partial -= ngx_ipc_msg_size(m);
+
+        if (m->buf != (u_char *) (m + 1)) {
+            free(m->buf);
+        }
+
+        m->buf = NULL;
+        m->cap = 0;
+        m->skip = 1;
+        return;
+    }
 
     if (h->len - h->name_len == h->arg) {
         return;                              /* nothing follows */
@@ -444,18 +466,13 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
 
     n = h->len;                           /* name + first data bytes */
 
-    if (ngx_ipc_over_backlog((uint64_t) h->name_len + h->arg)) {
-        ngx_ipc_skip(h, slot);
-        return;
-    }
-
     if (n - h->name_len == h->arg) {
 
         /* the whole alert is in this packet: one allocation */
 
         m = malloc(sizeof(ngx_ipc_msg_t) + n);
         if (m == NULL) {
-            ngx_ipc_discard(NGX_IPC_HDR_SIZE + n);
+            ngx_ipc_swallow(h, NULL, slot);
             return;
         }
 
@@ -465,7 +482,7 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
     } else {
         m = malloc(sizeof(ngx_ipc_msg_t));
         if (m == NULL) {
-            ngx_ipc_discard(NGX_IPC_HDR_SIZE + n);
+            ngx_ipc_swallow(h, NULL, slot);
             return;
         }
 
@@ -481,7 +498,7 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
 
     if (m->buf == NULL && ngx_ipc_msg_grow(m, n) != 0) {
         free(m);
-        ngx_ipc_discard(NGX_IPC_HDR_SIZE + n);
+        ngx_ipc_swallow(h, NULL, slot);
         return;
     }
 
@@ -535,9 +552,14 @@ ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p)
     have = (size_t) m->name_len + m->received;
 
     if (ngx_ipc_msg_grow(m, have + h->len) != 0) {
-        ngx_ipc_pending_remove(slot);
-        ngx_ipc_msg_free(m);
-        ngx_ipc_discard(NGX_IPC_HDR_SIZE + h->len);
+        ngx_ipc_swallow(h, m, slot);
+        m->received += h->len;
+
+        if (m->received == m->total) {
+            ngx_ipc_pending_remove(slot);
+            ngx_ipc_msg_free(m);
+        }
+
         return;
     }
 
@@ -620,6 +642,7 @@ ngx_ipc_header_ok(const ngx_ipc_hdr_t *h)
 
     if (h->flags & NGX_IPC_FLAG_FIRST) {
         return h->name_len <= NGX_IPC_NAME_MAX
+               && h->arg <= NGX_IPC_DATA_MAX
                && h->len >= h->name_len
                && h->len - h->name_len <= h->arg;
     }
@@ -839,6 +862,19 @@ ngx_ipc_recv(ngx_ipc_alert_t *alert)
 }
 
 
+/* the alert ngx_ipc_recv handed out, freed before the next call: Lua has
+ * copied it (a large one need not be held twice while its handler runs) */
+
+void
+ngx_ipc_release(void)
+{
+    if (ngx_ipc_current) {
+        ngx_ipc_msg_free(ngx_ipc_current);
+        ngx_ipc_current = NULL;
+    }
+}
+
+
 void
 ngx_ipc_counters(ngx_ipc_counters_t *out)
 {
@@ -854,5 +890,5 @@ ngx_ipc_dropped(void)
     const ngx_ipc_counters_t  *c = &ngx_ipc_counters_data;
 
     return (double) (c->packets_discarded + c->alerts_truncated
-                     + c->lost_exited + c->dropped_receive);
+                     + c->lost_exited + c->dropped_memory);
 }

@@ -1149,9 +1149,9 @@ ngx_ipc_check(size_t name_len, size_t data_len)
         return -1;
     }
 
-    if (data_len > UINT32_MAX) {
-        ngx_ipc_set_error("data too long: %zu bytes (at most %" PRIu32 ")",
-                          data_len, UINT32_MAX);
+    if (data_len > NGX_IPC_DATA_MAX) {
+        ngx_ipc_set_error("data too long: %zu bytes (at most %u, the longest "
+                          "LuaJIT string)", data_len, NGX_IPC_DATA_MAX);
         return -1;
     }
 

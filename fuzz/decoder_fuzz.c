@@ -59,6 +59,7 @@
 #define HDR          16
 #define PAYLOAD_MAX  4080
 #define NAME_MAX_    254
+#define DATA_MAX_    2147483391u
 
 #define PROBE_PID    1
 
@@ -181,10 +182,11 @@ alerts_clear(alerts_t *l)
 
 /* ------------------------------------------------------------------------
  * The model: docs/internals.md ("Packets", "Receiving") over one flat
- * stream.  Framing, reassembly per sender, and the receive_backlog cap: an
- * alert whose name + total would take complete (not yet handed out) plus
- * partial (declared sizes of those being reassembled) bytes past the cap is
- * dropped at its FIRST packet and its later packets are swallowed.
+ * stream.  Framing and reassembly per sender.  The receive_backlog cap
+ * drops nothing (it only pauses reading, which feeding does not model), so
+ * the model has no cap: every input runs under each cap all the same, and
+ * an alert is dropped only when the shim runs out of memory, which the
+ * fuzzer never makes happen (dropped_memory must stay 0).
  */
 
 typedef struct {
@@ -192,7 +194,6 @@ typedef struct {
     uint32_t  name_len;
     uint32_t  total;
     uint32_t  received;
-    int       skip;                /* dropped by the cap */
     buf_t     buf;                 /* name then data so far */
 } pend_t;
 
@@ -207,7 +208,7 @@ typedef struct {
     uint64_t   cap;                /* receive_backlog; 0: none */
     uint64_t   ready;              /* complete, not yet handed out */
     uint64_t   partial;
-    uint64_t   alerts_received, bytes_received, dropped_receive;
+    uint64_t   alerts_received, bytes_received, dropped_memory;
     uint64_t   packets_discarded, bytes_discarded, alerts_truncated;
 } model_t;
 
@@ -224,7 +225,8 @@ model_header_ok(const hdr_t *h)
 
     if (h->flags & FIRST) {
         /* name fits, holds the name, first data part not above the total */
-        return h->name_len <= NAME_MAX_ && h->len >= h->name_len
+        return h->name_len <= NAME_MAX_ && h->arg <= DATA_MAX_
+               && h->len >= h->name_len
                && (uint64_t) (h->len - h->name_len) <= h->arg;
     }
 
@@ -248,7 +250,7 @@ model_find(int32_t sender)
 static uint64_t
 model_size(const pend_t *p)
 {
-    return p->skip ? 0 : (uint64_t) p->name_len + p->total;
+    return (uint64_t) p->name_len + p->total;
 }
 
 /* takes p out of the reassembly table */
@@ -305,18 +307,8 @@ model_packet(const hdr_t *h, const uint8_t *payload)
 
     if (h->flags & FIRST) {
         if (p) {
-            if (!p->skip) {
-                M.alerts_truncated++;
-            }
+            M.alerts_truncated++;
             model_drop(p);
-        }
-
-        if (M.cap && M.ready + M.partial + h->name_len + h->arg > M.cap) {
-            M.dropped_receive++;
-            if ((uint32_t) (h->len - h->name_len) != h->arg) {
-                model_new(h)->skip = 1;         /* swallow the rest */
-            }
-            return;
         }
 
         p = model_new(h);
@@ -339,14 +331,6 @@ model_packet(const hdr_t *h, const uint8_t *payload)
     }
 
     p->received += h->len;
-
-    if (p->skip) {
-        if (p->received == p->total) {
-            model_drop(p);
-        }
-        return;
-    }
-
     buf_add(&p->buf, payload, h->len);
 
     if (p->received == p->total) {
@@ -422,7 +406,7 @@ model_reset(uint64_t cap)
     alerts_clear(&M.out);
     M.cap = cap;
     M.ready = M.partial = 0;
-    M.alerts_received = M.bytes_received = M.dropped_receive = 0;
+    M.alerts_received = M.bytes_received = M.dropped_memory = 0;
     M.packets_discarded = M.bytes_discarded = M.alerts_truncated = 0;
 }
 
@@ -595,13 +579,13 @@ report_counters(const ngx_ipc_counters_t *b, const ngx_ipc_counters_t *a,
             (unsigned long long) (a->packets_discarded - b->packets_discarded),
             (unsigned long long) (a->bytes_discarded - b->bytes_discarded),
             (unsigned long long) (a->alerts_truncated - b->alerts_truncated),
-            (unsigned long long) (a->dropped_receive - b->dropped_receive),
+            (unsigned long long) (a->dropped_memory - b->dropped_memory),
             (unsigned long long) M.alerts_received,
             (unsigned long long) M.bytes_received,
             (unsigned long long) M.packets_discarded,
             (unsigned long long) M.bytes_discarded,
             (unsigned long long) M.alerts_truncated,
-            (unsigned long long) M.dropped_receive);
+            (unsigned long long) M.dropped_memory);
 }
 
 
@@ -771,7 +755,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     COUNTER(packets_discarded)
     COUNTER(bytes_discarded)
     COUNTER(alerts_truncated)
-    COUNTER(dropped_receive)
+    COUNTER(dropped_memory)
 
 #undef COUNTER
 

@@ -20,8 +20,9 @@ function dispatch(from, name, data)
 end
 --- The longest alert name: its length travels in one byte, 255 is reserved.
 local MAX_NAME = 254
---- The longest alert data: its length travels as an unsigned 32-bit number.
-local MAX_DATA = 4294967295
+--- The longest alert data: LuaJIT's longest string (LJ_MAX_STR - 1, on Debian's
+-- luajit2 and OpenResty's alike), since the receiver gets the data as one string.
+local MAX_DATA = 2147483391
 --- The largest pid a pipe can be named after (pid_t is a signed 32-bit number).
 local MAX_PID = 2147483647
 --- Inside a receive handler: the sending worker's pid; nil at all other times.
@@ -100,7 +101,7 @@ local function limits(name, data)
         return ("alert name is longer than " .. tostring(MAX_NAME)) .. " bytes"
     end
     if #data > MAX_DATA then
-        return "alert data is longer than 4 GiB"
+        return ("alert data is longer than " .. tostring(MAX_DATA)) .. " bytes (the longest LuaJIT string)"
     end
     return nil
 end
@@ -184,8 +185,9 @@ local function check_settings(options)
     end
 end
 --- Sets this worker's caps: `send_backlog`, the bytes queued for one destination
--- before send refuses; `receive_backlog`, the bytes of incoming alerts held before
--- reading pauses and oversized alerts are dropped. Usable in every phase,
+-- before send refuses; `receive_backlog`, twice the bytes of complete alerts held
+-- for handlers before reading pauses (nothing that arrives is dropped for it; an
+-- alert to oneself is refused past it). Usable in every phase,
 -- init_by_lua* included (then every worker inherits it).
 function ____exports.configure(options)
     check_settings(options)
@@ -223,7 +225,7 @@ function ____exports.stats()
             corrupt_bytes = c.bytes_discarded,
             truncated = c.alerts_truncated,
             exited = c.lost_exited,
-            receive_backlog = c.dropped_receive
+            out_of_memory = c.dropped_memory
         }
     }
 end

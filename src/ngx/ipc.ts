@@ -9,8 +9,11 @@ export type Handler = (this: void, data: string) => void;
 
 /** The longest alert name: its length travels in one byte, 255 is reserved. */
 const MAX_NAME = 254;
-/** The longest alert data: its length travels as an unsigned 32-bit number. */
-const MAX_DATA = 4294967295;
+/**
+ * The longest alert data: LuaJIT's longest string (LJ_MAX_STR - 1, on Debian's
+ * luajit2 and OpenResty's alike), since the receiver gets the data as one string.
+ */
+const MAX_DATA = 2147483391;
 /** The largest pid a pipe can be named after (pid_t is a signed 32-bit number). */
 const MAX_PID = 2147483647;
 
@@ -98,7 +101,7 @@ function limits(name: string, data: string): string | undefined {
         return `alert name is longer than ${MAX_NAME} bytes`;
     }
     if (data.length > MAX_DATA) {
-        return "alert data is longer than 4 GiB";
+        return `alert data is longer than ${MAX_DATA} bytes (the longest LuaJIT string)`;
     }
     return undefined;
 }
@@ -186,8 +189,9 @@ function check_settings(options: unknown): void {
 
 /**
  * Sets this worker's caps: `send_backlog`, the bytes queued for one destination
- * before send refuses; `receive_backlog`, the bytes of incoming alerts held before
- * reading pauses and oversized alerts are dropped. Usable in every phase,
+ * before send refuses; `receive_backlog`, twice the bytes of complete alerts held
+ * for handlers before reading pauses (nothing that arrives is dropped for it; an
+ * alert to oneself is refused past it). Usable in every phase,
  * init_by_lua* included (then every worker inherits it).
  */
 export function configure(options: unknown): true {
@@ -223,7 +227,7 @@ export interface Stats {
         corrupt_bytes: number;
         truncated: number;
         exited: number;
-        receive_backlog: number;
+        out_of_memory: number;
     };
 }
 
@@ -254,7 +258,7 @@ export function stats(): Stats {
             corrupt_bytes: c.bytes_discarded,
             truncated: c.alerts_truncated,
             exited: c.lost_exited,
-            receive_backlog: c.dropped_receive,
+            out_of_memory: c.dropped_memory,
         },
     };
 }

@@ -30,6 +30,7 @@ declare interface IpcShimLib {
     ngx_ipc_feed(buf: string, len: number): number;
     ngx_ipc_counters(out: IpcCounters): void;
     ngx_ipc_dropped(): number;
+    ngx_ipc_release(): void;
     ngx_ipc_backlog(pids: CArray, bytes: CArray, n: number): number;
     ngx_ipc_last_error(): CData;
     ngx_ipc_dir(): CData;

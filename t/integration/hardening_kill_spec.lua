@@ -44,10 +44,10 @@ describe("a sender killed in the middle of a large alert", function()
     local ok = pcall(inst.wait_count, inst, "x:" .. b, 1, 10)
     local s = inst:run(b, [[
       local s = ipc.stats()
-      return { partial = s.receive_partial, dropped = s.dropped.receive_backlog, truncated = s.dropped.truncated }
+      return { partial = s.receive_partial, dropped = s.dropped.out_of_memory, truncated = s.dropped.truncated }
     ]])
     assert.is_true(ok, ("the live worker's 40 MiB alert was not handled (receive_partial %d bytes, "
-      .. "dropped over receive_backlog %d)"):format(s.partial, s.dropped))
+      .. "dropped for lack of memory %d)"):format(s.partial, s.dropped))
     assert.are.equal(0, s.partial, "receive_partial of the receiver, both senders dead")
   end)
 end)

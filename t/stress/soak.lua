@@ -88,7 +88,7 @@ local ok, err = pcall(function()
       out:write(("          stats: sent %d (%.1f MB) received %d (%.1f MB), held %d, dropped %d/%d/%d/%d\n"):format(
         s.ipc.alerts_sent, s.ipc.bytes_sent / 1e6, s.ipc.alerts_received, s.ipc.bytes_received / 1e6,
         s.ipc.send_queued + s.ipc.receive_ready + s.ipc.receive_partial,
-        s.ipc.dropped.corrupt_packets, s.ipc.dropped.truncated, s.ipc.dropped.exited, s.ipc.dropped.receive_backlog))
+        s.ipc.dropped.corrupt_packets, s.ipc.dropped.truncated, s.ipc.dropped.exited, s.ipc.dropped.out_of_memory))
     end
   end
   traffic.report(r, out)

@@ -1,7 +1,8 @@
--- receive_backlog bounds what a receiver holds of incoming alerts: an alert that
--- would take complete + partial bytes past it is dropped at its first packet
--- (counted, its later packets swallowed, not taken for corruption), and reading
--- pauses while complete alerts fill half of it, resuming as they are taken.
+-- receive_backlog bounds the complete alerts a receiver holds for its handlers:
+-- reading pauses while they fill half of it and resumes as they are taken. What
+-- arrives is never dropped for it: a receiver holding nothing else takes one
+-- alert of any size, and an alert arriving while others are held is taken too
+-- (the senders learned of the cap through their own send_backlog).
 
 local helper = require "t.unit.helper"
 
@@ -23,8 +24,8 @@ describe("receive_backlog", function()
         helper.drain()
     end)
 
-    it("drops an alert larger than the cap at its first packet, swallows the "
-       .. "rest, and delivers the next one", function()
+    it("takes an alert larger than the cap whole when it holds nothing else",
+       function()
         helper.drain()
         assert(shim.configure(0, 1 * MiB))
         local before = shim.counters()
@@ -33,15 +34,17 @@ describe("receive_backlog", function()
         assert(shim.feed(stream(4242, "small", "after")))
         local got = helper.take()
         local d = helper.delta(before, shim.counters())
-        assert.are.equal(1, d.dropped_receive, "dropped_receive")
+        assert.are.equal(0, d.dropped_memory, "dropped_memory")
         assert.are.equal(0, d.packets_discarded, "packets taken for corrupt")
-        assert.are.equal(0, d.alerts_truncated, "alerts counted as truncated")
-        assert.are.equal(1, #got, "alerts delivered")
-        assert.are.same({ sender = 4242, name = "small", data = "after" }, got[1])
+        assert.are.equal(2, #got, "alerts delivered")
+        assert.are.equal("big", got[1].name)
+        assert.is_true(got[1].data == big, "the 2 MiB alert arrived whole")
+        assert.are.same({ sender = 4242, name = "small", data = "after" }, got[2])
         assert.are.equal(0, shim.counters().receive_partial, "partial bytes left")
     end)
 
-    it("counts a pending alert against the cap while it arrives", function()
+    it("takes an alert that arrives while another is pending past the cap, "
+       .. "and delivers both whole", function()
         helper.drain()
         assert(shim.configure(0, 1 * MiB))
         local half = helper.bytes(600 * 1024, 3)
@@ -51,15 +54,15 @@ describe("receive_backlog", function()
         assert(shim.feed(a:sub(1, first_len)))
         assert.are.equal(1 + #half, shim.counters().receive_partial)
         local before = shim.counters()
-        -- b would take partial + b past 1 MiB: dropped
         assert(shim.feed(stream(5002, "b", half)))
-        assert.are.equal(1, helper.delta(before, shim.counters()).dropped_receive)
-        -- a completes and arrives whole
         assert(shim.feed(a:sub(first_len + 1)))
         local got = helper.take()
-        assert.are.equal(1, #got, "alerts delivered")
-        assert.are.equal("a", got[1].name)
-        assert.is_true(got[1].data == half, "a's data arrived whole")
+        assert.are.equal(0, helper.delta(before, shim.counters()).dropped_memory)
+        assert.are.equal(2, #got, "alerts delivered")
+        assert.are.equal("b", got[1].name)
+        assert.is_true(got[1].data == half, "b's data arrived whole")
+        assert.are.equal("a", got[2].name)
+        assert.is_true(got[2].data == half, "a's data arrived whole")
     end)
 
     it("pauses reading at half the cap and resumes as alerts are taken, "
@@ -67,7 +70,7 @@ describe("receive_backlog", function()
         helper.drain()
         assert(shim.configure(0, 1 * MiB))
         local payload = helper.bytes(100 * 1024, 11)
-        local dropped = shim.counters().dropped_receive
+        local dropped = shim.dropped()
         -- 2 MB from another worker: more than the 1 MiB pipe holds
         local pending = {}
         for i = 1, 20 do
@@ -95,7 +98,7 @@ describe("receive_backlog", function()
         -- than that before the next check; alerts finish inside it
         assert.is_true(peak <= 512 * 1024 + 200 * 1024,
                        "receive_ready peaked at " .. peak .. " bytes")
-        assert.are.equal(dropped, shim.counters().dropped_receive,
+        assert.are.equal(dropped, shim.dropped(),
                          "alerts dropped")
     end)
 end)

@@ -287,19 +287,32 @@ describe("damaged streams", function()
                "overrun")
     end)
 
-    it("does not allocate a huge total up front: a 4 GiB announcement "
-       .. "followed by a new alert", function()
+    it("does not allocate a huge total up front: an announcement of the "
+       .. "largest total followed by a new alert", function()
         helper.drain()
         local before = shim.counters()
         local got = feed_all{
-            helper.first(2304, "huge", 0xFFFFFFFF, "abc"),
+            helper.first(2304, "huge", 2147483391, "abc"),
             helper.cont(2304, 3, string.rep("z", 4080)),
             good(2304, "after"),
         }
         check_good(got, 2304, "after", "after a huge announcement")
-        -- over the receive backlog (128 MiB): dropped at its first packet
-        expect(before, { dropped_receive = 1, alerts_truncated = 0,
+        -- taken (nothing else was held), then cut short by the next alert
+        expect(before, { dropped_memory = 0, alerts_truncated = 1,
                          packets_discarded = 0 }, "huge announcement")
+    end)
+
+    it("takes a total over the longest LuaJIT string for corruption",
+       function()
+        helper.drain()
+        local before = shim.counters()
+        local got = feed_all{
+            helper.first(2305, "huge", 2147483392, "abc"),
+            good(2305, "after"),
+        }
+        check_good(got, 2305, "after", "after an impossible total")
+        expect(before, { packets_discarded = 1, alerts_truncated = 0 },
+               "impossible total")
     end)
 
     it("keeps other senders' pending alerts when one sender's alert is "

@@ -93,7 +93,7 @@ for _, case in ipairs{ { "another worker", peer }, { "the own pid", pid } } do
                           packets_discarded = 0, bytes_discarded = 0,
                           alerts_truncated = 0, refused_backlog = 0,
                           refused_no_worker = 0, lost_exited = 0,
-                          dropped_receive = 0, send_queued = 0,
+                          dropped_memory = 0, send_queued = 0,
                           receive_ready = 0, receive_partial = 0 }, d)
     end)
   end)
@@ -152,15 +152,27 @@ describe("names and lengths", function()
         assert.are.equal(0, #got, "a refused alert arrived")
     end)
 
-    it("refuses data longer than 4294967295 bytes without reading it",
-       function()
+    it("refuses data one byte longer than the longest LuaJIT string "
+       .. "(2147483391 bytes) without reading it", function()
         local ffi = require "ffi"
         local C = helper.lib()
-        local rc = C.ngx_ipc_send(pid, "big", 3, "x", 2 ^ 32)
-        assert.are.equal(-1, rc, "ngx_ipc_send with data_len 2^32")
-        local msg = ffi.string(C.ngx_ipc_last_error())
-        assert.truthy(msg:find("data too long", 1, true),
-                      "expected 'data too long', got: " .. msg)
+        for _, len in ipairs { 2147483392, 2 ^ 32 } do
+            local rc = C.ngx_ipc_send(pid, "big", 3, "x", len)
+            assert.are.equal(-1, rc, "ngx_ipc_send with data_len " .. len)
+            local msg = ffi.string(C.ngx_ipc_last_error())
+            assert.truthy(msg:find("data too long: " .. ("%d"):format(len)
+                                   .. " bytes (at most 2147483391", 1, true),
+                          "expected 'data too long', got: " .. msg)
+        end
+    end)
+
+    it("the limit is LuaJIT's: a string one byte longer cannot be made",
+       function()
+        local ok, err = pcall(string.rep, "x", 2147483392)
+        assert.is_false(ok, "LuaJIT made a 2147483392-byte string")
+        assert.truthy(tostring(err):find("string length overflow", 1, true),
+                      "expected 'string length overflow', got: "
+                      .. tostring(err))
     end)
 end)
 

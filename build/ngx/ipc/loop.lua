@@ -8,13 +8,28 @@ local sema
 local dispatch
 local running = false
 local dropped = 0
+--- After a handler of an alert this large, a full garbage collection: otherwise
+-- LuaJIT keeps the strings of several large alerts alive between its steps,
+-- and a burst of them holds several times the memory one of them needs.
+local COLLECT_MIN = 16777216
+--- Hands one alert to its handler; its size, or nothing when none waits.
+local function drain_one(handle)
+    local sender, name, data = shim.recv()
+    if sender == nil then
+        return nil
+    end
+    handle(sender, name, data)
+    return #data
+end
 local function drain(handle)
     while true do
-        local sender, name, data = shim.recv()
-        if sender == nil then
+        local size = drain_one(handle)
+        if size == nil then
             return
         end
-        handle(sender, name, data)
+        if size >= COLLECT_MIN then
+            collectgarbage("collect")
+        end
     end
 end
 --- What the shim had to drop goes to the log, once per wake-up that saw more of it.
@@ -34,8 +49,8 @@ local function report_drops()
         " bytes), ",
         c.alerts_truncated,
         " truncated alerts, ",
-        c.dropped_receive,
-        " alerts over receive_backlog, ",
+        c.dropped_memory,
+        " alerts this worker had no memory to assemble, ",
         c.lost_exited,
         " queued alerts to workers that exited"
     )

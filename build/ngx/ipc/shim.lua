@@ -1,7 +1,7 @@
 local ____exports = {}
 local ffi = require("ffi")
 --- The FFI block of c/ngx_ipc.h, verbatim; t/unit/cdef_spec.lua keeps the two equal.
-____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     writes;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_receive;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\ndouble ngx_ipc_dropped(void);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
+____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     writes;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_memory;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\ndouble ngx_ipc_dropped(void);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nvoid ngx_ipc_release(void);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
 ffi.cdef(____exports.cdef)
 --- File name of the shim, searched for in package.cpath like a C module.
 local LIBRARY = "ngx_ipc_shim"
@@ -16,6 +16,7 @@ local backlog_bytes
 local c_send
 local c_broadcast
 local c_recv
+local c_release
 local function load()
     if lib ~= nil then
         return lib
@@ -32,6 +33,7 @@ local function load()
     c_send = loaded.ngx_ipc_send
     c_broadcast = loaded.ngx_ipc_broadcast
     c_recv = loaded.ngx_ipc_recv
+    c_release = loaded.ngx_ipc_release
     lib = loaded
     return loaded
 end
@@ -64,12 +66,22 @@ end
 function ____exports.broadcast(name, data)
     return result(c_broadcast(name, #name, data, #data))
 end
+--- From this size on, the C copy of an alert is freed as soon as Lua has its own,
+-- so a large alert is held once, not twice, while its handler runs.
+local RELEASE_MIN = 1048576
 --- The next complete alert, or nothing when none waits.
 function ____exports.recv()
     if c_recv(alert) == 0 then
         return
     end
-    return alert.sender, ffi_string(alert.name, alert.name_len), ffi_string(alert.data, alert.data_len)
+    local sender = alert.sender
+    local name = ffi_string(alert.name, alert.name_len)
+    local size = alert.data_len
+    local data = ffi_string(alert.data, size)
+    if size >= RELEASE_MIN then
+        c_release()
+    end
+    return sender, name, data
 end
 function ____exports.poll()
     return result(load().ngx_ipc_poll())
@@ -90,7 +102,7 @@ ____exports.COUNTERS = {
     "refused_backlog",
     "refused_no_worker",
     "lost_exited",
-    "dropped_receive",
+    "dropped_memory",
     "send_queued",
     "receive_ready",
     "receive_partial"

@@ -20,13 +20,33 @@ let dispatch: Dispatch | undefined;
 let running = false;
 let dropped = 0;
 
+/**
+ * After a handler of an alert this large, a full garbage collection: otherwise
+ * LuaJIT keeps the strings of several large alerts alive between its steps,
+ * and a burst of them holds several times the memory one of them needs.
+ */
+const COLLECT_MIN = 16777216;
+
+/** Hands one alert to its handler; its size, or nothing when none waits. */
+function drain_one(handle: Dispatch): number | undefined {
+    const [sender, name, data] = shim.recv();
+    if (sender === undefined) {
+        return undefined;
+    }
+    handle(sender, name, data);
+    return data.length;
+}
+
 function drain(handle: Dispatch): void {
     while (true) {
-        const [sender, name, data] = shim.recv();
-        if (sender === undefined) {
+        const size = drain_one(handle);
+        if (size === undefined) {
             return;
         }
-        handle(sender, name, data);
+        // The alert's string is out of reach only once drain_one has returned.
+        if (size >= COLLECT_MIN) {
+            collectgarbage("collect");
+        }
     }
 }
 
@@ -40,7 +60,7 @@ function report_drops(): void {
     const c = shim.counters();
     ngx.log(ngx.ERR, "ngx.ipc: dropped so far: ", c.packets_discarded, " corrupt packets (",
         c.bytes_discarded, " bytes), ", c.alerts_truncated, " truncated alerts, ",
-        c.dropped_receive, " alerts over receive_backlog, ", c.lost_exited,
+        c.dropped_memory, " alerts this worker had no memory to assemble, ", c.lost_exited,
         " queued alerts to workers that exited");
 }
 

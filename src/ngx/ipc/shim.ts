@@ -25,7 +25,7 @@ typedef struct {
     uint64_t     refused_backlog;
     uint64_t     refused_no_worker;
     uint64_t     lost_exited;
-    uint64_t     dropped_receive;
+    uint64_t     dropped_memory;
     uint64_t     send_queued;
     uint64_t     receive_ready;
     uint64_t     receive_partial;
@@ -44,6 +44,7 @@ int ngx_ipc_feed(const char *buf, size_t len);
 void ngx_ipc_counters(ngx_ipc_counters_t *out);
 double ngx_ipc_dropped(void);
 int ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);
+void ngx_ipc_release(void);
 const char *ngx_ipc_last_error(void);
 const char *ngx_ipc_dir(void);
 `;
@@ -66,6 +67,7 @@ let backlog_bytes: CArray;
 let c_send: IpcShimLib["ngx_ipc_send"];
 let c_broadcast: IpcShimLib["ngx_ipc_broadcast"];
 let c_recv: IpcShimLib["ngx_ipc_recv"];
+let c_release: IpcShimLib["ngx_ipc_release"];
 
 type Result = LuaMultiReturn<[true] | [undefined, string]>;
 
@@ -85,6 +87,7 @@ function load(): IpcShimLib {
     c_send = loaded.ngx_ipc_send;
     c_broadcast = loaded.ngx_ipc_broadcast;
     c_recv = loaded.ngx_ipc_recv;
+    c_release = loaded.ngx_ipc_release;
     lib = loaded;
     return loaded;
 }
@@ -118,16 +121,25 @@ export function broadcast(name: string, data: string): Result {
     return result(c_broadcast(name, name.length, data, data.length));
 }
 
+/**
+ * From this size on, the C copy of an alert is freed as soon as Lua has its own,
+ * so a large alert is held once, not twice, while its handler runs.
+ */
+const RELEASE_MIN = 1048576;
+
 /** The next complete alert, or nothing when none waits. */
 export function recv(): LuaMultiReturn<[number, string, string] | []> {
     if (c_recv(alert) === 0) {
         return $multi();
     }
-    return $multi(
-        alert.sender,
-        ffi_string(alert.name, alert.name_len),
-        ffi_string(alert.data, alert.data_len),
-    );
+    const sender = alert.sender;
+    const name = ffi_string(alert.name, alert.name_len);
+    const size = alert.data_len;
+    const data = ffi_string(alert.data, size);
+    if (size >= RELEASE_MIN) {
+        c_release();
+    }
+    return $multi(sender, name, data);
 }
 
 export function poll(): Result {
@@ -142,7 +154,7 @@ export function feed(bytes: string): Result {
 export const COUNTERS = [
     "alerts_sent", "bytes_sent", "writes", "alerts_received", "bytes_received",
     "packets_discarded", "bytes_discarded", "alerts_truncated",
-    "refused_backlog", "refused_no_worker", "lost_exited", "dropped_receive",
+    "refused_backlog", "refused_no_worker", "lost_exited", "dropped_memory",
     "send_queued", "receive_ready", "receive_partial",
 ] as const;
 
