@@ -13,6 +13,11 @@ local LIMIT = 2147483391
 -- 64 KiB block of every byte value repeated), built with one string.rep
 local MAKE = [[
   local function make(tag, n)
+    if n > 1073741824 and n % 10 == 0 then
+      -- one allocation: on a VM slow to fault in fresh memory, a concatenation
+      -- of 2 GiB strings would block this worker for tens of seconds
+      return string.rep(tag:sub(1, 1) .. "123456789", n / 10)
+    end
     if not BLOCK then
       local b = {}
       for i = 0, 65535 do b[#b + 1] = string.char((i * 131 + math.floor(i / 256)) % 256) end

@@ -45,7 +45,7 @@ local DEFAULT_TIMEOUT = 10
 -- How long a control-server request may take: generous, since the worker that
 -- serves it may be one a spec keeps busy for seconds (building or hashing a
 -- 2 GiB string); a crashed worker is still noticed by its pid, not by this.
-local CONTROL_TIMEOUT = 30
+local CONTROL_TIMEOUT = 60
 
 local function repo_root()
   local src = debug.getinfo(1, "S").source
