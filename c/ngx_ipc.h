@@ -54,7 +54,7 @@ typedef struct {
 } ngx_ipc_counters_t;
 
 int ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);
-int ngx_ipc_start(void *sema);
+int ngx_ipc_start(void *sema, int32_t id, int32_t count);
 int ngx_ipc_start_standalone(const char *dir, int32_t pid);
 int ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
     const char *data, size_t data_len);

@@ -3,8 +3,8 @@
  *
  *   ngx_ipc_nginx.c   the nginx ABI (dlsym, checked at start), start-up,
  *                     read and write event handlers, semaphore post, errors
- *   ngx_ipc_pipe.c    pipe directory, FIFOs, destinations, send queues,
- *                     broadcast, clean-up
+ *   ngx_ipc_dest.c    destinations, send queues, send and broadcast
+ *   ngx_ipc_dir.c     pipe directory, FIFOs, names of workers, clean-up
  *   ngx_ipc_packet.c  packet encoding, stream parsing, reassembly per
  *                     sender, ready queue, counters
  *
@@ -26,6 +26,9 @@
 
 #define NGX_IPC_MAGIC            0x1A1E
 #define NGX_IPC_FLAG_FIRST       0x01
+#define NGX_IPC_FLAG_UNICAST     0x02     /* FIRST: a dest pid leads the payload */
+#define NGX_IPC_FLAG_CANDIDATE   0x04     /* UNICAST: one of several copies */
+#define NGX_IPC_DEST_SIZE        4
 #define NGX_IPC_HDR_SIZE         16
 #define NGX_IPC_WRITE_MAX        4096             /* PIPE_BUF */
 #define NGX_IPC_PAYLOAD_MAX      (NGX_IPC_WRITE_MAX - NGX_IPC_HDR_SIZE)
@@ -101,6 +104,8 @@ typedef struct {
     uint32_t       total;       /* data length of the whole alert */
     uint32_t       off;         /* data bytes already packed */
     uint32_t       first;       /* the FIRST packet is still to be packed */
+    int32_t        dest;        /* unicast: the worker's pid; 0: broadcast */
+    uint32_t       candidate;   /* a copy to a worker that may be dest */
 } ngx_ipc_out_t;
 
 
@@ -108,6 +113,7 @@ typedef struct {
 
 typedef struct {
     ngx_ipc_hdr_t  h;
+    int32_t        dest;        /* FIRST of a unicast: leads the payload */
     const u_char  *name;        /* h.name_len bytes */
     const u_char  *data;
     size_t         data_len;
@@ -128,23 +134,45 @@ void ngx_ipc_nginx_notify(void);
 void ngx_ipc_nginx_arm_turn(void);
 int  ngx_ipc_nginx_exiting(void);
 
-/* ngx_ipc_pipe.c */
+/* ngx_ipc_dir.c */
 
-int  ngx_ipc_pipe_start(const char *dir, int32_t pid, pid_t master,
-    uintptr_t cycle);
+/* a live worker's pid name and the worker id whose pipe it is (-1: none),
+ * or (pid 0) a worker id's pipe that no live pid holds */
+
+typedef struct {
+    int32_t        pid;
+    int32_t        id;
+} ngx_ipc_name_t;
+
+int  ngx_ipc_pipe_start(const char *dir, int32_t pid, int32_t id,
+    int32_t count, pid_t master, uintptr_t cycle);
 void ngx_ipc_pipe_stop(void);
 int  ngx_ipc_pipe_read_fd(void);
 int  ngx_ipc_pipe_started_as(const char *dir, int32_t pid);
-void ngx_ipc_pipe_flush_all(void);
-void ngx_ipc_pipe_flush_dirty(void);
-void ngx_ipc_pipe_write_event(int fd);
 int  ngx_ipc_pipe_watch_fd(void);
 void ngx_ipc_pipe_watched(void);
 void ngx_ipc_pipe_watch_event(void);
+int32_t ngx_ipc_dir_pid(void);
+int32_t ngx_ipc_dir_id(void);
+int32_t ngx_ipc_dir_count(void);
+int  ngx_ipc_dir_alive(int32_t pid);
+int  ngx_ipc_dir_running(int32_t pid);
+int  ngx_ipc_dir_starting(int32_t pid);
+int  ngx_ipc_dir_open(int32_t key, int event, int *gone);
+const ngx_ipc_name_t *ngx_ipc_dir_names(size_t *n);
+uint32_t ngx_ipc_dir_generation(void);
+
+/* ngx_ipc_dest.c */
+
+void ngx_ipc_pipe_flush_all(void);
+void ngx_ipc_pipe_flush_dirty(void);
+void ngx_ipc_pipe_write_event(int fd);
 
 /* ngx_ipc_packet.c */
 
 extern ngx_ipc_counters_t  ngx_ipc_counters_data;   /* gauges included */
+extern int32_t             ngx_ipc_self;   /* unicasts to other pids are
+                                              not this process's */
 extern ngx_ipc_limits_t    ngx_ipc_limits;
 extern int                 ngx_ipc_paused;
 

@@ -454,7 +454,7 @@ ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog)
 
 
 int
-ngx_ipc_start(void *sema)
+ngx_ipc_start(void *sema, int32_t id, int32_t count)
 {
     pid_t           master;
     ngx_ipc_abi_t   abi;
@@ -483,7 +483,7 @@ ngx_ipc_start(void *sema)
 
     master = (*abi.process == NGX_IPC_PROCESS_WORKER) ? getppid() : getpid();
 
-    if (ngx_ipc_pipe_start(NULL, (int32_t) getpid(), master,
+    if (ngx_ipc_pipe_start(NULL, (int32_t) getpid(), id, count, master,
                            (uintptr_t) *abi.cycle)
         != 0)
     {
@@ -530,7 +530,7 @@ ngx_ipc_start_standalone(const char *dir, int32_t pid)
         return -1;
     }
 
-    if (ngx_ipc_pipe_start(dir, pid, 0, 0) != 0) {
+    if (ngx_ipc_pipe_start(dir, pid, -1, 0, 0, 0) != 0) {
         return -1;
     }
 

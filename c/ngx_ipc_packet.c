@@ -49,6 +49,7 @@ typedef struct {
 
 ngx_ipc_counters_t  ngx_ipc_counters_data;
 int                 ngx_ipc_paused;
+int32_t             ngx_ipc_self;
 
 ngx_ipc_limits_t    ngx_ipc_limits = {
     NGX_IPC_SEND_BACKLOG, NGX_IPC_RECEIVE_BACKLOG
@@ -76,6 +77,17 @@ ngx_ipc_out_init(ngx_ipc_out_t *out, const char *name, size_t name_len,
     out->total = (uint32_t) data_len;
     out->off = 0;
     out->first = 1;
+    out->dest = 0;
+    out->candidate = 0;
+}
+
+
+/* the bytes a FIRST packet spends on the dest pid of a unicast */
+
+static size_t
+ngx_ipc_out_dest_size(const ngx_ipc_out_t *out)
+{
+    return (out->first && out->dest) ? NGX_IPC_DEST_SIZE : 0;
 }
 
 
@@ -90,7 +102,7 @@ uint64_t
 ngx_ipc_out_left(const ngx_ipc_out_t *out)
 {
     return (uint64_t) (out->first ? out->name_len : 0)
-           + (out->total - out->off);
+           + ngx_ipc_out_dest_size(out) + (out->total - out->off);
 }
 
 
@@ -123,24 +135,25 @@ size_t
 ngx_ipc_packet_next(ngx_ipc_packet_t *p, size_t room, int32_t sender,
     const ngx_ipc_out_t *out)
 {
-    size_t  name_len, left, need, n;
+    size_t  name_len, dest_len, left, need, n;
 
     if (ngx_ipc_out_done(out)) {
         return 0;
     }
 
     name_len = out->first ? out->name_len : 0;
+    dest_len = ngx_ipc_out_dest_size(out);
     left = out->total - out->off;
 
-    need = NGX_IPC_HDR_SIZE + name_len
+    need = NGX_IPC_HDR_SIZE + dest_len + name_len
            + (left < NGX_IPC_PACK_MIN ? left : NGX_IPC_PACK_MIN);
     if (room < need) {
         return 0;
     }
 
-    n = room - NGX_IPC_HDR_SIZE - name_len;
-    if (n > NGX_IPC_PAYLOAD_MAX - name_len) {
-        n = NGX_IPC_PAYLOAD_MAX - name_len;
+    n = room - NGX_IPC_HDR_SIZE - dest_len - name_len;
+    if (n > NGX_IPC_PAYLOAD_MAX - dest_len - name_len) {
+        n = NGX_IPC_PAYLOAD_MAX - dest_len - name_len;
     }
     if (n > left) {
         n = left;
@@ -148,16 +161,21 @@ ngx_ipc_packet_next(ngx_ipc_packet_t *p, size_t room, int32_t sender,
 
     p->h.magic = NGX_IPC_MAGIC;
     p->h.flags = out->first ? NGX_IPC_FLAG_FIRST : 0;
+    if (dest_len) {
+        p->h.flags |= NGX_IPC_FLAG_UNICAST
+                      | (out->candidate ? NGX_IPC_FLAG_CANDIDATE : 0);
+    }
     p->h.name_len = (uint8_t) name_len;
     p->h.sender = sender;
-    p->h.len = (uint32_t) (name_len + n);
+    p->h.len = (uint32_t) (dest_len + name_len + n);
     p->h.arg = out->first ? out->total : out->off;
+    p->dest = out->dest;
     p->name = out->name;
     p->data = out->data;
     p->data_len = n;
     p->last = (n == left);
 
-    return NGX_IPC_HDR_SIZE + name_len + n;
+    return NGX_IPC_HDR_SIZE + dest_len + name_len + n;
 }
 
 
@@ -177,6 +195,11 @@ ngx_ipc_packet_copy(u_char *dst, const ngx_ipc_packet_t *p)
 {
     memcpy(dst, &p->h, NGX_IPC_HDR_SIZE);
     dst += NGX_IPC_HDR_SIZE;
+
+    if (p->h.flags & NGX_IPC_FLAG_UNICAST) {
+        memcpy(dst, &p->dest, NGX_IPC_DEST_SIZE);
+        dst += NGX_IPC_DEST_SIZE;
+    }
 
     if (p->h.name_len) {
         memcpy(dst, p->name, p->h.name_len);
@@ -399,33 +422,18 @@ ngx_ipc_over_backlog(uint64_t size)
 
 
 /*
- * Out of memory while assembling: the alert is dropped, counted and logged
- * (through the notice), and its later packets are swallowed by a bufferless
- * pending entry rather than counted as corrupt, so the sender's next alert
- * is assembled as usual.  "m" is a pending entry to turn into that, or NULL
- * when the FIRST packet could not be taken at all.
+ * Lets the rest of an alert that is not to be assembled go by unseen: a
+ * bufferless pending entry swallows its later packets, so they are not
+ * counted as corrupt.  "received": the data bytes its FIRST packet held.
  */
 
 static void
-ngx_ipc_swallow(const ngx_ipc_hdr_t *h, ngx_ipc_msg_t *m, ngx_ipc_msg_t **slot)
+ngx_ipc_pass_by(const ngx_ipc_hdr_t *h, uint32_t received,
+    ngx_ipc_msg_t **slot)
 {
-    ngx_ipc_counters_data.dropped_memory++;
-    ngx_ipc_notice = 1;
+    ngx_ipc_msg_t  *m;
 
-    if (m) {
-        ngx_ipc_counters_data.receive_partial -= ngx_ipc_msg_size(m);
-
-        if (m->buf != (u_char *) (m + 1)) {
-            free(m->buf);
-        }
-
-        m->buf = NULL;
-        m->cap = 0;
-        m->skip = 1;
-        return;
-    }
-
-    if (h->len - h->name_len == h->arg) {
+    if (received == h->arg) {
         return;                              /* nothing follows */
     }
 
@@ -436,7 +444,7 @@ ngx_ipc_swallow(const ngx_ipc_hdr_t *h, ngx_ipc_msg_t *m, ngx_ipc_msg_t **slot)
 
     m->sender = h->sender;
     m->total = h->arg;
-    m->received = h->len - h->name_len;
+    m->received = received;
     m->skip = 1;
     m->next = *slot;
     *slot = m;
@@ -444,10 +452,45 @@ ngx_ipc_swallow(const ngx_ipc_hdr_t *h, ngx_ipc_msg_t *m, ngx_ipc_msg_t **slot)
 }
 
 
+/*
+ * Out of memory while assembling: the alert is dropped, counted and logged
+ * (through the notice), and the rest of it passes by, so the sender's next
+ * alert is assembled as usual.  "m": the pending entry to turn into the one
+ * that swallows the rest.
+ */
+
+static void
+ngx_ipc_swallow(ngx_ipc_msg_t *m)
+{
+    ngx_ipc_counters_data.dropped_memory++;
+    ngx_ipc_notice = 1;
+
+    ngx_ipc_counters_data.receive_partial -= ngx_ipc_msg_size(m);
+
+    if (m->buf != (u_char *) (m + 1)) {
+        free(m->buf);
+    }
+
+    m->buf = NULL;
+    m->cap = 0;
+    m->skip = 1;
+}
+
+
+/*
+ * "n": the name and first data bytes, after the dest pid of a unicast.  A
+ * unicast to another pid reached this process because that pid's worker
+ * had this process's worker id: either one of the copies sent to every
+ * worker that might be a worker still starting (CANDIDATE: expected, let
+ * go quietly), or an alert to a worker that was killed, which its
+ * replacement must not handle (lost_exited, logged).
+ */
+
 static void
 ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
 {
     size_t           n;
+    int32_t          dest;
     ngx_ipc_msg_t   *m, **slot;
 
     slot = ngx_ipc_pending_slot(h->sender);
@@ -464,7 +507,23 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
         ngx_ipc_msg_free(m);
     }
 
-    n = h->len;                           /* name + first data bytes */
+    n = h->len;
+
+    if (h->flags & NGX_IPC_FLAG_UNICAST) {
+        memcpy(&dest, p, NGX_IPC_DEST_SIZE);
+        p += NGX_IPC_DEST_SIZE;
+        n -= NGX_IPC_DEST_SIZE;
+
+        if (dest != ngx_ipc_self) {
+            if (!(h->flags & NGX_IPC_FLAG_CANDIDATE)) {
+                ngx_ipc_counters_data.lost_exited++;
+                ngx_ipc_notice = 1;
+            }
+
+            ngx_ipc_pass_by(h, (uint32_t) (n - h->name_len), slot);
+            return;
+        }
+    }
 
     if (n - h->name_len == h->arg) {
 
@@ -472,8 +531,7 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
 
         m = malloc(sizeof(ngx_ipc_msg_t) + n);
         if (m == NULL) {
-            ngx_ipc_swallow(h, NULL, slot);
-            return;
+            goto no_memory;
         }
 
         m->buf = (u_char *) (m + 1);
@@ -482,8 +540,7 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
     } else {
         m = malloc(sizeof(ngx_ipc_msg_t));
         if (m == NULL) {
-            ngx_ipc_swallow(h, NULL, slot);
-            return;
+            goto no_memory;
         }
 
         m->buf = NULL;
@@ -498,8 +555,7 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
 
     if (m->buf == NULL && ngx_ipc_msg_grow(m, n) != 0) {
         free(m);
-        ngx_ipc_swallow(h, NULL, slot);
-        return;
+        goto no_memory;
     }
 
     if (n) {
@@ -518,6 +574,13 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
     *slot = m;
     ngx_ipc_counters_data.receive_partial += ngx_ipc_msg_size(m);
     ngx_ipc_pending_n++;
+    return;
+
+no_memory:
+
+    ngx_ipc_counters_data.dropped_memory++;
+    ngx_ipc_notice = 1;
+    ngx_ipc_pass_by(h, (uint32_t) (n - h->name_len), slot);
 }
 
 
@@ -552,7 +615,7 @@ ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p)
     have = (size_t) m->name_len + m->received;
 
     if (ngx_ipc_msg_grow(m, have + h->len) != 0) {
-        ngx_ipc_swallow(h, m, slot);
+        ngx_ipc_swallow(m);
         m->received += h->len;
 
         if (m->received == m->total) {
@@ -632,8 +695,11 @@ ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
 static int
 ngx_ipc_header_ok(const ngx_ipc_hdr_t *h)
 {
+    size_t  dest_len;
+
     if (h->magic != NGX_IPC_MAGIC
-        || (h->flags & ~NGX_IPC_FLAG_FIRST) != 0
+        || (h->flags & ~(NGX_IPC_FLAG_FIRST|NGX_IPC_FLAG_UNICAST
+                         |NGX_IPC_FLAG_CANDIDATE)) != 0
         || h->sender <= 0
         || h->len > NGX_IPC_PAYLOAD_MAX)
     {
@@ -641,13 +707,21 @@ ngx_ipc_header_ok(const ngx_ipc_hdr_t *h)
     }
 
     if (h->flags & NGX_IPC_FLAG_FIRST) {
+        if ((h->flags & NGX_IPC_FLAG_CANDIDATE)
+            && !(h->flags & NGX_IPC_FLAG_UNICAST))
+        {
+            return 0;
+        }
+
+        dest_len = (h->flags & NGX_IPC_FLAG_UNICAST) ? NGX_IPC_DEST_SIZE : 0;
+
         return h->name_len <= NGX_IPC_NAME_MAX
                && h->arg <= NGX_IPC_DATA_MAX
-               && h->len >= h->name_len
-               && h->len - h->name_len <= h->arg;
+               && h->len >= dest_len + h->name_len
+               && h->len - dest_len - h->name_len <= h->arg;
     }
 
-    return h->name_len == 0;
+    return h->name_len == 0 && h->flags == 0;
 }
 
 

@@ -56,6 +56,9 @@
 
 #define MAGIC        0x1A1E
 #define FIRST        0x01
+#define UNICAST      0x02
+#define CANDIDATE    0x04
+#define DEST         4            /* a unicast's dest pid leads its payload */
 #define HDR          16
 #define PAYLOAD_MAX  4080
 #define NAME_MAX_    254
@@ -193,6 +196,7 @@ typedef struct {
     int32_t   sender;
     uint32_t  name_len;
     uint32_t  total;
+    int       skip;                /* a unicast to another pid: passes by */
     uint32_t  received;
     buf_t     buf;                 /* name then data so far */
 } pend_t;
@@ -217,20 +221,27 @@ static model_t  M;
 static int
 model_header_ok(const hdr_t *h)
 {
-    if (h->magic != MAGIC || (h->flags & ~FIRST) || h->sender <= 0
-        || h->len > PAYLOAD_MAX)
+    uint32_t  d;
+
+    if (h->magic != MAGIC || (h->flags & ~(FIRST|UNICAST|CANDIDATE))
+        || h->sender <= 0 || h->len > PAYLOAD_MAX)
     {
         return 0;
     }
 
     if (h->flags & FIRST) {
-        /* name fits, holds the name, first data part not above the total */
+        if ((h->flags & CANDIDATE) && !(h->flags & UNICAST)) {
+            return 0;
+        }
+
+        /* dest and name fit, first data part not above the total */
+        d = (h->flags & UNICAST) ? DEST : 0;
         return h->name_len <= NAME_MAX_ && h->arg <= DATA_MAX_
-               && h->len >= h->name_len
-               && (uint64_t) (h->len - h->name_len) <= h->arg;
+               && h->len >= d + h->name_len
+               && (uint64_t) (h->len - d - h->name_len) <= h->arg;
     }
 
-    return h->name_len == 0;
+    return h->name_len == 0 && h->flags == 0;
 }
 
 static pend_t *
@@ -250,7 +261,7 @@ model_find(int32_t sender)
 static uint64_t
 model_size(const pend_t *p)
 {
-    return (uint64_t) p->name_len + p->total;
+    return p->skip ? 0 : (uint64_t) p->name_len + p->total;
 }
 
 /* takes p out of the reassembly table */
@@ -301,18 +312,39 @@ model_new(const hdr_t *h)
 static void
 model_packet(const hdr_t *h, const uint8_t *payload)
 {
+    int32_t  dest;
     pend_t  *p;
 
     p = model_find(h->sender);
 
     if (h->flags & FIRST) {
         if (p) {
-            M.alerts_truncated++;
+            if (!p->skip) {
+                M.alerts_truncated++;
+            }
             model_drop(p);
         }
 
-        p = model_new(h);
-        buf_add(&p->buf, payload, h->len);
+        if (h->flags & UNICAST) {
+            memcpy(&dest, payload, DEST);
+            p = model_new(h);
+            p->received -= DEST;
+
+            if (dest != 0) {            /* the shim never started: pid 0 */
+                p->skip = 1;
+                if (p->received == p->total) {
+                    model_drop(p);
+                }
+                return;
+            }
+
+            buf_add(&p->buf, payload + DEST, h->len - DEST);
+
+        } else {
+            p = model_new(h);
+            buf_add(&p->buf, payload, h->len);
+        }
+
         M.partial += model_size(p);
 
         if (p->received == p->total) {
@@ -331,6 +363,14 @@ model_packet(const hdr_t *h, const uint8_t *payload)
     }
 
     p->received += h->len;
+
+    if (p->skip) {
+        if (p->received == p->total) {
+            model_drop(p);
+        }
+        return;
+    }
+
     buf_add(&p->buf, payload, h->len);
 
     if (p->received == p->total) {

@@ -16,6 +16,9 @@ declare namespace ngx {
     namespace worker {
         function pid(): number;
         function exiting(): boolean;
+        /** 0 ... count() - 1; nil in a process that is no worker (the privileged agent). */
+        function id(): number | undefined;
+        function count(): number;
     }
 
     /** @noSelf */

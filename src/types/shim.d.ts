@@ -21,7 +21,7 @@ declare interface CArray extends CData {
 /** @noSelf */
 declare interface IpcShimLib {
     ngx_ipc_configure(send_backlog: number, receive_backlog: number): number;
-    ngx_ipc_start(sema: CData): number;
+    ngx_ipc_start(sema: CData, id: number, count: number): number;
     ngx_ipc_start_standalone(dir: string, pid: number): number;
     ngx_ipc_send(pid: number, name: string, nameLen: number, data: string, dataLen: number): number;
     ngx_ipc_broadcast(name: string, nameLen: number, data: string, dataLen: number): number;

@@ -269,7 +269,7 @@ describe("leftovers of dead instances", function()
       return d
     end
     -- pids above pid_max never belong to a live process
-    local dead = fake(ns .. "-99999-12345-55d0c0ffee00", { 99998, "99997.new" })
+    local dead = fake(ns .. "-99999-12345-55d0c0ffee00", { 99998, "99997.new", "w0", "w1" })
     local dead_empty = fake(ns .. "-99996-12345-55d0c0ffee00", {})
     local reused = fake(("%s-%d-1-55d0c0ffee00"):format(ns, me), { 99995 })   -- pid alive, another start time
     local live = fake(("%s-%d-%s-55d0c0ffee00"):format(ns, me, my_start), { me, 99994 })
@@ -291,7 +291,7 @@ describe("leftovers of dead instances", function()
     local entries = nginx.listdir(dir)
     table.sort(entries)
     table.sort(pids)
-    assert.are.same({ tostring(pids[1]), tostring(pids[2]) }, entries)
+    assert.are.same({ tostring(pids[1]), tostring(pids[2]), "w0", "w1" }, entries)
   end)
 
   it("include pipes of dead workers in the own instance, removed at a worker's start", function()
@@ -306,7 +306,7 @@ describe("leftovers of dead instances", function()
     end, 5, "the dead pipes to be swept")
     local entries = nginx.listdir(dir)
     table.sort(entries)
-    local want = { tostring(pids[2]), tostring(fresh) }
+    local want = { tostring(pids[2]), tostring(fresh), "w0", "w1" }
     table.sort(want)
     assert.are.same(want, entries)
   end)

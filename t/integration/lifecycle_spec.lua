@@ -143,7 +143,12 @@ describe("nginx -s quit", function()
       for _, p in ipairs(pids) do
         for _, fd in ipairs(nginx.ipc_fds(p)) do
           local path = fd:match("%-> (/.*)$")
-          if path and path:match("/" .. p .. "$") then pipes[#pipes + 1] = path end
+          -- worker ids' pipes (its own, which its pid's name links to, and
+          -- those it sent to)
+          if path and path:match("/w%d+$") and not pipes[path] then
+            pipes[path] = true
+            pipes[#pipes + 1] = path
+          end
         end
       end
       local took, err = inst:quit(10)
@@ -152,6 +157,7 @@ describe("nginx -s quit", function()
       for _, p in ipairs(pids) do
         assert.is_false(nginx.alive(p), "worker " .. p .. " still running after quit")
       end
+      assert.are.equal(nworkers, #pipes, "pipes the workers had open")
       for _, path in ipairs(pipes) do
         assert.is_nil(io.open(path, "r"), "pipe left behind: " .. path)
       end

@@ -509,12 +509,16 @@ function M.instance_dir(inst, pid)
 end
 
 -- adds a failure to r unless the instance directory of pids[1] holds exactly
--- the pipes of `pids`; returns the directory
+-- the pipes of `pids`: one per worker id (w0 ...), and each live worker's pid
+-- linked to its id's; returns the directory
 function M.check_pipes(inst, pids, r)
   local entries, dir = M.instance_dir(inst, pids[1])
   table.sort(entries)
   local want = {}
-  for i, p in ipairs(pids) do want[i] = tostring(p) end
+  for i, p in ipairs(pids) do
+    want[#want + 1] = tostring(p)
+    want[#want + 1] = "w" .. (i - 1)
+  end
   table.sort(want)
   if table.concat(entries, " ") ~= table.concat(want, " ") then
     r.failures[#r.failures + 1] = ("instance directory %s holds [%s], expected the live workers' pipes [%s]"):format(

@@ -26,7 +26,7 @@ describe("ngx_ipc_start's checks of the nginx it runs in", function()
     end)
 
     local function start_error()
-        assert.are.equal(-1, C.ngx_ipc_start(sema))
+        assert.are.equal(-1, C.ngx_ipc_start(sema, 0, 1))
         return ffi.string(C.ngx_ipc_last_error())
     end
 

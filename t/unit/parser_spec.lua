@@ -189,8 +189,15 @@ describe("damaged streams", function()
         { "bad magic", helper.header{ magic = 0x1A1F, flags = 1,
                                       sender = 7, len = 5, arg = 5 }
                        .. "aaaaa" },
-        { "bad flags", helper.header{ flags = 3, sender = 7, len = 5,
+        { "bad flags", helper.header{ flags = 9, sender = 7, len = 5,
                                       arg = 5 } .. "aaaaa" },
+        { "candidate without unicast", helper.header{ flags = 5, sender = 7,
+                                                      len = 5, arg = 5 }
+                                       .. "aaaaa" },
+        { "unicast flag on a later packet", helper.header{ flags = 2,
+                                                           sender = 7, len = 5,
+                                                           arg = 0 }
+                                            .. "aaaaa" },
         { "unknown flag bit alone", helper.header{ flags = 0x80,
                                                    sender = 7, len = 0 } },
         { "len over 4080", helper.header{ flags = 1, sender = 7,

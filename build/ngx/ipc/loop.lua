@@ -80,7 +80,11 @@ function ____exports.start(handle)
         end
         sema = sem
     end
-    local ok, err = shim.start(sema.sem)
+    local ok, err = shim.start(
+        sema.sem,
+        ngx.worker.id() or -1,
+        ngx.worker.count()
+    )
     if ok == nil then
         return nil, err
     end

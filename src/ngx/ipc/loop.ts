@@ -91,7 +91,7 @@ export function start(handle: Dispatch): LuaMultiReturn<[true] | [undefined, str
         }
         sema = sem;
     }
-    const [ok, err] = shim.start(sema.sem);
+    const [ok, err] = shim.start(sema.sem, ngx.worker.id() ?? -1, ngx.worker.count());
     if (ok === undefined) {
         return $multi(undefined, err);
     }

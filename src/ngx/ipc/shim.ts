@@ -32,7 +32,7 @@ typedef struct {
 } ngx_ipc_counters_t;
 
 int ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);
-int ngx_ipc_start(void *sema);
+int ngx_ipc_start(void *sema, int32_t id, int32_t count);
 int ngx_ipc_start_standalone(const char *dir, int32_t pid);
 int ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
     const char *data, size_t data_len);
@@ -103,9 +103,13 @@ function result(rc: number): Result {
     return $multi(true);
 }
 
-/** Joins this nginx worker: its pipe, its read event, wake-ups posted to `sema`. */
-export function start(sema: CData): Result {
-    return result(load().ngx_ipc_start(sema));
+/**
+ * Joins this nginx worker: its pipe, its read event, wake-ups posted to `sema`.
+ * `id` is its ngx.worker.id() (-1 for a process without one, such as the
+ * privileged agent), `count` ngx.worker.count().
+ */
+export function start(sema: CData, id: number, count: number): Result {
+    return result(load().ngx_ipc_start(sema, id, count));
 }
 
 /** Without nginx (tests, tools): `dir` is the instance directory; poll() pumps. */
