@@ -482,6 +482,45 @@ typedef struct {
 
 
 /*
+ * The worker ids' pipes that are pipes of workers shutting down: an older
+ * generation's, in a directory a later generation shares.  Removed, so that
+ * no sender of ours writes into them and no worker of ours takes them over.
+ */
+
+static void
+ngx_ipc_sweep_old_ids(int dfd, const ngx_ipc_old_t *old)
+{
+    DIR            *dir;
+    size_t          i;
+    int32_t         id;
+    struct stat     st;
+    struct dirent  *de;
+
+    dir = ngx_ipc_opendir(dfd);
+    if (dir == NULL) {
+        return;
+    }
+
+    while ((de = readdir(dir)) != NULL) {
+        if (ngx_ipc_parse_name(de->d_name, &id) != 'w'
+            || fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+        {
+            continue;
+        }
+
+        for (i = 0; i < old->n; i++) {
+            if (old->ino[i] == (uint64_t) st.st_ino) {
+                (void) unlinkat(dfd, de->d_name, 0);
+                break;
+            }
+        }
+    }
+
+    (void) closedir(dir);
+}
+
+
+/*
  * Removes the names of dead pids (and of "self": a previous holder of our
  * pid); with "old" given, also those of workers shutting down, whose pipes
  * (inodes) it collects: their w<id> names are not ours to take over.
@@ -525,6 +564,10 @@ ngx_ipc_sweep_pipes(int dfd, int32_t self, ngx_ipc_old_t *old)
     }
 
     (void) closedir(dir);
+
+    if (old && old->n) {
+        ngx_ipc_sweep_old_ids(dfd, old);
+    }
 }
 
 
@@ -779,29 +822,18 @@ ngx_ipc_make_fifo(void)
  * With a worker id: the FIFO w<id> is taken over as it is (what senders
  * left in it is this worker's: held while it started, or on its way to the
  * worker it replaces), or created; then linked as <pid>, so a pipe under a
- * pid's name always has a reader.  A w<id> of a worker shutting down (an
- * older generation sharing the directory) is replaced, not taken over.
+ * pid's name always has a reader.  (A w<id> of a worker shutting down, an
+ * older generation's in a directory we share, was removed by the sweep.)
  */
 
 static int
-ngx_ipc_join_mailbox(const ngx_ipc_old_t *old)
+ngx_ipc_join_mailbox(void)
 {
-    int          err;
-    char         name[NGX_IPC_NAME_SIZE], link[NGX_IPC_NAME_SIZE];
-    size_t       i;
-    struct stat  st;
+    int   err;
+    char  name[NGX_IPC_NAME_SIZE], link[NGX_IPC_NAME_SIZE];
 
     ngx_ipc_mailbox_name(name, ngx_ipc_d.id);
     ngx_ipc_pid_name(link, ngx_ipc_d.pid, "");
-
-    if (fstatat(ngx_ipc_d.inst_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        for (i = 0; i < old->n; i++) {
-            if (old->ino[i] == (uint64_t) st.st_ino) {
-                (void) unlinkat(ngx_ipc_d.inst_fd, name, 0);
-                break;
-            }
-        }
-    }
 
     if (mkfifoat(ngx_ipc_d.inst_fd, name, 0600) == -1 && errno != EEXIST) {
         err = errno;
@@ -849,7 +881,7 @@ ngx_ipc_join(void)
         return ngx_ipc_make_fifo();
     }
 
-    return ngx_ipc_join_mailbox(&old);
+    return ngx_ipc_join_mailbox();
 }
 
 

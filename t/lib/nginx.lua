@@ -642,7 +642,9 @@ function M.start(opts)
         return okc
       end, opts.start_timeout or DEFAULT_TIMEOUT, "port " .. self.port .. " to accept")
     else
-      self:wait_workers(self.gen, opts.start_timeout or DEFAULT_TIMEOUT)
+      -- opts.min_workers: a spec whose workers do not all finish their
+      -- init_worker on their own waits for the others itself
+      self:wait_workers(self.gen, opts.start_timeout or DEFAULT_TIMEOUT, opts.min_workers)
     end
   end)
   if not st then
@@ -726,17 +728,19 @@ local function live_of_gen(regs, gen)
   return out
 end
 
-function Inst:wait_workers(gen, timeout)
+-- waits until `n` (default: all) workers of generation `gen` have registered
+function Inst:wait_workers(gen, timeout, n)
+  n = n or self.nworkers
   return M.wait_for(function()
     local ok, regs = pcall(self.registrations, self)
     if not ok then
       return false, regs
     end
     local pids = live_of_gen(regs, gen)
-    if #pids == self.nworkers then
+    if #pids >= n then
       return pids
     end
-    return false, #pids .. " of " .. self.nworkers .. " workers registered"
+    return false, #pids .. " of " .. n .. " workers registered"
   end, timeout or DEFAULT_TIMEOUT, "workers of generation " .. gen .. " to register")
 end
 

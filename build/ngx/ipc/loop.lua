@@ -52,7 +52,7 @@ local function report_drops()
         c.dropped_memory,
         " alerts this worker had no memory to assemble, ",
         c.lost_exited,
-        " queued alerts to workers that exited"
+        " alerts for workers that exited (queued, or let go by a replacement)"
     )
 end
 local function run(premature)

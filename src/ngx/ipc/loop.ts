@@ -61,7 +61,7 @@ function report_drops(): void {
     ngx.log(ngx.ERR, "ngx.ipc: dropped so far: ", c.packets_discarded, " corrupt packets (",
         c.bytes_discarded, " bytes), ", c.alerts_truncated, " truncated alerts, ",
         c.dropped_memory, " alerts this worker had no memory to assemble, ", c.lost_exited,
-        " queued alerts to workers that exited");
+        " alerts for workers that exited (queued, or let go by a replacement)");
 }
 
 function run(premature: boolean): void {
