@@ -47,9 +47,23 @@ test: deps
 
 # the benchmark, not part of test (docs/performance.md):
 #   make bench   |   make bench ARGS="--json=bench.json"   |   ARGS=--help
+#   make bench ORIGINAL=/path/to/ngx_lua_ipc_module.so   (the original module
+#   side by side, see ../shared/PEERS.md; passed on as --original=PATH)
+# wrk (row R1) is installed with apt-get when missing; without it (not root,
+# no network) the bench runs without R1.
+ORIGINAL ?=
 bench: deps shim
 	$(CC) -O2 -Wall -Wextra -Werror -o lib/bench-probe bench/probe.c
-	luajit bench/run.lua $(ARGS)
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "bench: wrk is missing and this is not root: no request-driven row (R1)"; \
+	  else \
+	    echo "bench: installing wrk"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; } || \
+	      echo "bench: could not install wrk: no request-driven row (R1)"; \
+	  fi; }
+	luajit bench/run.lua $(if $(ORIGINAL),--original=$(abspath $(ORIGINAL))) $(ARGS)
 
 clean:
 	rm -rf lib

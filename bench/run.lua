@@ -1,8 +1,11 @@
 -- bench/run.lua: `make bench` — ngx.ipc against what a bare pipe can do.
 --
 --   luajit bench/run.lua [--json=FILE] [--runs=3] [--seconds=0.8]
---                        [--only=W1,W2,W3,W4,W5] [--every=256] [--yield=timer]
---                        [--window=BYTES] [--quiet=60] [--strict] [--profile=DIR]
+--                        [--only=W1,W2,W3,W4,W5,R1] [--every=256]
+--                        [--yield=sleep0,sleep1ms,timer] [--extra-runs=3]
+--                        [--extra-seconds=0.4] [--wrk-seconds=2]
+--                        [--original=PATH] [--window=BYTES] [--quiet=60]
+--                        [--strict] [--profile=DIR]
 --
 -- Starts real nginx masters on 127.0.0.1 (through t/lib/nginx.lua, whose
 -- control path is a lua_shared_dict, never ngx.ipc), runs each workload as
@@ -10,6 +13,25 @@
 -- bench/probe.c, prints one table and, with --json, writes every figure.
 -- Exits 1 when an alert was lost, duplicated or damaged (or, with --strict,
 -- when a target is not met), 2 when the bench itself failed.
+--
+-- The bulk workloads (W2: 10 KiB and 64 KiB to the other worker; W4: the
+-- same broadcast to 2 and to 5 workers) get one row per sender pattern of
+-- --yield, in that order: the sender yields every --every sends with
+-- ngx.sleep(0) (sleep0), ngx.sleep(0.001) (sleep1ms) or the bench's own
+-- zero-delay timer (timer).  The 10 KiB timer rows are the ones the targets
+-- were set on (--runs of --seconds); the other bulk rows run --extra-runs
+-- runs of --extra-seconds.  W1, W3, W5 and the info rows use the timer (or
+-- the one pattern --yield names).
+--
+-- R1 (when `wrk` is installed): wrk with 32 connections to a location whose
+-- content handler sends one 10 KiB alert to the other worker; the figure is
+-- the alerts counted at the receivers per second; refused sends apart.
+--
+-- --original=PATH: the original module (slact/ngx_lua_ipc, a .so built for
+-- this nginx; see PEERS.md) on a second nginx, after ours for each group of
+-- workloads, with neither our build/ nor our shim on its Lua paths: the same
+-- workloads, its figures and the ratio ours/original next to ours.  Its
+-- losses are reported but do not change the exit code.
 --
 -- --profile=DIR does no table: it profiles W1 and W2 (or --only), with the
 -- workers on separate CPUs and on one CPU: /proc counters, system calls
@@ -37,7 +59,8 @@ local WORKER_MODULE = ROOT .. "/bench/worker.lua"
 -- options
 ---------------------------------------------------------------------------
 
-local opts = { runs = 3, seconds = 0.8, every = 256, yield = "timer", window = 16 * 1024 * 1024, quiet = 60 }
+local opts = { runs = 3, seconds = 0.8, every = 256, yield = "sleep0,sleep1ms,timer", window = 16 * 1024 * 1024,
+  quiet = 60, extra_seconds = 0.4, wrk_seconds = 2 }
 do
   local i = 1
   while i <= #arg do
@@ -45,14 +68,16 @@ do
     local k, v = a:match("^%-%-([%w_-]+)=(.*)$")
     if not k then
       k = a:match("^%-%-([%w_-]+)$")
-      if k == "json" or k == "only" or k == "profile" then
+      if k == "json" or k == "only" or k == "profile" or k == "original" then
         i = i + 1
         v = arg[i]
       end
     end
-    if k == "json" or k == "only" or k == "yield" or k == "profile" then
+    k = k and k:gsub("-", "_")
+    if k == "json" or k == "only" or k == "yield" or k == "profile" or k == "original" then
       opts[k] = assert(v, "--" .. k .. " needs a value")
-    elseif k == "runs" or k == "seconds" or k == "every" or k == "window" or k == "quiet" then
+    elseif k == "runs" or k == "seconds" or k == "every" or k == "window" or k == "quiet"
+      or k == "extra_runs" or k == "extra_seconds" or k == "wrk_seconds" then
       opts[k] = assert(tonumber(v), "--" .. k .. " needs a number")
     elseif k == "strict" then
       opts.strict = true
@@ -72,6 +97,41 @@ if opts.only then
   for w in opts.only:gmatch("[^,%s]+") do only[w:upper()] = true end
 end
 local function wanted(w) return not opts.only or only[w] end
+
+opts.extra_runs = opts.extra_runs or opts.runs
+if opts.original == "" then opts.original = nil end
+
+-- sender patterns: how a sender loop gives the event loop a turn every
+-- --every sends (bench/worker.lua, `yielders`)
+local PATTERN_LABEL = {
+  sleep0 = "ngx.sleep(0)",
+  sleep1ms = "ngx.sleep(0.001)",
+  timer = "bench timer",
+  none = "no yield",
+}
+local patterns = {}
+for p in opts.yield:gmatch("[^,%s]+") do
+  if not PATTERN_LABEL[p] then
+    io.stderr:write("bench: unknown --yield pattern " .. p .. " (sleep0, sleep1ms, timer, none)\n")
+    os.exit(2)
+  end
+  patterns[#patterns + 1] = p
+end
+if #patterns == 0 then
+  io.stderr:write("bench: --yield names no pattern\n")
+  os.exit(2)
+end
+-- the pattern of W1, W3, W5, the info rows, the targets and --profile: the
+-- bench timer, or the one pattern --yield names
+local base_yield = #patterns == 1 and patterns[1] or "timer"
+
+-- the bulk rows' alert sizes, and their keys in the table of workloads (and
+-- the JSON): "W2", "W4_2", "W4_5" for 10 KiB with the base pattern (the rows
+-- of the targets, as before), else with "_64k" and/or "_<pattern>" appended
+local SIZES = { 10240, 65536 }
+local function bulk_key(base, size, pattern)
+  return base .. (size == 65536 and "_64k" or "") .. (pattern == base_yield and "" or "_" .. pattern)
+end
 
 ---------------------------------------------------------------------------
 -- small utilities
@@ -343,8 +403,14 @@ end
 local instances = {}
 
 -- placement: nil (the scheduler decides), "shared" (every worker on the
--- first CPU), "split" (worker i on CPU i mod 2)
-local function start(workers, placement)
+-- first CPU), "split" (worker i on CPU i mod 2).
+-- original: the path of the original module's .so; that nginx loads it
+-- after Debian's lua module and gets neither our build/ nor our shim on its
+-- Lua paths (the harness's `lua_path` option: nothing of this tree is
+-- copied into the prefix, and `;;` is LuaJIT's default path), so that
+-- `require "ngx.ipc"` is the original's (its package.preload entry).
+-- Every instance has `location = /send` (row R1) on its test server.
+local function start(workers, placement, original)
   local main
   if placement == "shared" then
     main = "worker_cpu_affinity " .. ("01 "):rep(workers):gsub(" $", "") .. ";"
@@ -353,8 +419,15 @@ local function start(workers, placement)
     for i = 1, workers do masks[i] = i % 2 == 1 and "01" or "10" end
     main = "worker_cpu_affinity " .. table.concat(masks, " ") .. ";"
   end
-  local inst = nginx.start { workers = workers, level = "error", main = main, dict_size = "16m" }
+  local o = { workers = workers, level = "error", main = main, dict_size = "16m",
+    server = "location = /send { content_by_lua_block { require('ngx_ipc_bench').http_send() } }" }
+  if original then
+    o.main = (main or "") .. "\nload_module " .. original .. ";"
+    o.lua_path, o.lua_cpath = ";;", ";;"
+  end
+  local inst = nginx.start(o)
   instances[#instances + 1] = inst
+  inst.original = original
   local dst = inst.prefix .. "/lib/ngx_ipc_bench.lua"
   local ok, out = sh(("cp %s %s && chmod a+r %s"):format(nginx.shq(WORKER_MODULE), nginx.shq(dst), nginx.shq(dst)))
   assert(ok, out)
@@ -367,6 +440,16 @@ local function start(workers, placement)
   table.sort(inst.all)
   -- load the bench module (and ngx.ipc: every worker joins) before timing
   inst:run_all("local B = require 'ngx_ipc_bench'; ipc.receive('bench', function() end); return true")
+  -- and make sure which module this is
+  local want = original and "original" or "ngx.ipc"
+  for pid, impl in pairs(inst:run_all("return require('ngx_ipc_bench').impl()")) do
+    if impl.module ~= want then
+      error(("worker %d: require 'ngx.ipc' gave %s, not %s"):format(pid, tostring(impl.module), want))
+    end
+    if original and nginx.maps_shim(pid) then
+      error(("worker %d of the original's nginx has our shim mapped"):format(pid))
+    end
+  end
   return inst
 end
 
@@ -393,7 +476,7 @@ end
 -- returns { ok, n, seconds, alerts_per_s, deliveries_per_s, bytes_per_s, errors = {...} }
 -- hooks (profiling): before(sender, receivers) runs once the receivers are
 -- armed, just before the sender starts; after() once every result is in.
-local function stream_run(inst, bcast, n, size, full, hooks)
+local function stream_run(inst, bcast, n, size, full, hooks, yield)
   local sender = inst.by_id[1]
   local receivers = bcast and inst.all or { inst.by_id[0] }
   local window = math.max(64, math.floor(opts.window / size))
@@ -403,7 +486,7 @@ local function stream_run(inst, bcast, n, size, full, hooks)
   if hooks and hooks.before then hooks.before(sender, receivers) end
   local hw = inst:spawn(receivers, B(("wait_done(%d)"):format(timeout)))
   local hs = inst:spawn({ sender }, B(("send_loop(%s, %d, %d, %d, %q, %s, %d)"):format(
-    bcast and "nil" or tostring(receivers[1]), n, size, opts.every, opts.yield, lst(receivers), window)))
+    bcast and "nil" or tostring(receivers[1]), n, size, opts.every, yield or base_yield, lst(receivers), window)))
   local res = { n = n, size = size, errors = {}, receivers = #receivers }
   local s = inst:collect(hs, timeout + 30)[sender]
   local rs = inst:collect(hw, timeout + 30)
@@ -447,33 +530,47 @@ end
 -- The limit a workload is compared with, measured again just before each of
 -- its runs: on a VM the pipe's own speed drifts over a minute (other guests),
 -- so a ratio is the median of per-run ratios to a limit taken moments apart.
-local function paired_limit(pair)
+local function paired_limit(pair, seconds)
   if pair.kind == "pingpong" then
     return probe("pingpong", 26, 10000, pair.mode).p50_us
   end
-  local secs = math.max(0.2, math.min(1, opts.seconds * 0.6))
+  local secs = math.max(0.2, math.min(1, (seconds or opts.seconds) * 0.6))
   return probe("stream", pair.size, secs, 1048576, pair.mode)[pair.field]
 end
 
 -- Two warm-ups: a short one with the byte-exact check, then one of the
 -- length it suggests; N for the runs is calibrated on the second, so that a
--- run lasts about --seconds.  "pair": the limit to measure before each run.
-local function stream_workload(inst, name, bcast, size, n_warm, pair)
+-- run lasts about --seconds.  "pair": the limit to measure before each run
+-- (none for the original's runs).  spec (optional): { yield = pattern,
+-- runs = n, seconds = s } instead of the base pattern, --runs and --seconds;
+-- short_warmup = true: the first warm-up has n_warm / 10 alerts (the rows
+-- added by the sender patterns and 64 KiB, and all of the original's, whose
+-- 10 B rates are 20-40 times lower than ours: it only has to be long enough
+-- to size the second).
+local function stream_workload(inst, name, bcast, size, n_warm, pair, spec)
+  spec = spec or {}
+  local yield, nruns, seconds = spec.yield or base_yield, spec.runs or opts.runs, spec.seconds or opts.seconds
+  if spec.short_warmup then n_warm = math.max(200, math.floor(n_warm / 1000 + 0.5) * 100) end
+  local t_start = socket.gettime()
   local runs, errors, limits = {}, {}, {}
+  -- in thousands, or hundreds below 10,000 (64 KiB broadcast to 5 workers:
+  -- about 1,000 alerts/s)
   local function calibrate(r, n)
     if not r.ok then return n end
-    n = math.floor(r.alerts_per_s * opts.seconds / 1000 + 0.5) * 1000
-    return math.max(1000, math.min(n, 20e6))
+    local x = r.alerts_per_s * seconds
+    local q = x >= 10000 and 1000 or 100
+    n = math.floor(x / q + 0.5) * q
+    return math.max(200, math.min(n, 20e6))
   end
-  local warm = stream_run(inst, bcast, n_warm, size, true)
+  local warm = stream_run(inst, bcast, n_warm, size, true, nil, yield)
   for _, e in ipairs(warm.errors) do errors[#errors + 1] = "warm-up: " .. e end
   local n = calibrate(warm, n_warm)
-  local warm2 = stream_run(inst, bcast, n, size, false)
+  local warm2 = stream_run(inst, bcast, n, size, false, nil, yield)
   for _, e in ipairs(warm2.errors) do errors[#errors + 1] = "warm-up 2: " .. e end
   n = calibrate(warm2, n)
-  for i = 1, opts.runs do
-    limits[i] = pair and paired_limit(pair)
-    local r = stream_run(inst, bcast, n, size, false)
+  for i = 1, nruns do
+    limits[i] = pair and paired_limit(pair, seconds)
+    local r = stream_run(inst, bcast, n, size, false, nil, yield)
     runs[i] = r
     for _, e in ipairs(r.errors) do errors[#errors + 1] = ("run %d: %s"):format(i, e) end
   end
@@ -484,8 +581,10 @@ local function stream_workload(inst, name, bcast, size, n_warm, pair)
     end
   end
   local out = {
-    name = name, workers = #inst.all, size = size, n = n, broadcast = bcast,
-    whole = #errors == 0 and #a == opts.runs and warm.ok and warm2.ok,
+    name = name, workers = #inst.all, size = size, n = n, broadcast = bcast, yield = yield,
+    every = opts.every, runs_wanted = nruns, seconds_wanted = seconds,
+    module = inst.original and "original" or "ngx.ipc",
+    whole = #errors == 0 and #a == nruns and warm.ok and warm2.ok,
     errors = errors, runs = runs, warmup = { warm, warm2 },
     paired = pair and { limit = pair, runs = limits } or nil,
   }
@@ -495,8 +594,9 @@ local function stream_workload(inst, name, bcast, size, n_warm, pair)
     out.bytes_per_s = median(b)
     out.seconds_per_run = median(secs)
   end
-  say("  %-8s %s alerts/s, %s deliveries/s, %s B/s%s", name, si(out.alerts_per_s or 0),
-    si(out.deliveries_per_s or 0), si(out.bytes_per_s or 0), out.whole and "" or "  LOSS: " .. table.concat(errors, "; "))
+  say("  %-8s %s alerts/s, %s deliveries/s, %s B/s (%.1f s)%s", name, si(out.alerts_per_s or 0),
+    si(out.deliveries_per_s or 0), si(out.bytes_per_s or 0), socket.gettime() - t_start,
+    out.whole and "" or "  LOSS: " .. table.concat(errors, "; "))
   return out
 end
 
@@ -505,6 +605,7 @@ end
 ---------------------------------------------------------------------------
 
 local function pingpong_workload(inst, name, pair)
+  local t_start = socket.gettime()
   local a, b = inst.by_id[1], inst.by_id[0]
   inst:run(b, B("arm_echo()"))
   local errors, p50, p99, runs, limits = {}, {}, {}, {}, {}
@@ -522,12 +623,109 @@ local function pingpong_workload(inst, name, pair)
     end
   end
   local out = { name = name, workers = 2, rounds = 10000, size = 10, whole = #errors == 0, errors = errors, runs = runs,
-    paired = pair and { limit = pair, runs = limits } or nil }
+    paired = pair and { limit = pair, runs = limits } or nil, module = inst.original and "original" or "ngx.ipc" }
   if #p50 > 0 then
     out.p50_us, out.p99_us = median(p50), median(p99)
   end
-  say("  %-8s p50 %.1f µs, p99 %.1f µs%s", name, out.p50_us or 0, out.p99_us or 0,
-    out.whole and "" or "  FAILED: " .. table.concat(errors, "; "))
+  say("  %-8s p50 %.1f µs, p99 %.1f µs (%.1f s)%s", name, out.p50_us or 0, out.p99_us or 0,
+    socket.gettime() - t_start, out.whole and "" or "  FAILED: " .. table.concat(errors, "; "))
+  return out
+end
+
+---------------------------------------------------------------------------
+-- request-driven (R1): wrk drives `location = /send` on both workers; each
+-- request sends one alert to the other worker (bench/worker.lua, http_send)
+---------------------------------------------------------------------------
+
+local WRK = (function()
+  local ok, out = sh("command -v wrk")
+  return ok and out:match("^%s*(%S+)") or nil
+end)()
+local WRK_CONNECTIONS = 32
+
+-- one wrk run of `secs` seconds; returns { ok, alerts_per_s, requests_per_s,
+-- refused, refused_per_s, delivered, sent, errors = {...} }
+local function request_run(inst, size, secs)
+  local a, b = inst.by_id[0], inst.by_id[1]
+  inst:run(a, B(("arm_requests(%d, %d)"):format(b, size)))
+  inst:run(b, B(("arm_requests(%d, %d)"):format(a, size)))
+  local res = { errors = {}, seconds = secs, connections = WRK_CONNECTIONS, size = size }
+  local ok, out = sh(("%s -t1 -c%d -d%ds --timeout 10s %s"):format(WRK, WRK_CONNECTIONS, secs,
+    nginx.shq("http://127.0.0.1:" .. inst.port .. "/send")))
+  if not ok then
+    res.errors[#res.errors + 1] = "wrk: " .. out:gsub("%s+$", ""):gsub("\n", " | ")
+    return res
+  end
+  res.requests_per_s = tonumber(out:match("Requests/sec:%s*([%d.]+)"))
+  res.non_2xx = tonumber(out:match("Non%-2xx or 3xx responses:%s*(%d+)")) or 0
+  res.socket_errors = out:match("Socket errors:%s*([^\n]+)")
+  -- what was sent is final once wrk is done (the handler does not yield);
+  -- wait until each side has counted what the other sent, then a little
+  -- more so that a duplicate would show
+  local st
+  local deadline = socket.gettime() + 15
+  while true do
+    local sa = inst:run(a, B("req_stats()"))
+    local sb = inst:run(b, B("req_stats()"))
+    st = { sa, sb }
+    if (sa.count >= sb.sent and sb.count >= sa.sent) or socket.gettime() >= deadline then break end
+    socket.sleep(0.05)
+  end
+  socket.sleep(0.1)
+  st = { inst:run(a, B("req_stats()")), inst:run(b, B("req_stats()")) }
+  local delivered, sent, refused, t0, t1 = 0, 0, 0, math.huge, 0
+  for j, x in ipairs(st) do
+    local from = st[3 - j]
+    delivered, sent, refused = delivered + x.count, sent + x.sent, refused + x.refused
+    if x.count ~= from.sent then
+      res.errors[#res.errors + 1] = ("worker %d counted %d of the %d alerts worker %d sent"):format(
+        x.pid, x.count, from.sent, from.pid)
+    end
+    if x.bad > 0 then
+      res.errors[#res.errors + 1] = ("worker %d: %d damaged or out-of-order alerts (first: %s)"):format(
+        x.pid, x.bad, tostring(x.first_bad))
+    end
+    if x.count > 0 then
+      t0, t1 = math.min(t0, x.t_first), math.max(t1, x.t_last)
+    end
+    if x.last_err then res.refusal = x.last_err end
+  end
+  res.delivered, res.sent, res.refused = delivered, sent, refused
+  res.refused_per_s = refused / secs
+  res.stats = { st[1].stats, st[2].stats }
+  res.ok = #res.errors == 0 and t1 > t0
+  if res.ok then res.alerts_per_s = delivered / (t1 - t0) end
+  return res
+end
+
+-- a 1 s warm-up, then the runs; figures: medians
+local function request_workload(inst, name, size)
+  local secs = math.max(1, math.floor(opts.wrk_seconds + 0.5))
+  local t_start = socket.gettime()
+  local errors, runs = {}, {}
+  local warm = request_run(inst, size, 1)
+  for _, e in ipairs(warm.errors) do errors[#errors + 1] = "warm-up: " .. e end
+  for i = 1, opts.runs do
+    local r = request_run(inst, size, secs)
+    runs[i] = r
+    for _, e in ipairs(r.errors) do errors[#errors + 1] = ("run %d: %s"):format(i, e) end
+  end
+  local a, q, rf = {}, {}, {}
+  for _, r in ipairs(runs) do
+    if r.ok then a[#a + 1], q[#q + 1], rf[#rf + 1] = r.alerts_per_s, r.requests_per_s or 0, r.refused_per_s end
+  end
+  local out = { name = name, workers = 2, size = size, connections = WRK_CONNECTIONS, seconds_per_run = secs,
+    whole = #errors == 0 and #a == opts.runs, errors = errors, runs = runs, warmup = warm,
+    module = inst.original and "original" or "ngx.ipc" }
+  if #a > 0 then
+    out.alerts_per_s, out.requests_per_s, out.refused_per_s = median(a), median(q), median(rf)
+  end
+  local refused = 0
+  for _, r in ipairs(runs) do refused = refused + (r.refused or 0) end
+  out.refused = refused
+  say("  %-8s %s alerts/s delivered, %s requests/s, %s refused/s (%.1f s)%s", name, si(out.alerts_per_s or 0),
+    si(out.requests_per_s or 0), si(out.refused_per_s or 0), socket.gettime() - t_start,
+    out.whole and "" or "  LOSS: " .. table.concat(errors, "; "))
   return out
 end
 
@@ -535,11 +733,15 @@ end
 -- the table
 ---------------------------------------------------------------------------
 
-local function report(M, L, W)
+local function report(M, L, W, O)
   local rows = {}
-  local function row(w, fig, unit, lim, ratio, target, met, whole)
-    rows[#rows + 1] = { w, fig, unit, lim or "", ratio and ("%.2f"):format(ratio) or "",
-      target or "", met == nil and "" or (met and "met" or "NOT met"), whole == nil and "" or (whole and "yes" or "NO") }
+  -- label, figure, unit, limit, ratio, target, met, whole, and with O the
+  -- original's figure and ours/original
+  local function row(w, fig, unit, lim, ratio, target, met, whole, ofig, oratio)
+    rows[#rows + 1] = { w, fig or "", unit or "", lim or "", ratio and ("%.2f"):format(ratio) or "",
+      target or "", met == nil and "" or (met and "met" or "NOT met"),
+      ofig or "", oratio and ("%.2f"):format(oratio) or "",
+      whole == nil and "" or (whole and "yes" or "NO") }
   end
   local targets = {}
   local function target(id, what, ratio, op, goal)
@@ -549,6 +751,17 @@ local function report(M, L, W)
     end
     targets[#targets + 1] = { id = id, what = what, ratio = ratio, goal = goal, op = op, met = met or false }
     return (op == ">=" and "≥ " or "≤ ") .. ("%.1f"):format(goal), met
+  end
+  -- the original's figure for workload `key` and ours/original ("!": it
+  -- lost or damaged alerts in a run)
+  local function orig(key, field, ours, fmt)
+    if not O then return nil, nil end
+    local wo = O[key]
+    if not wo then return "", nil end
+    local v = wo[field]
+    local txt = v and (fmt and fmt(wo) or si(v)) or "failed"
+    if not wo.whole then txt = txt .. " !" end
+    return txt, (v and ours and v > 0) and ours / v or nil
   end
 
   row("L1  pipe, 26 B writes, 64 KiB reads", si(L.L1.median), "msgs/s")
@@ -577,52 +790,85 @@ local function report(M, L, W)
     if #r > 0 then return median(r) end
     return ratio(w[field], l)
   end
+
+  -- W2 and W4: for each size, a title row, then per sender pattern the
+  -- alerts/s (and deliveries/s) and payload B/s rows; the target (if any)
+  -- on the 10 KiB row of the base pattern, as before
+  local function bulk_rows(base, title, bcast, tgt, after10)
+    for _, size in ipairs(SIZES) do
+      local any = false
+      for _, p in ipairs(patterns) do any = any or W[bulk_key(base, size, p)] ~= nil end
+      if any then
+        row(title(size))
+        for _, p in ipairs(patterns) do
+          local k = bulk_key(base, size, p)
+          local w = W[k]
+          if w then
+            local of, orr = orig(k, "alerts_per_s", w.alerts_per_s)
+            row("      yield: " .. PATTERN_LABEL[p], si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole,
+              of, orr)
+            if bcast then
+              of, orr = orig(k, "deliveries_per_s", w.deliveries_per_s)
+              row("", si(w.deliveries_per_s or 0), "deliveries/s", nil, nil, nil, nil, nil, of, orr)
+            end
+            local r = rat(w, "bytes_per_s", L.L2.median)
+            local t, met
+            if tgt and size == 10240 and p == base_yield then t, met = tgt(r) end
+            of, orr = orig(k, "bytes_per_s", w.bytes_per_s)
+            row("", si(w.bytes_per_s or 0), "payload B/s", "L2", r, t, met, nil, of, orr)
+          end
+        end
+      end
+      if size == 10240 and after10 then after10() end
+    end
+  end
+
   local w = W.W1
   if w then
     local r = rat(w, "alerts_per_s", L.L1.median)
     local t, met = target("W1", "W1 alerts/s >= 1.2 x L1", r, ">=", 1.2)
-    row("W1  send 10 B, 2 workers", si(w.alerts_per_s or 0), "alerts/s", "L1", r, t, met, w.whole)
+    local of, orr = orig("W1", "alerts_per_s", w.alerts_per_s)
+    row("W1  send 10 B, 2 workers", si(w.alerts_per_s or 0), "alerts/s", "L1", r, t, met, w.whole, of, orr)
   end
   w = W.W1_split
   if w then
+    local of, orr = orig("W1_split", "alerts_per_s", w.alerts_per_s)
     row("    (info) W1, one worker per CPU", si(w.alerts_per_s or 0), "alerts/s", "L1 split",
-      rat(w, "alerts_per_s", L.L1_split.median), nil, nil, w.whole)
+      rat(w, "alerts_per_s", L.L1_split.median), nil, nil, w.whole, of, orr)
   end
-  w = W.W2
-  if w then
-    row("W2  send 10 KiB, 2 workers", si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole)
-    local r = rat(w, "bytes_per_s", L.L2.median)
-    local t, met = target("W2", "W2 payload B/s >= 0.8 x L2", r, ">=", 0.8)
-    row("", si(w.bytes_per_s or 0), "payload B/s", "L2", r, t, met)
-  end
-  w = W.W2_split
-  if w then
-    row("    (info) W2, one worker per CPU", si(w.bytes_per_s or 0), "payload B/s", "L2 split",
-      rat(w, "bytes_per_s", L.L2_split.median), nil, nil, w.whole)
-  end
+  bulk_rows("W2", function(size)
+    return ("W2  send %d KiB, 2 workers"):format(math.floor(size / 1024))
+  end, false, function(r)
+    return target("W2", "W2 payload B/s >= 0.8 x L2", r, ">=", 0.8)
+  end, function()
+    local ws = W.W2_split
+    if ws then
+      local of, orr = orig("W2_split", "bytes_per_s", ws.bytes_per_s)
+      row("    (info) W2, one worker per CPU", si(ws.bytes_per_s or 0), "payload B/s", "L2 split",
+        rat(ws, "bytes_per_s", L.L2_split.median), nil, nil, ws.whole, of, orr)
+    end
+  end)
   for _, k in ipairs { "W3_2", "W3_5" } do
     w = W[k]
     if w then
       local label = ("W3  broadcast 10 B, %d workers"):format(w.workers)
-      row(label, si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole)
+      local of, orr = orig(k, "alerts_per_s", w.alerts_per_s)
+      row(label, si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole, of, orr)
       local r = rat(w, "deliveries_per_s", L.L1.median)
       local t, met
       if k == "W3_5" then t, met = target("W3", "W3 (5 workers) deliveries/s >= 1.3 x L1", r, ">=", 1.3) end
-      row("", si(w.deliveries_per_s or 0), "deliveries/s", "L1", r, t, met)
+      of, orr = orig(k, "deliveries_per_s", w.deliveries_per_s)
+      row("", si(w.deliveries_per_s or 0), "deliveries/s", "L1", r, t, met, nil, of, orr)
     end
   end
-  for _, k in ipairs { "W4_2", "W4_5" } do
-    w = W[k]
-    if w then
-      local label = ("W4  broadcast 10 KiB, %d workers"):format(w.workers)
-      row(label, si(w.alerts_per_s or 0), "alerts/s", nil, nil, nil, nil, w.whole)
-      row("", si(w.deliveries_per_s or 0), "deliveries/s")
-      local r = rat(w, "bytes_per_s", L.L2.median)
-      local t, met
-      if k == "W4_2" then t, met = target("W4", "W4 (2 workers) delivered payload B/s >= 0.8 x L2", r, ">=", 0.8) end
-      row("", si(w.bytes_per_s or 0), "payload B/s", "L2", r, t, met)
-    end
+  for _, nw in ipairs { 2, 5 } do
+    bulk_rows("W4_" .. nw, function(size)
+      return ("W4  broadcast %d KiB, %d workers"):format(math.floor(size / 1024), nw)
+    end, true, nw == 2 and function(r)
+      return target("W4", "W4 (2 workers) delivered payload B/s >= 0.8 x L2", r, ">=", 0.8)
+    end or nil)
   end
+  local function pp(x) return ("%.1f / %.1f"):format(x.p50_us or 0, x.p99_us or 0) end
   for _, k in ipairs { "W5_pinned", "W5_unpinned" } do
     w = W[k]
     if w then
@@ -631,24 +877,43 @@ local function report(M, L, W)
       local r = rat(w, "p50_us", lim.p50_us)
       local t, met
       if pinned then t, met = target("W5", "W5 pinned p50 <= 2 x L3 pinned", r, "<=", 2) end
+      local of, orr = orig(k, "p50_us", w.p50_us, pp)
       row(("W5  ping-pong 10 B, %s"):format(pinned and "pinned (1 CPU)" or "unpinned"),
-        ("%.1f / %.1f"):format(w.p50_us or 0, w.p99_us or 0), "µs p50/p99",
-        pinned and "L3 pin" or "L3 unpin", r, t, met, w.whole)
+        pp(w), "µs p50/p99", pinned and "L3 pin" or "L3 unpin", r, t, met, w.whole, of, orr)
     end
   end
+  w = W.R1
+  if w then
+    local of, orr = orig("R1", "alerts_per_s", w.alerts_per_s)
+    row(("R1  requests (wrk, %d connections), 2 workers"):format(w.connections), si(w.alerts_per_s or 0),
+      "alerts/s delivered", nil, nil, nil, nil, w.whole, of, orr)
+    of, orr = orig("R1", "requests_per_s", w.requests_per_s)
+    row("    each sends 10 KiB to the other worker", si(w.requests_per_s or 0), "requests/s", nil, nil, nil, nil, nil,
+      of, orr)
+    of = orig("R1", "refused_per_s", w.refused_per_s)
+    row("", si(w.refused_per_s or 0), "refused sends/s", nil, nil, nil, nil, nil, of)
+  elseif wanted("R1") and not WRK then
+    row("R1  request-driven: skipped, wrk is not installed")
+  end
 
-  local head = { "workload", "figure", "unit", "limit", "ratio", "target", "", "whole" }
+  local head = { "workload", "figure", "unit", "limit", "ratio", "target", "", "original", "ours/orig", "whole" }
+  local cols = O and { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 } or { 1, 2, 3, 4, 5, 6, 7, 10 }
+  local right = { [2] = true, [5] = true, [8] = true, [9] = true }
   local width = {}
   local function len(s) return #s:gsub("[\128-\191]", "") end
-  for i, h in ipairs(head) do width[i] = len(h) end
+  for _, i in ipairs(cols) do width[i] = len(head[i]) end
   for _, r in ipairs(rows) do
-    for i, c in ipairs(r) do width[i] = math.max(width[i], len(c)) end
+    for _, i in ipairs(cols) do
+      -- a title row (label only) does not widen the first column
+      if not (i == 1 and r[2] == "" and r[3] == "") then width[i] = math.max(width[i], len(r[i])) end
+    end
   end
   local function line(r)
     local parts = {}
-    for i, c in ipairs(r) do
-      local pad = (" "):rep(width[i] - len(c))
-      parts[i] = (i == 2 or i == 5) and (pad .. c) or (c .. pad)
+    for j, i in ipairs(cols) do
+      local c = r[i]
+      local pad = (" "):rep(math.max(0, width[i] - len(c)))
+      parts[j] = right[i] and (pad .. c) or (c .. pad)
     end
     return (table.concat(parts, "  "):gsub("%s+$", ""))
   end
@@ -658,7 +923,25 @@ local function report(M, L, W)
     M.uncommitted_changes and " + uncommitted changes" or "")
   out[#out + 1] = ("each figure: median of %d runs after a warm-up; W runs %.1f s each; whole = every alert counted, in order, intact")
     :format(opts.runs, opts.seconds)
+  local labels = {}
+  for i, p in ipairs(patterns) do labels[i] = PATTERN_LABEL[p] end
+  out[#out + 1] = ("W2, W4: a row per sender pattern, \"yield:\" what the sender does every %d sends (%s);")
+    :format(opts.every, table.concat(labels, ", "))
+  out[#out + 1] = ("  their 10 KiB %s rows as above; their other rows, to keep the bench short: median of %d runs of %.1f s"
+    .. "; W1, W3, W5 and the info rows yield with the %s")
+    :format(PATTERN_LABEL[base_yield], opts.extra_runs, opts.extra_seconds, PATTERN_LABEL[base_yield])
+  if W.R1 then
+    out[#out + 1] = ("R1: wrk -t1 -c%d, median of %d runs of %d s after a 1 s warm-up; each request sends one "
+      .. "10 KiB alert to the other worker;")
+      :format(W.R1.connections, opts.runs, W.R1.seconds_per_run)
+    out[#out + 1] = "  the figure: alerts counted at the receivers per second; refused = send returned nil, err"
+  end
   out[#out + 1] = "ratio: median of the runs' ratios, each to its limit measured again just before that run (the L rows: once, at the start)"
+  if O then
+    out[#out + 1] = ("original: %s (slact/ngx_lua_ipc), on its own nginx right after ours, the same workloads; "
+      .. "ours/orig = our figure / the original's (µs rows: below 1 = ours faster); ! = it lost or damaged alerts")
+      :format(opts.original)
+  end
   local bg = M.background
   if bg.max_cpus >= 0.15 then
     out[#out + 1] = ("WARNING: other processes kept up to %.2f CPUs busy during the bench (%s): the figures are disturbed")
@@ -673,7 +956,7 @@ local function report(M, L, W)
   out[#out + 1] = ""
   out[#out + 1] = line(head)
   local sep = {}
-  for i = 1, #head do sep[i] = ("-"):rep(width[i]) end
+  for _, i in ipairs(cols) do sep[i] = ("-"):rep(width[i]) end
   out[#out + 1] = line(sep)
   for _, r in ipairs(rows) do out[#out + 1] = line(r) end
   local met_n = 0
@@ -696,6 +979,12 @@ local profile -- defined in bench/profile.lua
 local function main()
   assert(read_file(PROBE), PROBE .. " is missing: run `make bench` (it builds bench/probe.c)")
   assert(read_file(nginx.root .. "/lib/ngx_ipc_shim.so"), nginx.root .. "/lib/ngx_ipc_shim.so is missing: run `make shim`")
+  if opts.original then
+    if opts.original:sub(1, 1) ~= "/" then
+      opts.original = (os.getenv("PWD") or io.popen("pwd"):read("*l")) .. "/" .. opts.original
+    end
+    assert(read_file(opts.original), "--original: cannot read " .. opts.original)
+  end
   local t_start = socket.gettime()
 
   if opts.profile then
@@ -721,62 +1010,154 @@ local function main()
   local L3p = { kind = "pingpong", mode = "pinned" }
   local L3u = { kind = "pingpong", mode = "unpinned" }
 
-  local W = {}
-  if wanted("W1") or wanted("W2") or wanted("W3") or wanted("W4") or wanted("W5") then
-    sample_background("before W1-W5, 2 workers")
-    say("nginx, 2 workers ...")
-    local inst = start(2, false)
-    if wanted("W1") then W.W1 = stream_workload(inst, "W1", false, 10, 200000, L1p) end
-    if wanted("W2") then W.W2 = stream_workload(inst, "W2", false, 10240, 20000, L2p) end
-    if wanted("W3") then W.W3_2 = stream_workload(inst, "W3 2w", true, 10, 200000, L1p) end
-    if wanted("W4") then W.W4_2 = stream_workload(inst, "W4 2w", true, 10240, 10000, L2p) end
-    if wanted("W5") then W.W5_unpinned = pingpong_workload(inst, "W5 unpin", L3u) end
-    stop_all()
+  -- The bulk rows: W2 (unicast) and W4 (broadcast) at 10 KiB and 64 KiB,
+  -- one row per sender pattern (keys: bulk_key)
+  local function bulk(list, base, label, bcast, n_warm10, pair)
+    for _, size in ipairs(SIZES) do
+      for _, pattern in ipairs(patterns) do
+        local main_row = size == 10240 and pattern == base_yield
+        local n_warm = math.max(500, math.floor(n_warm10 * 10240 / size / 100 + 0.5) * 100)
+        list[#list + 1] = { key = bulk_key(base, size, pattern), run = function(inst, orig)
+          local spec = { yield = pattern, runs = main_row and opts.runs or opts.extra_runs,
+            seconds = main_row and opts.seconds or opts.extra_seconds, short_warmup = orig or not main_row }
+          return stream_workload(inst, ("%s %s %s"):format(label, size == 65536 and "64K" or "10K", pattern),
+            bcast, size, n_warm, not orig and pair or nil, spec)
+        end }
+      end
+    end
   end
-  if wanted("W3") or wanted("W4") then
-    sample_background("before W3-W4, 5 workers")
-    say("nginx, 5 workers ...")
-    local inst = start(5, false)
-    if wanted("W3") then W.W3_5 = stream_workload(inst, "W3 5w", true, 10, 100000, L1p) end
-    if wanted("W4") then W.W4_5 = stream_workload(inst, "W4 5w", true, 10240, 5000, L2p) end
-    stop_all()
+
+  -- the groups of workloads, each on one nginx (and then on the original's)
+  local groups = {}
+  do
+    local list = {}
+    if wanted("W1") then
+      list[#list + 1] = { key = "W1", run = function(inst, orig)
+        return stream_workload(inst, "W1", false, 10, 200000, not orig and L1p or nil,
+          { short_warmup = orig })
+      end }
+    end
+    if wanted("W2") then bulk(list, "W2", "W2", false, 20000, L2p) end
+    if wanted("W3") then
+      list[#list + 1] = { key = "W3_2", run = function(inst, orig)
+        return stream_workload(inst, "W3 2w", true, 10, 200000, not orig and L1p or nil,
+          { short_warmup = orig })
+      end }
+    end
+    if wanted("W4") then bulk(list, "W4_2", "W4 2w", true, 10000, L2p) end
+    if wanted("W5") then
+      list[#list + 1] = { key = "W5_unpinned", run = function(inst, orig)
+        return pingpong_workload(inst, "W5 unpin", not orig and L3u or nil) end }
+    end
+    if wanted("R1") and WRK then
+      list[#list + 1] = { key = "R1", run = function(inst)
+        return request_workload(inst, "R1", 10240) end }
+    end
+    groups[#groups + 1] = { what = "2 workers", workers = 2, list = list }
   end
-  if wanted("W1") or wanted("W2") then
-    sample_background("before W1-W2, one worker per CPU")
-    say("nginx, 2 workers, one per CPU ...")
-    local inst = start(2, "split")
-    if wanted("W1") then W.W1_split = stream_workload(inst, "W1 split", false, 10, 200000, L1s) end
-    if wanted("W2") then W.W2_split = stream_workload(inst, "W2 split", false, 10240, 20000, L2s) end
-    stop_all()
+  do
+    local list = {}
+    if wanted("W3") then
+      list[#list + 1] = { key = "W3_5", run = function(inst, orig)
+        return stream_workload(inst, "W3 5w", true, 10, 100000, not orig and L1p or nil,
+          { short_warmup = orig })
+      end }
+    end
+    if wanted("W4") then bulk(list, "W4_5", "W4 5w", true, 5000, L2p) end
+    groups[#groups + 1] = { what = "5 workers", workers = 5, list = list }
   end
-  if wanted("W5") then
-    sample_background("before W5 pinned")
-    say("nginx, 2 workers pinned to one CPU ...")
-    local inst = start(2, "shared")
-    W.W5_pinned = pingpong_workload(inst, "W5 pin", L3p)
-    stop_all()
+  do
+    local list = {}
+    if wanted("W1") then
+      list[#list + 1] = { key = "W1_split", run = function(inst, orig)
+        return stream_workload(inst, "W1 split", false, 10, 200000, not orig and L1s or nil,
+          { short_warmup = orig })
+      end }
+    end
+    if wanted("W2") then
+      list[#list + 1] = { key = "W2_split", run = function(inst, orig)
+        return stream_workload(inst, "W2 split", false, 10240, 20000, not orig and L2s or nil,
+          { short_warmup = orig })
+      end }
+    end
+    groups[#groups + 1] = { what = "2 workers, one per CPU", workers = 2, placement = "split", list = list }
+  end
+  do
+    local list = {}
+    if wanted("W5") then
+      list[#list + 1] = { key = "W5_pinned", run = function(inst, orig)
+        return pingpong_workload(inst, "W5 pin", not orig and L3p or nil) end }
+    end
+    groups[#groups + 1] = { what = "2 workers pinned to one CPU", workers = 2, placement = "shared", list = list }
+  end
+
+  -- ours, then (with --original) the original on its own nginx, group by
+  -- group: each pair of figures is measured minutes apart at most
+  local W, O = {}, opts.original and {} or nil
+  for _, g in ipairs(groups) do
+    if #g.list > 0 then
+      sample_background("before " .. g.what)
+      say("nginx, %s ...", g.what)
+      local inst = start(g.workers, g.placement)
+      for _, item in ipairs(g.list) do W[item.key] = item.run(inst, false) end
+      stop_all()
+      if O then
+        sample_background("before " .. g.what .. ", original")
+        say("nginx with the original module, %s ...", g.what)
+        inst = start(g.workers, g.placement, opts.original)
+        for _, item in ipairs(g.list) do
+          local w = item.run(inst, true)
+          w.name = "original " .. w.name
+          O[item.key] = w
+        end
+        stop_all()
+      end
+    end
   end
 
   sample_background("end")
   M.background = background
   background.steal = steal_since(cpu0)
-  local text, targets = report(M, L, W)
+  local text, targets = report(M, L, W, O)
   print(text)
+  local function sorted_keys(t)
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = k end
+    table.sort(keys)
+    return keys
+  end
   local whole = true
-  for _, w in pairs(W) do
+  for _, k in ipairs(sorted_keys(W)) do
+    local w = W[k]
     if not w.whole then
       whole = false
       print(("LOSS in %s: %s"):format(w.name, table.concat(w.errors, "; ")))
     end
   end
   print(whole and "delivery: every alert of every run delivered whole" or "delivery: FAILED (see above)")
+  local orig_whole
+  if O then
+    orig_whole = true
+    for _, k in ipairs(sorted_keys(O)) do
+      local w = O[k]
+      if not w.whole then
+        orig_whole = false
+        print(("original, LOSS in %s: %s"):format(w.name, table.concat(w.errors, "; ")))
+      end
+    end
+    print(orig_whole and "original: every alert of every run delivered whole"
+      or "original: FAILED in some runs (see above; does not change the exit code)")
+  end
   print(("bench took %.0f s"):format(socket.gettime() - t_start))
 
   if opts.json then
     local doc = {
       machine = M, options = { runs = opts.runs, seconds = opts.seconds, every = opts.every,
-        yield = opts.yield, window_bytes = opts.window },
+        yield = patterns, base_yield = base_yield, extra_runs = opts.extra_runs,
+        extra_seconds = opts.extra_seconds, wrk_seconds = opts.wrk_seconds, wrk = WRK or false,
+        window_bytes = opts.window, original = opts.original },
       limits = L, workloads = W, targets = targets, whole = whole,
+      original = O and { path = opts.original, workloads = O, whole = orig_whole } or nil,
       table = text,
     }
     local f = assert(io.open(opts.json, "w"))

@@ -29,6 +29,25 @@ end
 
 local M = { mono = mono }
 
+-- Which module `require "ngx.ipc"` gave: this one (it has ipc.stats and
+-- ipc.configure) or the original C module, slact/ngx_lua_ipc, which has
+-- neither (but ipc.get_other_worker_pids).  Nothing below calls stats or
+-- configure without checking for them first.
+local has_stats = type(ipc.stats) == "function"
+local has_configure = type(ipc.configure) == "function"
+local IMPL = has_stats and "ngx.ipc"
+  or (type(ipc.get_other_worker_pids) == "function" and "original" or "unknown")
+
+function M.impl()
+  return { module = IMPL, stats = has_stats, configure = has_configure }
+end
+
+-- this module's counters (ipc.stats), or nil under the original
+function M.module_stats()
+  if has_stats then return ipc.stats() end
+  return nil
+end
+
 ---------------------------------------------------------------------------
 -- alerts: a pool of POOL distinct strings, alert i carries pool[i % POOL].
 -- Bytes 1-2: the index (binary), then a fill byte of the index, the last
@@ -48,12 +67,20 @@ local function make_alert(i, size)
   return char(rshift(i, 8), band(i, 255)) .. rep(char(fill_of(i)), size - 3) .. char(tail_of(i))
 end
 
+-- Alerts over 16 KiB come from a pool of POOL / 4 (64 KiB: 1024 strings,
+-- 64 MiB per worker instead of 256, still four times what the flow-control
+-- window lets be in flight); pool_mask(size) is what both sides index with.
+local function pool_mask(size)
+  return (size > 16384 and POOL / 4 or POOL) - 1
+end
+M.pool_mask = pool_mask
+
 local pools = {}
 local function pool_of(size)
   local p = pools[size]
   if not p then
     p = {}
-    for i = 0, POOL - 1 do p[i + 1] = make_alert(i, size) end
+    for i = 0, pool_mask(size) do p[i + 1] = make_alert(i, size) end
     pools[size] = p
   end
   return p
@@ -67,7 +94,7 @@ for i = 0, POOL - 1 do tails[i] = tail_of(i) end
 ---------------------------------------------------------------------------
 
 local count, bad, target, t_last, t_first = 0, 0, 0, 0, 0
-local size_expected = 0
+local size_expected, mask_expected = 0, POOL - 1
 local first_bad
 local done_sema
 
@@ -89,7 +116,7 @@ local function on_alert(data)
   local n = count
   count = n + 1
   keep[band(n, 15) + 1] = data
-  local idx = band(n, POOL - 1)
+  local idx = band(n, mask_expected)
   local hi, lo = byte(data, 1, 2)
   if #data ~= size_expected or hi * 256 + lo ~= idx or byte(data, -1) ~= tails[idx] then
     bad = bad + 1
@@ -112,7 +139,7 @@ local function on_alert_full(data)
   local n = count
   count = n + 1
   keep[band(n, 15) + 1] = data
-  if data ~= full_pool[band(n, POOL - 1) + 1] then
+  if data ~= full_pool[band(n, mask_expected) + 1] then
     bad = bad + 1
     if not first_bad then
       first_bad = ("alert #%d: %d bytes, not byte-exact (or out of order)"):format(n + 1, #data)
@@ -130,7 +157,7 @@ end
 -- check; progress published every `every` alerts (a power of two)
 function M.arm(n, size, full, every)
   count, bad, target, t_last, t_first, first_bad = 0, 0, n, 0, 0, nil
-  size_expected = size
+  size_expected, mask_expected = size, pool_mask(size)
   pmask = (every or 1024) - 1
   assert(band(pmask + 1, pmask) == 0, "progress interval must be a power of two")
   dict:set(pkey, 0)
@@ -168,9 +195,10 @@ end
 -- "timer": a zero-delay ngx.timer.at posts a semaphore the sender waits on.
 -- The timer expires in the next turn of nginx's event loop, after
 -- epoll_wait(0) has run every ready event (pipe writable, own pipe readable),
--- so the sender gives up exactly one turn.  "sleep1ms": ngx.sleep(0.001).
--- "sleep0": ngx.sleep(0), for comparison only (logs a [warn] per call on
--- stock nginx; the bench runs at error_log level error).
+-- so the sender gives up exactly one turn.  "sleep0": ngx.sleep(0) and
+-- "sleep1ms": ngx.sleep(0.001), what a user's sender loop writes (the bulk
+-- rows show all three; ngx.sleep(0) logs a [warn] per call on stock nginx,
+-- the bench runs at error_log level error).
 ---------------------------------------------------------------------------
 
 local yield_sema = semaphore.new(0)
@@ -221,15 +249,20 @@ end
 -- yielding every `every` sends.  Flow control: when more than `window`
 -- alerts are sent but not yet counted by the slowest of `receivers` (pids),
 -- sleep 1 ms at a time instead (so send_backlog is never reached: a refused
--- broadcast cannot be retried without duplicates).  Returns the monotonic
--- times of the first send and of the return of the last one, and counts.
+-- broadcast cannot be retried without duplicates).  The window is checked at
+-- every yield, and every window/4 sends in between when that is sooner (64
+-- KiB alerts: 256 in the window, checked every 64 sends).  Returns the
+-- monotonic times of the first send and of the return of the last one, and
+-- counts.
 function M.send_loop(dst, n, size, every, how, receivers, window)
   local pool = pool_of(size)
   local y = assert(yielders[how or "timer"], "unknown yield")
-  local mask = POOL - 1
+  local mask = pool_mask(size)
   local keys = {}
   for j, pid in ipairs(receivers or {}) do keys[j] = "bench:progress:" .. pid end
   window = window or n
+  local check = math.max(1, math.floor(window / 4))
+  local c = check
   local yields, throttled = 0, 0
   local k = every
   local send = dst and ipc.send or ipc.broadcast
@@ -246,17 +279,94 @@ function M.send_loop(dst, n, size, every, how, receivers, window)
     end
     k = k - 1
     if k == 0 then
-      k = every
+      k, c = every, check
       yields = yields + 1
       y()
       while i + 1 - progress(keys) > window do
         throttled = throttled + 1
         ngx.sleep(0.001)
       end
+    elseif check < every then
+      c = c - 1
+      if c == 0 then
+        c = check
+        while i + 1 - progress(keys) > window do
+          throttled = throttled + 1
+          ngx.sleep(0.001)
+        end
+      end
     end
   end
   local t1 = mono()
   return { t0 = t0, t_sent = t1, yields = yields, throttled = throttled }
+end
+
+---------------------------------------------------------------------------
+-- request-driven sending (row R1): each request to `location = /send` sends
+-- one alert of `size` bytes to this worker's peer (the other worker).  A send
+-- that returns nil, err is a refusal, counted apart (the request gets a 503);
+-- the alert index advances only on success, so the peer can still check
+-- order.  The receiving side counts what the peer sent (the same checks as
+-- on_alert) and notes the times of its first and last receipt.
+---------------------------------------------------------------------------
+
+local req = { peer = nil, pool = nil, mask = POOL - 1, sent = 0, refused = 0, last_err = nil,
+  count = 0, bad = 0, first_bad = nil, t_first = 0, t_last = 0, size = 0 }
+
+local function on_request_alert(data)
+  local n = req.count
+  req.count = n + 1
+  keep[band(n, 15) + 1] = data
+  local t = mono()
+  if n == 0 then req.t_first = t end
+  req.t_last = t
+  local idx = band(n, req.mask)
+  local hi, lo = byte(data, 1, 2)
+  if #data ~= req.size or hi * 256 + lo ~= idx or byte(data, -1) ~= tails[idx] then
+    req.bad = req.bad + 1
+    if not req.first_bad then
+      req.first_bad = ("alert #%d: %d bytes, index %s, expected %d bytes, index %d"):format(
+        n + 1, #data, tostring(hi and lo and hi * 256 + lo), req.size, idx)
+    end
+  end
+end
+
+-- arm this worker: it sends to `peer` and counts what arrives (all reset)
+function M.arm_requests(peer, size)
+  req.peer, req.pool, req.size, req.mask = peer, pool_of(size), size, pool_mask(size)
+  req.sent, req.refused, req.last_err = 0, 0, nil
+  req.count, req.bad, req.first_bad, req.t_first, req.t_last = 0, 0, nil, 0, 0
+  collectgarbage()
+  ipc.receive(NAME, on_request_alert)
+  return true
+end
+
+-- the content handler of `location = /send`
+function M.http_send()
+  local peer = req.peer
+  if not peer then
+    ngx.status = 500
+    ngx.print("not armed")
+    return
+  end
+  local i = req.sent
+  local ok, err = ipc.send(peer, NAME, req.pool[band(i, req.mask) + 1])
+  if ok then
+    req.sent = i + 1
+    ngx.print("1")
+  else
+    req.refused = req.refused + 1
+    req.last_err = err
+    ngx.status = 503
+    ngx.print("0")
+  end
+end
+
+function M.req_stats()
+  return { pid = ngx.worker.pid(), peer = req.peer, sent = req.sent, refused = req.refused,
+    last_err = req.last_err and tostring(req.last_err), count = req.count, bad = req.bad,
+    first_bad = req.first_bad, t_first = req.t_first, t_last = req.t_last,
+    stats = M.module_stats() }
 end
 
 ---------------------------------------------------------------------------
