@@ -1,12 +1,8 @@
 /*
- * ngx_ipc_internal.h: what the three files of the shim share.
+ * ngx_ipc_internal.h: what the files of the shim share,
  *
- *   ngx_ipc_nginx.c   the nginx ABI (dlsym, checked at start), start-up,
- *                     read and write event handlers, semaphore post, errors
- *   ngx_ipc_dest.c    destinations, send queues, send and broadcast
- *   ngx_ipc_dir.c     pipe directory, FIFOs, names of workers, clean-up
- *   ngx_ipc_packet.c  packet encoding, stream parsing, reassembly per
- *                     sender, ready queue, counters
+ * one section per file, lowest layer first (ngx_ipc_core.c says
+ * what each file does); a file uses only the sections above its own.
  *
  * Nothing here is exported: the library is built with -fvisibility=hidden
  * and only the block in ngx_ipc.h is visible.  See docs/internals.md.
@@ -15,6 +11,8 @@
 #ifndef NGX_IPC_INTERNAL_H
 #define NGX_IPC_INTERNAL_H
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -121,60 +119,49 @@ typedef struct {
 } ngx_ipc_packet_t;
 
 
-/* ngx_ipc_nginx.c */
+/* ngx_ipc_core.c */
 
-extern int       ngx_ipc_mode;
+/*
+ * How the lower layers reach the nginx glue (ngx_ipc_nginx.c sets these at
+ * start; until then, and for the fuzzer, they do nothing).
+ */
+
+typedef struct {
+    int   (*add_write_event)(int fd);   /* tell when a pipe has room */
+    void  (*arm_turn)(void);            /* flush at this turn's end */
+    void  (*notify)(void);              /* wake the receive loop */
+    int   (*exiting)(void);             /* this worker got QUIT */
+    void  (*drained)(void);             /* Lua took every ready alert */
+    void  (*resume)(void);              /* below the mark: read again */
+    void  (*flush)(void);               /* write what waits for the turn */
+} ngx_ipc_hooks_t;
+
+extern int              ngx_ipc_mode;
+extern ngx_ipc_hooks_t  ngx_ipc_hooks;
 
 void ngx_ipc_set_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
-int  ngx_ipc_nginx_add_write_event(int fd);
-void ngx_ipc_nginx_resume(void);
-void ngx_ipc_nginx_drained(void);
-void ngx_ipc_nginx_notify(void);
-void ngx_ipc_nginx_arm_turn(void);
-int  ngx_ipc_nginx_exiting(void);
+void ngx_ipc_close(int *fd);
 
-/* ngx_ipc_dir.c */
-
-/* a live worker's pid name and the worker id whose pipe it is (-1: none),
- * or (pid 0) a worker id's pipe that no live pid holds */
-
-typedef struct {
-    int32_t        pid;
-    int32_t        id;
-} ngx_ipc_name_t;
-
-int  ngx_ipc_pipe_start(const char *dir, int32_t pid, int32_t id,
-    int32_t count, pid_t master, uintptr_t cycle);
-void ngx_ipc_pipe_stop(void);
-int  ngx_ipc_pipe_read_fd(void);
-int  ngx_ipc_pipe_started_as(const char *dir, int32_t pid);
-int  ngx_ipc_pipe_watch_fd(void);
-void ngx_ipc_pipe_watched(void);
-void ngx_ipc_pipe_watch_event(void);
-int32_t ngx_ipc_dir_pid(void);
-int32_t ngx_ipc_dir_id(void);
-int32_t ngx_ipc_dir_count(void);
-int  ngx_ipc_dir_alive(int32_t pid);
-int  ngx_ipc_dir_running(int32_t pid);
-int  ngx_ipc_dir_starting(int32_t pid);
-int  ngx_ipc_dir_open(int32_t key, int event, int *gone);
-const ngx_ipc_name_t *ngx_ipc_dir_names(size_t *n);
-uint32_t ngx_ipc_dir_generation(void);
-
-/* ngx_ipc_dest.c */
-
-void ngx_ipc_pipe_flush_all(void);
-void ngx_ipc_pipe_flush_dirty(void);
-void ngx_ipc_pipe_write_event(int fd);
-
-/* ngx_ipc_packet.c */
+/* ngx_ipc_assemble.c */
 
 extern ngx_ipc_counters_t  ngx_ipc_counters_data;   /* gauges included */
 extern int32_t             ngx_ipc_self;   /* unicasts to other pids are
                                               not this process's */
 extern ngx_ipc_limits_t    ngx_ipc_limits;
 extern int                 ngx_ipc_paused;
+extern int                 ngx_ipc_notice;  /* something for the log */
+
+void   ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p);
+void   ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p);
+void   ngx_ipc_discard(size_t bytes);
+int    ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out);
+int    ngx_ipc_ready_empty(void);
+int    ngx_ipc_ready_full(void);
+int    ngx_ipc_take_notice(void);
+void   ngx_ipc_pending_sweep(void);
+
+/* ngx_ipc_wire.c */
 
 void   ngx_ipc_out_init(ngx_ipc_out_t *out, const char *name,
     size_t name_len, const char *data, size_t data_len);
@@ -187,12 +174,84 @@ size_t ngx_ipc_pack(u_char *dst, size_t room, int32_t sender,
 int    ngx_ipc_out_done(const ngx_ipc_out_t *out);
 uint64_t ngx_ipc_out_left(const ngx_ipc_out_t *out);
 uint64_t ngx_ipc_out_packed(const ngx_ipc_out_t *out);
+u_char *ngx_ipc_stream_room(size_t *room);
+void   ngx_ipc_stream_added(size_t n);
 
-int    ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out);
-ssize_t ngx_ipc_stream_read(int fd, size_t max);
-int    ngx_ipc_ready_empty(void);
-int    ngx_ipc_ready_full(void);
-int    ngx_ipc_take_notice(void);
-void   ngx_ipc_pending_sweep(void);
+/* ngx_ipc_proc.c */
+
+int      ngx_ipc_proc_alive(int32_t pid);
+int      ngx_ipc_proc_running(int32_t pid);
+int      ngx_ipc_proc_shutting_down(pid_t pid);
+int      ngx_ipc_proc_starting(int32_t pid, pid_t master);
+int      ngx_ipc_proc_start_time(pid_t pid, uint64_t *start);
+uint64_t ngx_ipc_proc_pidns(void);
+
+/* ngx_ipc_dir.c */
+
+#define NGX_IPC_NAME_SIZE    32             /* "<pid>.new", "w<id>" */
+#define NGX_IPC_OPEN_WRITE   (O_WRONLY|O_NONBLOCK|O_CLOEXEC|O_NOFOLLOW)
+#define NGX_IPC_OPEN_HOLD    (O_RDWR|O_NONBLOCK|O_CLOEXEC|O_NOFOLLOW)
+
+void ngx_ipc_name_pid(char *buf, int32_t pid, const char *suffix);
+void ngx_ipc_name_id(char *buf, int32_t id);
+int  ngx_ipc_name_parse(const char *name, int32_t *n);
+DIR *ngx_ipc_opendir(int dfd);
+int  ngx_ipc_pipe_start(const char *dir, int32_t pid, int32_t id,
+    int32_t count, pid_t master, uintptr_t cycle);
+void ngx_ipc_pipe_stop(void);
+int  ngx_ipc_pipe_read_fd(void);
+int  ngx_ipc_pipe_started_as(const char *dir, int32_t pid);
+int     ngx_ipc_dir_fd(void);
+pid_t   ngx_ipc_dir_master(void);
+int32_t ngx_ipc_dir_pid(void);
+int32_t ngx_ipc_dir_id(void);
+int32_t ngx_ipc_dir_count(void);
+
+/* ngx_ipc_names.c */
+
+/* a live worker's pid name and the worker id whose pipe it is (-1: none),
+ * or (pid 0) a worker id's pipe that no live pid holds */
+
+typedef struct {
+    int32_t        pid;
+    int32_t        id;
+} ngx_ipc_name_t;
+
+void ngx_ipc_names_start(void);
+void ngx_ipc_names_stop(void);
+int  ngx_ipc_names_open(int32_t key, int event, int *gone);
+int32_t ngx_ipc_names_holder(int32_t id);
+const ngx_ipc_name_t *ngx_ipc_dir_names(size_t *n);
+uint32_t ngx_ipc_dir_generation(void);
+int  ngx_ipc_pipe_watch_fd(void);
+void ngx_ipc_pipe_watched(void);
+void ngx_ipc_pipe_watch_event(void);
+
+/* ngx_ipc_queue.c */
+
+typedef struct ngx_ipc_item_s  ngx_ipc_item_t;
+
+typedef struct {
+    ngx_ipc_item_t  *head;
+    ngx_ipc_item_t  *tail;
+    uint64_t         queued;        /* bytes of packets queued */
+} ngx_ipc_queue_t;
+
+int  ngx_ipc_queue_add(ngx_ipc_queue_t *q, ngx_ipc_out_t *out, int counted);
+int  ngx_ipc_queue_push_front(ngx_ipc_queue_t *q, const u_char *buf,
+    size_t len, uint32_t alerts);
+const u_char *ngx_ipc_queue_head(const ngx_ipc_queue_t *q, size_t *len);
+void ngx_ipc_queue_pop(ngx_ipc_queue_t *q);
+uint64_t ngx_ipc_queue_clear(ngx_ipc_queue_t *q);
+
+/* ngx_ipc_dest.c */
+
+int64_t  ngx_ipc_now(void);
+int      ngx_ipc_dest_deliver(int32_t key, const ngx_ipc_out_t *alert);
+uint32_t ngx_ipc_dest_epoch(void);
+int      ngx_ipc_dest_queued(int32_t *keys, uint64_t *bytes, int n);
+void     ngx_ipc_pipe_flush_all(void);
+void     ngx_ipc_pipe_flush_dirty(void);
+void     ngx_ipc_pipe_write_event(int fd);
 
 #endif /* NGX_IPC_INTERNAL_H */

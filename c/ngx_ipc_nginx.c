@@ -1,6 +1,7 @@
 /*
  * ngx_ipc_nginx.c: the nginx ABI, start-up, the read and write event
- * handlers, the semaphore post, pausing reads, and the error message.
+ * handlers, reading this process's pipe, the semaphore post, pausing
+ * reads; the only file that knows nginx, and the top of the shim's layers.
  *
  * No nginx header is used: every nginx symbol is looked up with
  * dlsym(RTLD_DEFAULT, ...) and checked in ngx_ipc_start(), so the same
@@ -61,8 +62,6 @@ typedef struct {
 } ngx_ipc_abi_t;
 
 
-int                    ngx_ipc_mode;
-
 static ngx_ipc_abi_t   ngx_ipc_abi;
 static void           *ngx_ipc_sema;
 static void           *ngx_ipc_read_ev;      /* known after the first event */
@@ -77,25 +76,9 @@ static int             ngx_ipc_posted;       /* a post is outstanding */
 static int             ngx_ipc_turn_fd = -1;
 static void           *ngx_ipc_turn_ev;      /* known after the first event */
 static int             ngx_ipc_turn_armed;
-static char            ngx_ipc_error[512];
 
 
-void
-ngx_ipc_set_error(const char *fmt, ...)
-{
-    va_list  args;
-
-    va_start(args, fmt);
-    (void) vsnprintf(ngx_ipc_error, sizeof(ngx_ipc_error), fmt, args);
-    va_end(args);
-}
-
-
-const char *
-ngx_ipc_last_error(void)
-{
-    return ngx_ipc_error;
-}
+static void ngx_ipc_nginx_notify(void);
 
 
 /* the ABI */
@@ -168,7 +151,7 @@ ngx_ipc_action(size_t off)
 
 /* a worker that got QUIT: ngx_quit until its loop sees it, then ngx_exiting */
 
-int
+static int
 ngx_ipc_nginx_exiting(void)
 {
     if (ngx_ipc_mode != NGX_IPC_MODE_NGINX) {
@@ -198,7 +181,7 @@ ngx_ipc_pause(void)
 }
 
 
-void
+static void
 ngx_ipc_nginx_resume(void)
 {
     if (ngx_ipc_mode == NGX_IPC_MODE_NGINX) {
@@ -214,7 +197,7 @@ ngx_ipc_nginx_resume(void)
 }
 
 
-void
+static void
 ngx_ipc_nginx_drained(void)
 {
     ngx_ipc_posted = 0;
@@ -225,6 +208,57 @@ ngx_ipc_nginx_drained(void)
 }
 
 
+/*
+ * Reads up to "max" bytes from this process's pipe into the parser; stops
+ * early when the pipe is empty or the ready queue is over the pause mark.
+ * Returns the bytes read, or -1 with errno set.
+ */
+
+static ssize_t
+ngx_ipc_read_pipe(size_t max)
+{
+    size_t    total, room;
+    u_char   *p;
+    ssize_t   n;
+
+    total = 0;
+
+    while (total < max && !ngx_ipc_ready_full()) {
+        p = ngx_ipc_stream_room(&room);
+        if (room > max - total) {
+            room = max - total;
+        }
+
+        n = read(ngx_ipc_pipe_read_fd(), p, room);
+
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+
+            return -1;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        total += (size_t) n;
+        ngx_ipc_stream_added((size_t) n);
+
+        if ((size_t) n < room) {
+            break;                     /* the pipe is empty: no EAGAIN read */
+        }
+    }
+
+    return (ssize_t) total;
+}
+
+
 static void
 ngx_ipc_receive(void)
 {
@@ -232,7 +266,7 @@ ngx_ipc_receive(void)
         return;
     }
 
-    if (ngx_ipc_stream_read(ngx_ipc_pipe_read_fd(), NGX_IPC_READ_MAX) == -1) {
+    if (ngx_ipc_read_pipe(NGX_IPC_READ_MAX) == -1) {
         ngx_ipc_set_error("ngx.ipc: read from own pipe failed: %s",
                           strerror(errno));
     }
@@ -276,7 +310,7 @@ ngx_ipc_read_handler(void *ev)
 
 /* wakes the receive loop, once until it has drained the ready queue */
 
-void
+static void
 ngx_ipc_nginx_notify(void)
 {
     if (ngx_ipc_mode == NGX_IPC_MODE_NGINX && !ngx_ipc_posted) {
@@ -308,7 +342,7 @@ ngx_ipc_turn_handler(void *ev)
 }
 
 
-void
+static void
 ngx_ipc_nginx_arm_turn(void)
 {
     if (ngx_ipc_mode != NGX_IPC_MODE_NGINX) {
@@ -405,7 +439,7 @@ ngx_ipc_write_handler(void *ev)
 }
 
 
-int
+static int
 ngx_ipc_nginx_add_write_event(int fd)
 {
     if (ngx_ipc_abi.add_channel_event(*ngx_ipc_abi.cycle, fd,
@@ -417,6 +451,21 @@ ngx_ipc_nginx_add_write_event(int fd)
     }
 
     return 0;
+}
+
+
+/* how the lower layers reach this file (ngx_ipc_core.c) */
+
+static void
+ngx_ipc_set_hooks(void)
+{
+    ngx_ipc_hooks.add_write_event = ngx_ipc_nginx_add_write_event;
+    ngx_ipc_hooks.arm_turn = ngx_ipc_nginx_arm_turn;
+    ngx_ipc_hooks.notify = ngx_ipc_nginx_notify;
+    ngx_ipc_hooks.exiting = ngx_ipc_nginx_exiting;
+    ngx_ipc_hooks.drained = ngx_ipc_nginx_drained;
+    ngx_ipc_hooks.resume = ngx_ipc_nginx_resume;
+    ngx_ipc_hooks.flush = ngx_ipc_pipe_flush_dirty;
 }
 
 
@@ -483,12 +532,16 @@ ngx_ipc_start(void *sema, int32_t id, int32_t count)
 
     master = (*abi.process == NGX_IPC_PROCESS_WORKER) ? getppid() : getpid();
 
+    ngx_ipc_set_hooks();
+
     if (ngx_ipc_pipe_start(NULL, (int32_t) getpid(), id, count, master,
                            (uintptr_t) *abi.cycle)
         != 0)
     {
         return -1;
     }
+
+    ngx_ipc_names_start();
 
     ngx_ipc_abi = abi;
     ngx_ipc_sema = sema;
@@ -497,6 +550,7 @@ ngx_ipc_start(void *sema, int32_t id, int32_t count)
                               abi.read_event, ngx_ipc_read_handler)
         != 0)
     {
+        ngx_ipc_names_stop();
         ngx_ipc_pipe_stop();
         ngx_ipc_set_error("ngx.ipc: cannot add the pipe's read event "
                           "(worker_connections exhausted?)");
@@ -530,10 +584,13 @@ ngx_ipc_start_standalone(const char *dir, int32_t pid)
         return -1;
     }
 
+    ngx_ipc_set_hooks();
+
     if (ngx_ipc_pipe_start(dir, pid, -1, 0, 0, 0) != 0) {
         return -1;
     }
 
+    ngx_ipc_names_start();
     ngx_ipc_mode = NGX_IPC_MODE_STANDALONE;
 
     return 0;

@@ -1,6 +1,6 @@
 /*
  * fuzz/decoder_fuzz.c: libFuzzer harness over the shim's stream parser and
- * reassembly (c/ngx_ipc_packet.c), driven only through the exported
+ * reassembly (c/ngx_ipc_wire.c, c/ngx_ipc_assemble.c), driven only through the exported
  * ngx_ipc_feed() and drained with ngx_ipc_recv().
  *
  *   make fuzz         short run (FUZZ_SECONDS, default 20 s)

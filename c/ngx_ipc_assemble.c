@@ -1,10 +1,10 @@
 /*
- * ngx_ipc_packet.c: packet encoding, stream parsing, reassembly per sender,
- * the ready queue and the counters.
+ * ngx_ipc_assemble.c: reassembly of alerts per sender from the packets the
+ * parser (ngx_ipc_wire.c) hands over, the ready queue Lua takes them from,
+ * alerts a process sends to itself, and the counters.
  *
- * Nothing here touches nginx or the pipe directory: ngx_ipc_feed() drives
- * the same parser the read event does, so tests and fuzzers can use it in
- * a plain process.
+ * Nothing here touches nginx or the pipe directory; it reaches the nginx
+ * glue only through ngx_ipc_hooks (resume reading, drained).
  */
 
 #include <errno.h>
@@ -40,195 +40,21 @@ struct ngx_ipc_msg_s {
 #define NGX_IPC_SENDERS      256            /* buckets of pending alerts */
 #define NGX_IPC_AHEAD_MAX    (1024 * 1024)
 
-typedef struct {
-    u_char          buf[NGX_IPC_STREAM_SIZE];
-    size_t          len;
-    int             corrupt;    /* inside a run of bad bytes */
-} ngx_ipc_stream_t;
-
-
 ngx_ipc_counters_t  ngx_ipc_counters_data;
 int                 ngx_ipc_paused;
 int32_t             ngx_ipc_self;
+int                 ngx_ipc_notice;      /* something for Lua */
 
 ngx_ipc_limits_t    ngx_ipc_limits = {
     NGX_IPC_SEND_BACKLOG, NGX_IPC_RECEIVE_BACKLOG
 };
 
-static ngx_ipc_stream_t   ngx_ipc_stream;
 static ngx_ipc_msg_t     *ngx_ipc_pending[NGX_IPC_SENDERS];
 static ngx_ipc_msg_t     *ngx_ipc_ready_head;
 static ngx_ipc_msg_t     *ngx_ipc_ready_tail;
 static ngx_ipc_msg_t     *ngx_ipc_current;     /* handed out by recv */
-static int                ngx_ipc_notice;      /* something for Lua */
 static size_t             ngx_ipc_pending_n;   /* alerts being reassembled */
 static time_t             ngx_ipc_swept;       /* last ngx_ipc_pending_sweep */
-
-
-/* encoding */
-
-void
-ngx_ipc_out_init(ngx_ipc_out_t *out, const char *name, size_t name_len,
-    const char *data, size_t data_len)
-{
-    out->name = (const u_char *) name;
-    out->data = (const u_char *) data;
-    out->name_len = (uint32_t) name_len;
-    out->total = (uint32_t) data_len;
-    out->off = 0;
-    out->first = 1;
-    out->dest = 0;
-    out->candidate = 0;
-}
-
-
-/* the bytes a FIRST packet spends on the dest pid of a unicast */
-
-static size_t
-ngx_ipc_out_dest_size(const ngx_ipc_out_t *out)
-{
-    return (out->first && out->dest) ? NGX_IPC_DEST_SIZE : 0;
-}
-
-
-int
-ngx_ipc_out_done(const ngx_ipc_out_t *out)
-{
-    return !out->first && out->off == out->total;
-}
-
-
-uint64_t
-ngx_ipc_out_left(const ngx_ipc_out_t *out)
-{
-    return (uint64_t) (out->first ? out->name_len : 0)
-           + ngx_ipc_out_dest_size(out) + (out->total - out->off);
-}
-
-
-/*
- * At most the bytes the rest of "out" takes as packets in a send queue: its
- * name and data, and a header for each full packet plus one for a packet cut
- * short by the room left in the queue's last item.
- */
-
-uint64_t
-ngx_ipc_out_packed(const ngx_ipc_out_t *out)
-{
-    uint64_t  left;
-
-    left = ngx_ipc_out_left(out);
-
-    return left + NGX_IPC_HDR_SIZE * (left / NGX_IPC_PAYLOAD_MAX + 2);
-}
-
-
-/*
- * Describes in p the next packet of "out" if it fits in "room" and returns
- * its size, or returns 0 (alert done, or not enough room for a useful
- * packet).  A packet never holds more than NGX_IPC_PAYLOAD_MAX bytes.  Its
- * name and data stay where the caller has them: ngx_ipc_packet_take()
- * moves "out" past it once it is written or copied.
- */
-
-size_t
-ngx_ipc_packet_next(ngx_ipc_packet_t *p, size_t room, int32_t sender,
-    const ngx_ipc_out_t *out)
-{
-    size_t  name_len, dest_len, left, need, n;
-
-    if (ngx_ipc_out_done(out)) {
-        return 0;
-    }
-
-    name_len = out->first ? out->name_len : 0;
-    dest_len = ngx_ipc_out_dest_size(out);
-    left = out->total - out->off;
-
-    need = NGX_IPC_HDR_SIZE + dest_len + name_len
-           + (left < NGX_IPC_PACK_MIN ? left : NGX_IPC_PACK_MIN);
-    if (room < need) {
-        return 0;
-    }
-
-    n = room - NGX_IPC_HDR_SIZE - dest_len - name_len;
-    if (n > NGX_IPC_PAYLOAD_MAX - dest_len - name_len) {
-        n = NGX_IPC_PAYLOAD_MAX - dest_len - name_len;
-    }
-    if (n > left) {
-        n = left;
-    }
-
-    p->h.magic = NGX_IPC_MAGIC;
-    p->h.flags = out->first ? NGX_IPC_FLAG_FIRST : 0;
-    if (dest_len) {
-        p->h.flags |= NGX_IPC_FLAG_UNICAST
-                      | (out->candidate ? NGX_IPC_FLAG_CANDIDATE : 0);
-    }
-    p->h.name_len = (uint8_t) name_len;
-    p->h.sender = sender;
-    p->h.len = (uint32_t) (dest_len + name_len + n);
-    p->h.arg = out->first ? out->total : out->off;
-    p->dest = out->dest;
-    p->name = out->name;
-    p->data = out->data;
-    p->data_len = n;
-    p->last = (n == left);
-
-    return NGX_IPC_HDR_SIZE + dest_len + name_len + n;
-}
-
-
-void
-ngx_ipc_packet_take(ngx_ipc_out_t *out, const ngx_ipc_packet_t *p)
-{
-    out->data += p->data_len;
-    out->off += (uint32_t) p->data_len;
-    out->first = 0;
-}
-
-
-/* copies a packet that ngx_ipc_packet_next() described into dst */
-
-void
-ngx_ipc_packet_copy(u_char *dst, const ngx_ipc_packet_t *p)
-{
-    memcpy(dst, &p->h, NGX_IPC_HDR_SIZE);
-    dst += NGX_IPC_HDR_SIZE;
-
-    if (p->h.flags & NGX_IPC_FLAG_UNICAST) {
-        memcpy(dst, &p->dest, NGX_IPC_DEST_SIZE);
-        dst += NGX_IPC_DEST_SIZE;
-    }
-
-    if (p->h.name_len) {
-        memcpy(dst, p->name, p->h.name_len);
-        dst += p->h.name_len;
-    }
-
-    if (p->data_len) {
-        memcpy(dst, p->data, p->data_len);
-    }
-}
-
-
-/* the next packet, copied into dst */
-
-size_t
-ngx_ipc_pack(u_char *dst, size_t room, int32_t sender, ngx_ipc_out_t *out)
-{
-    size_t            k;
-    ngx_ipc_packet_t  p;
-
-    k = ngx_ipc_packet_next(&p, room, sender, out);
-
-    if (k) {
-        ngx_ipc_packet_copy(dst, &p);
-        ngx_ipc_packet_take(out, &p);
-    }
-
-    return k;
-}
 
 
 /* reassembly */
@@ -331,7 +157,7 @@ ngx_ipc_pending_sweep(void)
 }
 
 
-static void
+void
 ngx_ipc_discard(size_t bytes)
 {
     ngx_ipc_counters_data.packets_discarded++;
@@ -486,7 +312,7 @@ ngx_ipc_swallow(ngx_ipc_msg_t *m)
  * replacement must not handle (lost_exited, logged).
  */
 
-static void
+void
 ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
 {
     size_t           n;
@@ -584,7 +410,7 @@ no_memory:
 }
 
 
-static void
+void
 ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p)
 {
     size_t           have;
@@ -690,178 +516,6 @@ ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
 }
 
 
-/* stream parsing */
-
-static int
-ngx_ipc_header_ok(const ngx_ipc_hdr_t *h)
-{
-    size_t  dest_len;
-
-    if (h->magic != NGX_IPC_MAGIC
-        || (h->flags & ~(NGX_IPC_FLAG_FIRST|NGX_IPC_FLAG_UNICAST
-                         |NGX_IPC_FLAG_CANDIDATE)) != 0
-        || h->sender <= 0
-        || h->len > NGX_IPC_PAYLOAD_MAX)
-    {
-        return 0;
-    }
-
-    if (h->flags & NGX_IPC_FLAG_FIRST) {
-        if ((h->flags & NGX_IPC_FLAG_CANDIDATE)
-            && !(h->flags & NGX_IPC_FLAG_UNICAST))
-        {
-            return 0;
-        }
-
-        dest_len = (h->flags & NGX_IPC_FLAG_UNICAST) ? NGX_IPC_DEST_SIZE : 0;
-
-        return h->name_len <= NGX_IPC_NAME_MAX
-               && h->arg <= NGX_IPC_DATA_MAX
-               && h->len >= dest_len + h->name_len
-               && h->len - dest_len - h->name_len <= h->arg;
-    }
-
-    return h->name_len == 0 && h->flags == 0;
-}
-
-
-static void
-ngx_ipc_parse(void)
-{
-    size_t             pos, len;
-    ngx_ipc_hdr_t      h;
-    ngx_ipc_stream_t  *s;
-
-    s = &ngx_ipc_stream;
-    pos = 0;
-
-    while (s->len - pos >= NGX_IPC_HDR_SIZE) {
-
-        memcpy(&h, s->buf + pos, NGX_IPC_HDR_SIZE);
-
-        if (!ngx_ipc_header_ok(&h)) {
-
-            /* framing lost: skip a byte until a header passes again */
-
-            if (!s->corrupt) {
-                s->corrupt = 1;
-                ngx_ipc_counters_data.packets_discarded++;
-            }
-
-            ngx_ipc_counters_data.bytes_discarded++;
-            ngx_ipc_notice = 1;
-            pos++;
-            continue;
-        }
-
-        len = h.len;                          /* <= NGX_IPC_PAYLOAD_MAX */
-
-        if (s->len - pos - NGX_IPC_HDR_SIZE < len) {
-            break;
-        }
-
-        s->corrupt = 0;
-
-        if (h.flags & NGX_IPC_FLAG_FIRST) {
-            ngx_ipc_first(&h, s->buf + pos + NGX_IPC_HDR_SIZE);
-
-        } else {
-            ngx_ipc_next(&h, s->buf + pos + NGX_IPC_HDR_SIZE);
-        }
-
-        pos += NGX_IPC_HDR_SIZE + len;
-    }
-
-    if (pos) {
-        memmove(s->buf, s->buf + pos, s->len - pos);
-        s->len -= pos;
-    }
-}
-
-
-/*
- * Reads up to "max" bytes from the pipe, parsing as it goes; stops early
- * when the pipe is empty or the ready queue is over the pause mark.
- * Returns the bytes read, or -1 with errno set.
- */
-
-ssize_t
-ngx_ipc_stream_read(int fd, size_t max)
-{
-    size_t             total, room;
-    ssize_t            n;
-    ngx_ipc_stream_t  *s;
-
-    s = &ngx_ipc_stream;
-    total = 0;
-
-    while (total < max && !ngx_ipc_ready_full()) {
-
-        /* after parsing, less than one packet (4096 bytes) is left */
-
-        room = sizeof(s->buf) - s->len;
-        if (room > max - total) {
-            room = max - total;
-        }
-
-        n = read(fd, s->buf + s->len, room);
-
-        if (n == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                break;
-            }
-
-            return -1;
-        }
-
-        if (n == 0) {
-            break;
-        }
-
-        s->len += (size_t) n;
-        total += (size_t) n;
-
-        ngx_ipc_parse();
-
-        if ((size_t) n < room) {
-            break;                     /* the pipe is empty: no EAGAIN read */
-        }
-    }
-
-    return (ssize_t) total;
-}
-
-
-int
-ngx_ipc_feed(const char *buf, size_t len)
-{
-    size_t             n;
-    ngx_ipc_stream_t  *s;
-
-    s = &ngx_ipc_stream;
-
-    while (len) {
-        n = sizeof(s->buf) - s->len;
-        if (n > len) {
-            n = len;
-        }
-
-        memcpy(s->buf + s->len, buf, n);
-        s->len += n;
-        buf += n;
-        len -= n;
-
-        ngx_ipc_parse();
-    }
-
-    return 0;
-}
-
-
 /* the ready queue */
 
 int
@@ -907,7 +561,7 @@ ngx_ipc_recv(ngx_ipc_alert_t *alert)
 
     if (m == NULL) {
         ngx_ipc_pending_sweep();
-        ngx_ipc_nginx_drained();
+        ngx_ipc_hooks.drained();
         return 0;
     }
 
@@ -929,7 +583,7 @@ ngx_ipc_recv(ngx_ipc_alert_t *alert)
         && ngx_ipc_counters_data.receive_ready
            < ngx_ipc_limits.receive_backlog / 4)
     {
-        ngx_ipc_nginx_resume();
+        ngx_ipc_hooks.resume();
     }
 
     return 1;

@@ -1,0 +1,441 @@
+/*
+ * ngx_ipc_send.c: send and broadcast.  Which destination a pid is (routes,
+ * cached until the directory changes), worker ids of the generation, copies
+ * to a worker still starting, alerts to this process itself, the counters
+ * of what was sent or refused, and the messages that say why.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ngx_ipc_internal.h"
+
+
+#define NGX_IPC_ROUTES       256            /* hash buckets */
+
+/* how long a route to a worker reached by its id is trusted without
+ * asking whether its pid is still running */
+#define NGX_IPC_ALIVE_NS     1000000
+
+
+/*
+ * What send(pid) resolved that pid to, trusted while the directory did not
+ * change (and, for a worker reached by id, for NGX_IPC_ALIVE_NS after its pid
+ * was last seen alive): a worker killed with kill -9 leaves its w<id> to its
+ * replacement, and a send to the dead pid must fail rather than go there.
+ */
+
+typedef struct ngx_ipc_route_s  ngx_ipc_route_t;
+
+struct ngx_ipc_route_s {
+    ngx_ipc_route_t  *next;
+    int32_t           pid;
+    int32_t           key;
+    uint32_t          generation;
+    uint32_t          epoch;
+    int64_t           alive_at;
+};
+
+static ngx_ipc_route_t  *ngx_ipc_routes[NGX_IPC_ROUTES];
+
+static int
+ngx_ipc_check(size_t name_len, size_t data_len)
+{
+    if (name_len > NGX_IPC_NAME_MAX) {
+        ngx_ipc_set_error("name too long: %zu bytes (at most %d)",
+                          name_len, NGX_IPC_NAME_MAX);
+        return -1;
+    }
+
+    if (data_len > NGX_IPC_DATA_MAX) {
+        ngx_ipc_set_error("data too long: %zu bytes (at most %u, the longest "
+                          "LuaJIT string)", data_len, NGX_IPC_DATA_MAX);
+        return -1;
+    }
+
+    if (ngx_ipc_pipe_read_fd() == -1) {
+        ngx_ipc_set_error("ngx.ipc is not started");
+        return -1;
+    }
+
+    if (ngx_ipc_hooks.exiting()) {
+        ngx_ipc_set_error("ngx.ipc: this worker is shutting down (reload or "
+                          "quit) and sends no more alerts: they could reach "
+                          "the next generation");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Is this alert part of a burst?  A burst's alerts share writes, flushed at
+ * the end of the turn; an alert on its own (a reply in a ping-pong, say) is
+ * written at once, without the cost of arming the end of the turn.  nginx
+ * does not tell where a turn starts, so a burst is an alert that starts less
+ * than NGX_IPC_BURST_NS after the last write of an alert on its own ended,
+ * whatever its destination: a process that sends again that soon is in a
+ * loop of sends (or a broadcast), however long the write took to wake its
+ * reader.  In standalone mode ngx_ipc_poll() ends a turn, so a burst is any
+ * alert after the first one written on its own in the turn.
+ */
+
+/* to this very process: no pipe, no packets, no write */
+
+static int
+ngx_ipc_deliver_self(const ngx_ipc_out_t *alert)
+{
+    int  rc;
+
+    rc = ngx_ipc_local(ngx_ipc_self, alert);
+    if (rc != 0) {
+        return rc;
+    }
+
+    ngx_ipc_hooks.notify();             /* as the read event would */
+    return 0;
+}
+
+
+/* counts what happened to one copy of an alert */
+
+static int
+ngx_ipc_count(int rc, const ngx_ipc_out_t *alert)
+{
+    if (rc == 0) {
+        ngx_ipc_counters_data.alerts_sent++;
+        ngx_ipc_counters_data.bytes_sent += alert->total;
+
+    } else if (rc == NGX_IPC_FULL) {
+        ngx_ipc_counters_data.refused_backlog++;
+
+    } else if (rc == NGX_IPC_GONE) {
+        ngx_ipc_counters_data.refused_no_worker++;
+    }
+
+    return rc;
+}
+
+
+/* routes: pid -> destination key */
+
+static ngx_ipc_route_t **
+ngx_ipc_route_slot(int32_t pid)
+{
+    ngx_ipc_route_t  **r;
+
+    r = &ngx_ipc_routes[(uint32_t) pid % NGX_IPC_ROUTES];
+
+    while (*r && (*r)->pid != pid) {
+        r = &(*r)->next;
+    }
+
+    return r;
+}
+
+
+/*
+ * The key of pid's destination: the worker id's pipe for a worker that has
+ * one, otherwise the pid's.  0 when pid is no joined worker of this instance
+ * (then the error is set).
+ */
+
+static int32_t
+ngx_ipc_route(int32_t pid)
+{
+    size_t                 i, n;
+    int64_t                now;
+    uint32_t               gen;
+    ngx_ipc_route_t       *r, **slot;
+    const ngx_ipc_name_t  *names;
+
+    gen = ngx_ipc_dir_generation();
+    slot = ngx_ipc_route_slot(pid);
+    r = *slot;
+
+    if (r && r->generation == gen && r->epoch == ngx_ipc_dest_epoch()) {
+        if (r->key > 0) {
+            return r->key;              /* its death shows as EPIPE */
+        }
+
+        now = ngx_ipc_now();
+
+        if (now - r->alive_at < NGX_IPC_ALIVE_NS) {
+            return r->key;
+        }
+
+        if (ngx_ipc_proc_running(pid)) {
+            r->alive_at = now;
+            return r->key;
+        }
+
+        *slot = r->next;
+        free(r);
+        ngx_ipc_set_error("no such worker: %" PRId32 " (exited)", pid);
+        return 0;
+    }
+
+    names = ngx_ipc_dir_names(&n);
+
+    for (i = 0; i < n; i++) {
+        if (names[i].pid == pid) {
+            break;
+        }
+    }
+
+    if (i < n && names[i].id >= 0 && !ngx_ipc_proc_running(pid)) {
+        i = n;                          /* killed, not reaped yet */
+    }
+
+    if (i == n) {
+        if (r) {
+            *slot = r->next;
+            free(r);
+        }
+
+        ngx_ipc_set_error("no such worker: %" PRId32, pid);
+        return 0;
+    }
+
+    if (r == NULL) {
+        r = malloc(sizeof(ngx_ipc_route_t));
+        if (r == NULL) {
+            ngx_ipc_set_error("out of memory");
+            return 0;
+        }
+
+        r->pid = pid;
+        r->next = NULL;
+        *slot = r;
+    }
+
+    r->key = names[i].id >= 0 ? -1 - names[i].id : pid;
+    r->generation = gen;
+    r->epoch = ngx_ipc_dest_epoch();
+    r->alive_at = ngx_ipc_now();
+
+    return r->key;
+}
+
+
+/*
+ * To a worker that nginx has forked but that has not joined: its worker id
+ * is not known yet, so a copy goes to every id no joined worker holds; the
+ * one this pid takes when it joins is handled, the others are let go.
+ */
+
+static int
+ngx_ipc_send_starting(int32_t pid, ngx_ipc_out_t *out)
+{
+    int      rc, sent;
+    int32_t  id, count;
+
+    count = ngx_ipc_dir_count();
+    sent = 0;
+    rc = 0;
+
+    out->dest = pid;
+    out->candidate = 1;
+
+    for (id = 0; id < count && rc == 0; id++) {
+        if (id == ngx_ipc_dir_id() || ngx_ipc_names_holder(id) != 0) {
+            continue;
+        }
+
+        rc = ngx_ipc_dest_deliver(-1 - id, out);
+        sent++;
+    }
+
+    if (sent == 0) {
+        ngx_ipc_set_error("no such worker: %" PRId32, pid);
+        return NGX_IPC_GONE;
+    }
+
+    return rc;
+}
+
+
+int
+ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
+    const char *data, size_t data_len)
+{
+    int            rc;
+    int32_t        key;
+    ngx_ipc_out_t  out;
+
+    if (ngx_ipc_check(name_len, data_len) != 0) {
+        return -1;
+    }
+
+    ngx_ipc_out_init(&out, name, name_len, data, data_len);
+
+    if (pid <= 0) {
+        ngx_ipc_set_error("no such worker: %" PRId32, pid);
+        rc = NGX_IPC_GONE;
+
+    } else if (pid == ngx_ipc_self) {
+        rc = ngx_ipc_deliver_self(&out);
+
+    } else {
+        key = ngx_ipc_route(pid);
+
+        if (key == 0) {
+            rc = (ngx_ipc_dir_count() > 0
+                  && ngx_ipc_proc_starting(pid, ngx_ipc_dir_master()))
+                 ? ngx_ipc_send_starting(pid, &out) : NGX_IPC_GONE;
+
+        } else {
+            if (key < 0) {
+                out.dest = pid;     /* not for a replacement of a dead pid */
+            }
+
+            rc = ngx_ipc_dest_deliver(key, &out);
+        }
+    }
+
+    return ngx_ipc_count(rc, &out) == 0 ? 0 : -1;
+}
+
+
+/*
+ * Every worker id of the generation (a worker not joined yet included: its
+ * copy waits in its pipe), and every process without an id that has joined
+ * (standalone mode, the privileged agent).
+ */
+
+typedef struct {
+    char     text[256];
+    size_t   len;
+    size_t   n;
+} ngx_ipc_skipped_t;
+
+
+static void
+ngx_ipc_skip(ngx_ipc_skipped_t *sk, int32_t pid, int32_t id)
+{
+    int  n;
+
+    sk->n++;
+
+    if (sk->len >= sizeof(sk->text)) {
+        return;
+    }
+
+    if (pid > 0) {
+        n = snprintf(sk->text + sk->len, sizeof(sk->text) - sk->len,
+                     "%s%" PRId32, sk->len ? ", " : "", pid);
+
+    } else {
+        n = snprintf(sk->text + sk->len, sizeof(sk->text) - sk->len,
+                     "%sworker id %" PRId32 " (not joined)",
+                     sk->len ? ", " : "", id);
+    }
+
+    sk->len += n > 0 ? (size_t) n : 0;
+
+    if (sk->len < sizeof(sk->text) && pid == ngx_ipc_self) {
+
+        /* its own copy skips the pipe: another cap refused it */
+
+        n = snprintf(sk->text + sk->len, sizeof(sk->text) - sk->len,
+                     " (this worker: receive_backlog is %" PRIu64 " bytes)",
+                     ngx_ipc_limits.receive_backlog);
+        sk->len += n > 0 ? (size_t) n : 0;
+    }
+}
+
+
+int
+ngx_ipc_broadcast(const char *name, size_t name_len,
+    const char *data, size_t data_len)
+{
+    int                    rc;
+    size_t                 i, n;
+    int32_t                id, count, pid;
+    ngx_ipc_out_t          out;
+    ngx_ipc_skipped_t      sk;
+    const ngx_ipc_name_t  *names;
+
+    if (ngx_ipc_check(name_len, data_len) != 0) {
+        return -1;
+    }
+
+    ngx_ipc_out_init(&out, name, name_len, data, data_len);
+
+    sk.len = 0;
+    sk.n = 0;
+    sk.text[0] = '\0';
+
+    count = ngx_ipc_dir_count();
+
+    for (id = 0; id < count; id++) {
+        if (id == ngx_ipc_dir_id()) {
+            rc = ngx_ipc_count(ngx_ipc_deliver_self(&out), &out);
+            pid = ngx_ipc_self;
+
+        } else {
+            rc = ngx_ipc_count(ngx_ipc_dest_deliver(-1 - id, &out), &out);
+            pid = (rc == NGX_IPC_FULL) ? ngx_ipc_names_holder(id) : 0;
+        }
+
+        if (rc == NGX_IPC_FULL) {
+            ngx_ipc_skip(&sk, pid, id);
+        }
+    }
+
+    names = ngx_ipc_dir_names(&n);
+
+    for (i = 0; i < n; i++) {
+        pid = names[i].pid;
+
+        if (pid <= 0 || names[i].id >= 0) {
+            continue;
+        }
+
+        rc = (pid == ngx_ipc_self) ? ngx_ipc_deliver_self(&out)
+                                   : ngx_ipc_dest_deliver(pid, &out);
+
+        /* a process that exited is skipped silently: it is no destination */
+
+        if (ngx_ipc_count(rc, &out) == NGX_IPC_FULL) {
+            ngx_ipc_skip(&sk, pid, -1);
+        }
+    }
+
+    if (sk.n) {
+        ngx_ipc_set_error("send backlog full for %zu worker(s): %s%s "
+                          "(send_backlog is %" PRIu64 " bytes); the others "
+                          "got the alert", sk.n, sk.text,
+                          sk.len >= sizeof(sk.text) ? "..." : "",
+                          ngx_ipc_limits.send_backlog);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* the destinations with bytes queued, by pid, at most n of them (a worker
+ * id not joined yet as -1 - id) */
+
+int
+ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n)
+{
+    int      i, k;
+    int32_t  pid;
+
+    k = ngx_ipc_dest_queued(pids, bytes, n);
+
+    for (i = 0; i < k && i < n; i++) {
+        if (pids[i] < 0) {
+            pid = ngx_ipc_names_holder(-1 - pids[i]);
+            pids[i] = pid ? pid : pids[i];
+        }
+    }
+
+    return k;
+}
