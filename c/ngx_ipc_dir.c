@@ -274,51 +274,65 @@ ngx_ipc_sweep_old_ids(int dfd, const ngx_ipc_old_t *old)
 
 /*
  * Removes the names of dead pids (and of "self": a previous holder of our
- * pid); with "old" given, also those of workers shutting down, whose pipes
- * (inodes) it collects: their w<id> names are not ours to take over.
+ * pid); with "old" given, also those of workers shutting down, after the
+ * worker ids' pipes that are theirs.  In that order: a worker joining at
+ * the same time either still sees such a worker's pid name (and finds its
+ * pipe by it) or no longer sees the pipe under a worker id's name.
  */
 
 static void
 ngx_ipc_sweep_pipes(int dfd, int32_t self, ngx_ipc_old_t *old)
 {
-    int             kind;
+    int             kind, pass;
     DIR            *dir;
     int32_t         pid;
     struct stat     st;
     struct dirent  *de;
 
-    dir = ngx_ipc_opendir(dfd);
-    if (dir == NULL) {
-        return;
-    }
-
-    while ((de = readdir(dir)) != NULL) {
-        kind = ngx_ipc_name_parse(de->d_name, &pid);
-
-        if (kind != 'p' && kind != 'n') {
-            continue;
+    for (pass = 0; pass < 2; pass++) {
+        dir = ngx_ipc_opendir(dfd);
+        if (dir == NULL) {
+            return;
         }
 
-        if (pid == self || !ngx_ipc_proc_alive(pid)) {
-            (void) unlinkat(dfd, de->d_name, 0);
-            continue;
-        }
+        while ((de = readdir(dir)) != NULL) {
+            kind = ngx_ipc_name_parse(de->d_name, &pid);
 
-        if (old && ngx_ipc_proc_shutting_down(pid)) {
-            if (old->n < NGX_IPC_OLD_MAX
-                && fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-            {
-                old->ino[old->n++] = (uint64_t) st.st_ino;
+            if (kind != 'p' && kind != 'n') {
+                continue;
             }
 
-            (void) unlinkat(dfd, de->d_name, 0);
+            if (pid == self || !ngx_ipc_proc_alive(pid)) {
+                (void) unlinkat(dfd, de->d_name, 0);
+                continue;
+            }
+
+            if (old == NULL || !ngx_ipc_proc_shutting_down(pid)) {
+                continue;
+            }
+
+            if (pass == 0) {
+                if (old->n < NGX_IPC_OLD_MAX
+                    && fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW)
+                       == 0)
+                {
+                    old->ino[old->n++] = (uint64_t) st.st_ino;
+                }
+
+            } else {
+                (void) unlinkat(dfd, de->d_name, 0);
+            }
         }
-    }
 
-    (void) closedir(dir);
+        (void) closedir(dir);
 
-    if (old && old->n) {
-        ngx_ipc_sweep_old_ids(dfd, old);
+        if (old == NULL) {
+            return;
+        }
+
+        if (pass == 0 && old->n) {
+            ngx_ipc_sweep_old_ids(dfd, old);
+        }
     }
 }
 
@@ -407,7 +421,18 @@ ngx_ipc_sweep_instances(uint64_t ns, pid_t master, uint64_t start)
         }
 
         ngx_ipc_sweep_pipes(fd, 0, 0);
-        ngx_ipc_sweep_mailboxes(fd);
+
+        /*
+         * Worker ids' pipes only where the master is gone: another
+         * generation of ours may be a newer one whose first worker is
+         * joining (its w<id> there, its pid's name not yet), and its last
+         * worker to exit removes its directory itself.
+         */
+
+        if (mpid != master || estart != start) {
+            ngx_ipc_sweep_mailboxes(fd);
+        }
+
         (void) close(fd);
 
         /* fails (ENOTEMPTY) while live pipes remain */
