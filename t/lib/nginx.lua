@@ -493,9 +493,11 @@ end
 function Inst:conf_text()
   local o = self.opts
   local p = self.prefix
+  -- NGX_IPC_T_MODULES=none: an nginx with the lua module built in (OpenResty)
+  local modules = MODULES == "none" and "" or ("load_module " .. MODULES .. "/ndk_http_module.so;\n"
+    .. "load_module " .. MODULES .. "/ngx_http_lua_module.so;")
   local lines = {
-    "load_module " .. MODULES .. "/ndk_http_module.so;",
-    "load_module " .. MODULES .. "/ngx_http_lua_module.so;",
+    modules,
     "worker_processes " .. self.nworkers .. ";",
     "pid " .. p .. "/logs/nginx.pid;",
     "error_log " .. p .. "/logs/error.log " .. (o.level or "notice") .. ";",
