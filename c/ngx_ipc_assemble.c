@@ -83,11 +83,33 @@ ngx_ipc_msg_size(const ngx_ipc_msg_t *m)
 }
 
 
+/*
+ * The buffer of the last alert that needed one of its own (up to 1 MiB and
+ * a name), kept for the next: a stream of such alerts would otherwise
+ * allocate and free one per alert, and glibc hands the top of its heap back
+ * and takes it again, a page fault per page each time.
+ */
+
+#define NGX_IPC_SPARE_MAX    (NGX_IPC_AHEAD_MAX + NGX_IPC_NAME_MAX)
+
+static u_char  *ngx_ipc_spare;
+static size_t   ngx_ipc_spare_cap;
+
+
 static void
 ngx_ipc_msg_free(ngx_ipc_msg_t *m)
 {
     if (m->buf != (u_char *) (m + 1)) {
-        free(m->buf);
+        if (m->buf && m->cap <= NGX_IPC_SPARE_MAX
+            && m->cap > ngx_ipc_spare_cap)
+        {
+            free(ngx_ipc_spare);
+            ngx_ipc_spare = m->buf;
+            ngx_ipc_spare_cap = m->cap;
+
+        } else {
+            free(m->buf);
+        }
     }
 
     free(m);
@@ -213,6 +235,14 @@ ngx_ipc_msg_grow(ngx_ipc_msg_t *m, size_t need)
     }
     if (cap > full) {
         cap = full;
+    }
+
+    if (m->buf == NULL && ngx_ipc_spare_cap >= cap) {
+        m->buf = ngx_ipc_spare;
+        m->cap = ngx_ipc_spare_cap;
+        ngx_ipc_spare = NULL;
+        ngx_ipc_spare_cap = 0;
+        return 0;
     }
 
     p = realloc(m->buf, cap);
