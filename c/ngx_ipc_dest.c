@@ -412,6 +412,18 @@ ngx_ipc_pipe_flush_all(void)
 }
 
 
+/*
+ * Is this alert part of a burst?  A burst's alerts share writes, flushed at
+ * the end of the turn; an alert on its own (a reply in a ping-pong, say) is
+ * written at once, without the cost of arming the end of the turn.  nginx
+ * does not tell where a turn starts, so a burst is an alert that starts less
+ * than NGX_IPC_BURST_NS after the last write of an alert on its own ended,
+ * whatever its destination: a process that sends again that soon is in a
+ * loop of sends (or a broadcast), however long the write took to wake its
+ * reader.  In standalone mode ngx_ipc_poll() ends a turn, so a burst is any
+ * alert after the first one written on its own in the turn.
+ */
+
 #define NGX_IPC_BURST_NS  2000
 
 int64_t

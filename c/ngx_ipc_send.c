@@ -41,6 +41,7 @@ struct ngx_ipc_route_s {
 
 static ngx_ipc_route_t  *ngx_ipc_routes[NGX_IPC_ROUTES];
 
+
 static int
 ngx_ipc_check(size_t name_len, size_t data_len)
 {
@@ -71,18 +72,6 @@ ngx_ipc_check(size_t name_len, size_t data_len)
     return 0;
 }
 
-
-/*
- * Is this alert part of a burst?  A burst's alerts share writes, flushed at
- * the end of the turn; an alert on its own (a reply in a ping-pong, say) is
- * written at once, without the cost of arming the end of the turn.  nginx
- * does not tell where a turn starts, so a burst is an alert that starts less
- * than NGX_IPC_BURST_NS after the last write of an alert on its own ended,
- * whatever its destination: a process that sends again that soon is in a
- * loop of sends (or a broadcast), however long the write took to wake its
- * reader.  In standalone mode ngx_ipc_poll() ends a turn, so a burst is any
- * alert after the first one written on its own in the turn.
- */
 
 /* to this very process: no pipe, no packets, no write */
 
@@ -232,7 +221,7 @@ static int
 ngx_ipc_send_starting(int32_t pid, ngx_ipc_out_t *out)
 {
     int      rc, sent;
-    int32_t  id, count;
+    int32_t  id, count, holder;
 
     count = ngx_ipc_dir_count();
     sent = 0;
@@ -242,7 +231,15 @@ ngx_ipc_send_starting(int32_t pid, ngx_ipc_out_t *out)
     out->candidate = 1;
 
     for (id = 0; id < count && rc == 0; id++) {
-        if (id == ngx_ipc_dir_id() || ngx_ipc_names_holder(id) != 0) {
+        if (id == ngx_ipc_dir_id()) {
+            continue;
+        }
+
+        /* the names are as of the last change in the directory: a holder
+         * killed since then left its id to the worker that is starting */
+
+        holder = ngx_ipc_names_holder(id);
+        if (holder != 0 && ngx_ipc_proc_running(holder)) {
             continue;
         }
 
@@ -392,8 +389,10 @@ ngx_ipc_broadcast(const char *name, size_t name_len,
     for (i = 0; i < n; i++) {
         pid = names[i].pid;
 
-        if (pid <= 0 || names[i].id >= 0) {
-            continue;
+        if (pid <= 0 || names[i].id >= 0
+            || (pid == ngx_ipc_self && ngx_ipc_dir_id() >= 0))
+        {
+            continue;                   /* reached by its worker id above */
         }
 
         rc = (pid == ngx_ipc_self) ? ngx_ipc_deliver_self(&out)
