@@ -35,6 +35,8 @@ struct ngx_ipc_msg_s {
     uint32_t        total;
     uint32_t        received;   /* data bytes so far */
     uint32_t        skip;       /* dropped: swallow the rest unseen */
+    uint64_t        doomed;     /* its sender seen dead: drop it once the
+                                   pipe was emptied this many times */
 };
 
 #define NGX_IPC_SENDERS      256            /* buckets of pending alerts */
@@ -133,8 +135,22 @@ ngx_ipc_pending_remove(ngx_ipc_msg_t **slot)
 /*
  * A sender killed mid-alert never sends the rest: at most once a second,
  * while alerts are pending, those of dead senders are dropped (counted as
- * truncated), so they hold no memory and no receive_backlog.
+ * truncated), so they hold no memory and no receive_backlog.  Not at once:
+ * the rest of such an alert may be in the pipe still, written before the
+ * sender died, and it is dropped only once the pipe was read empty after
+ * the death was seen (ngx_ipc_stream_emptied), when nothing of it can be
+ * left there.
  */
+
+static uint64_t  ngx_ipc_emptied;
+
+
+void
+ngx_ipc_stream_emptied(void)
+{
+    ngx_ipc_emptied++;
+}
+
 
 void
 ngx_ipc_pending_sweep(void)
@@ -162,6 +178,16 @@ ngx_ipc_pending_sweep(void)
             m = *p;
 
             if (kill(m->sender, 0) == 0 || errno != ESRCH) {
+                m->doomed = 0;
+                p = &m->next;
+                continue;
+            }
+
+            if (m->doomed == 0 || ngx_ipc_emptied < m->doomed) {
+                if (m->doomed == 0) {
+                    m->doomed = ngx_ipc_emptied + 1;
+                }
+
                 p = &m->next;
                 continue;
             }
@@ -408,6 +434,7 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
     m->total = h->arg;
     m->received = 0;
     m->skip = 0;
+    m->doomed = 0;
 
     if (m->buf == NULL && ngx_ipc_msg_grow(m, n) != 0) {
         free(m);
@@ -531,6 +558,7 @@ ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
     m->total = out->total;
     m->received = out->total;
     m->skip = 0;
+    m->doomed = 0;
 
     if (out->name_len) {
         memcpy(m->buf, out->name, out->name_len);

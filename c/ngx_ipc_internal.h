@@ -160,6 +160,7 @@ int    ngx_ipc_ready_empty(void);
 int    ngx_ipc_ready_full(void);
 int    ngx_ipc_take_notice(void);
 void   ngx_ipc_pending_sweep(void);
+void   ngx_ipc_stream_emptied(void);
 
 /* ngx_ipc_wire.c */
 

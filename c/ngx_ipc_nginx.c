@@ -237,6 +237,7 @@ ngx_ipc_read_pipe(size_t max)
             }
 
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ngx_ipc_stream_emptied();
                 break;
             }
 
@@ -251,7 +252,8 @@ ngx_ipc_read_pipe(size_t max)
         ngx_ipc_stream_added((size_t) n);
 
         if ((size_t) n < room) {
-            break;                     /* the pipe is empty: no EAGAIN read */
+            ngx_ipc_stream_emptied();  /* the pipe is empty: no EAGAIN read */
+            break;
         }
     }
 
