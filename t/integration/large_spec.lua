@@ -171,6 +171,27 @@ describe("large alerts", function()
     expect_arrival(k + 1, 1000, sent, 10)
   end)
 
+  it("refuses data one byte over the limit at the sender, before anything is written", function()
+    -- no Lua string can be that long (LuaJIT refuses to make it), so this goes
+    -- through the shim's FFI surface, as an FFI caller would, from a worker
+    local res = inst:run(a, ([[
+      local ffi = require "ffi"
+      local lib = ffi.load(assert(package.searchpath("ngx_ipc_shim", package.cpath)))
+      local before = ipc.stats()
+      local rc = lib.ngx_ipc_send(%d, "large", 5, "x", %d)
+      local after = ipc.stats()
+      return { rc = rc, err = ffi.string(lib.ngx_ipc_last_error()),
+               writes = after.writes - before.writes, sent = after.alerts_sent - before.alerts_sent,
+               rep = select(2, pcall(string.rep, "x", %d)) }
+    ]]):format(b, LIMIT + 1, LIMIT + 1))
+    assert.are.equal(-1, res.rc, "ngx_ipc_send with data_len one over the limit")
+    assert.are.equal(("data too long: %d bytes (at most %d, the longest LuaJIT string)"):format(LIMIT + 1, LIMIT),
+      res.err)
+    assert.are.equal(0, res.writes, "writes for the refused alert")
+    assert.are.equal(0, res.sent, "alerts_sent for the refused alert")
+    assert.truthy(tostring(res.rep):find("string length overflow", 1, true), "LuaJIT made the string: " .. tostring(res.rep))
+  end)
+
   for _, size in ipairs { 150 * MiB, 300 * MiB } do
     it(("delivers a %d MiB alert whole with default caps"):format(size / MiB), function()
       local k = #inst:list("large") + 1
