@@ -138,8 +138,8 @@ ngx_ipc_pending_remove(ngx_ipc_msg_t **slot)
  * truncated), so they hold no memory and no receive_backlog.  Not at once:
  * the rest of such an alert may be in the pipe still, written before the
  * sender died, and it is dropped only once the pipe was read empty after
- * the death was seen (ngx_ipc_stream_emptied), when nothing of it can be
- * left there.
+ * the death was seen (ngx_ipc_stream_emptied), or is empty now, when
+ * nothing of it can be left there (a writer never leaves half a packet).
  */
 
 static uint64_t  ngx_ipc_emptied;
@@ -183,11 +183,11 @@ ngx_ipc_pending_sweep(void)
                 continue;
             }
 
-            if (m->doomed == 0 || ngx_ipc_emptied < m->doomed) {
-                if (m->doomed == 0) {
-                    m->doomed = ngx_ipc_emptied + 1;
-                }
+            if (m->doomed == 0) {
+                m->doomed = ngx_ipc_emptied + 1;
+            }
 
+            if (ngx_ipc_emptied < m->doomed && ngx_ipc_hooks.unread()) {
                 p = &m->next;
                 continue;
             }

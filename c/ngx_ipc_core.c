@@ -27,6 +27,7 @@
 static int   ngx_ipc_no_event(int fd) { (void) fd; return -1; }
 static void  ngx_ipc_nothing(void) { }
 static int   ngx_ipc_not_exiting(void) { return 0; }
+static int   ngx_ipc_nothing_unread(void) { return 0; }
 
 
 int              ngx_ipc_mode;
@@ -38,7 +39,8 @@ ngx_ipc_hooks_t  ngx_ipc_hooks = {
     ngx_ipc_not_exiting,        /* exiting */
     ngx_ipc_nothing,            /* drained */
     ngx_ipc_nothing,            /* resume */
-    ngx_ipc_nothing             /* flush */
+    ngx_ipc_nothing,            /* flush */
+    ngx_ipc_nothing_unread      /* unread */
 };
 
 static char      ngx_ipc_error[512];

@@ -134,6 +134,7 @@ typedef struct {
     void  (*drained)(void);             /* Lua took every ready alert */
     void  (*resume)(void);              /* below the mark: read again */
     void  (*flush)(void);               /* write what waits for the turn */
+    int   (*unread)(void);              /* bytes wait in this process's pipe */
 } ngx_ipc_hooks_t;
 
 extern int              ngx_ipc_mode;

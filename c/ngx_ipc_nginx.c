@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 
 #include "ngx_ipc_internal.h"
 
@@ -456,6 +457,21 @@ ngx_ipc_nginx_add_write_event(int fd)
 }
 
 
+/* bytes wait in this process's pipe */
+
+static int
+ngx_ipc_nginx_unread(void)
+{
+    int  n;
+
+    if (ioctl(ngx_ipc_pipe_read_fd(), FIONREAD, &n) == -1) {
+        return 1;                          /* unknown: assume there are */
+    }
+
+    return n > 0;
+}
+
+
 /* how the lower layers reach this file (ngx_ipc_core.c) */
 
 static void
@@ -468,6 +484,7 @@ ngx_ipc_set_hooks(void)
     ngx_ipc_hooks.drained = ngx_ipc_nginx_drained;
     ngx_ipc_hooks.resume = ngx_ipc_nginx_resume;
     ngx_ipc_hooks.flush = ngx_ipc_pipe_flush_dirty;
+    ngx_ipc_hooks.unread = ngx_ipc_nginx_unread;
 }
 
 
