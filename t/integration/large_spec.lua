@@ -183,7 +183,7 @@ describe("large alerts", function()
       return { rc = rc, err = ffi.string(lib.ngx_ipc_last_error()),
                writes = after.writes - before.writes, sent = after.alerts_sent - before.alerts_sent,
                rep = select(2, pcall(string.rep, "x", %d)) }
-    ]]):format(b, LIMIT + 1, LIMIT + 1))
+    ]]):format(b, LIMIT + 1, LIMIT + 1), 60)
     assert.are.equal(-1, res.rc, "ngx_ipc_send with data_len one over the limit")
     assert.are.equal(("data too long: %d bytes (at most %d, the longest LuaJIT string)"):format(LIMIT + 1, LIMIT),
       res.err)
