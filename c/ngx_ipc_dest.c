@@ -3,7 +3,7 @@
  * which outlives a killed worker and exists before one joins) or, for a
  * process without an id, a pid's.  Its cached write fd, the packets small
  * alerts share (obuf), its send queue and the write event that drains it.
- * ngx_ipc_names.c opens the pipes; ngx_ipc_packet.c packs what is written.
+ * ngx_ipc_names.c opens the pipes; ngx_ipc_wire.c packs what is written.
  */
 
 #include <errno.h>
@@ -206,19 +206,12 @@ ngx_ipc_dest_keep(ngx_ipc_dest_t *d)
  */
 
 static void
-ngx_ipc_dest_check_kept(ngx_ipc_dest_t *d, int32_t holder)
+ngx_ipc_dest_check_kept(ngx_ipc_dest_t *d)
 {
     int  fd, gone;
 
-    if (!d->kept || d->fd == -1) {
+    if (!d->kept || d->fd == -1 || ngx_ipc_names_holder(-1 - d->key) == 0) {
         return;
-    }
-
-    if (holder == 0) {
-        holder = ngx_ipc_names_holder(-1 - d->key);
-        if (holder == 0) {
-            return;
-        }
     }
 
     fd = ngx_ipc_names_open(d->key, 1, &gone);
@@ -742,6 +735,7 @@ int
 ngx_ipc_dest_deliver(int32_t key, const ngx_ipc_out_t *alert)
 {
     int              rc;
+    uint32_t         gen;
     ngx_ipc_dest_t  *d;
 
     d = ngx_ipc_dest_get(key);
@@ -758,9 +752,13 @@ ngx_ipc_dest_deliver(int32_t key, const ngx_ipc_out_t *alert)
         }
     }
 
-    if (d->kept && d->generation != ngx_ipc_dir_generation()) {
-        d->generation = ngx_ipc_dir_generation();
-        ngx_ipc_dest_check_kept(d, 0);
+    if (d->kept) {
+        gen = ngx_ipc_dir_generation();
+
+        if (d->generation != gen) {
+            d->generation = gen;
+            ngx_ipc_dest_check_kept(d);
+        }
     }
 
     return ngx_ipc_deliver_to(d, alert);
