@@ -10,6 +10,7 @@ PKGS=(
   luajit2 lua-busted lua-socket luarocks  # test runner and its libs
   curl procps make gcc libc6-dev perl git             # shim build, prove, demo
   clang libclang-rt-14-dev                            # libFuzzer (make fuzz)
+  redis-server                                        # cluster specs and bench (t/lib/redis.lua)
 )
 
 missing=()
@@ -24,7 +25,8 @@ if ((${#missing[@]})); then
     exit 1
   fi
   echo "deps.sh: installing ${missing[*]}"
-  # Keep Debian's nginx service from starting (and binding port 80) during install.
+  # Keep Debian's nginx and redis services from starting (and binding ports 80
+  # and 6379) during install.
   policy=/usr/sbin/policy-rc.d
   created_policy=
   if [[ ! -e $policy ]]; then
@@ -52,6 +54,23 @@ if [[ -s /run/nginx.pid ]]; then
 fi
 if command -v update-rc.d >/dev/null 2>&1 && [[ -e /etc/init.d/nginx ]] && [[ -n "${missing[*]:-}" ]]; then
   update-rc.d nginx disable >/dev/null 2>&1 || true
+fi
+
+# The same for redis: the cluster specs start their own redis-server on free
+# ports, each with its own directory; the system one must not run (it would
+# hold 6379 and /var/lib/redis for nothing).
+if [[ -s /run/redis/redis-server.pid ]]; then
+  pid=$(cat /run/redis/redis-server.pid 2>/dev/null || true)
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
+     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q '^/usr/bin/redis-server'; then
+    echo "deps.sh: stopping the system redis service (pid $pid)"
+    if command -v service >/dev/null 2>&1; then service redis-server stop >/dev/null 2>&1 || true; fi
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+fi
+if command -v update-rc.d >/dev/null 2>&1 && [[ -e /etc/init.d/redis-server ]] && [[ -n "${missing[*]:-}" ]]; then
+  update-rc.d redis-server disable >/dev/null 2>&1 || true
 fi
 
 if [[ -f package.json && ! -d node_modules ]]; then
