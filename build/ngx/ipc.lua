@@ -1,15 +1,23 @@
 local ____exports = {}
-local dispatch, handlers
+local run_handler, dispatch, sender_remote, handlers
+local cluster_ = require("ngx.ipc.cluster")
+local dispatch_ = require("ngx.ipc.dispatch")
 local loop = require("ngx.ipc.loop")
 local shim = require("ngx.ipc.shim")
-function dispatch(from, name, data)
+function run_handler(name, data, from, id, instance, remote)
     local handler = handlers[name]
     if handler == nil then
         return
     end
     ____exports.sender = from
+    ____exports.sender_id = id
+    ____exports.sender_instance = instance
+    sender_remote = remote
     local ok, err = xpcall(handler, debug.traceback, data)
     ____exports.sender = nil
+    ____exports.sender_id = nil
+    ____exports.sender_instance = nil
+    sender_remote = false
     if not ok then
         ngx.log(
             ngx.ERR,
@@ -17,6 +25,23 @@ function dispatch(from, name, data)
             tostring(err)
         )
     end
+end
+function dispatch(from, name, data)
+    if string.sub(name, 1, 1) == dispatch_.RESERVED then
+        local fn = dispatch_.reserved_handler(name)
+        if fn ~= nil then
+            fn(from, data)
+        end
+        return
+    end
+    run_handler(
+        name,
+        data,
+        from,
+        nil,
+        nil,
+        false
+    )
 end
 --- The longest alert name: its length travels in one byte, 255 is reserved.
 local MAX_NAME = 254
@@ -27,6 +52,11 @@ local MAX_DATA = 2147483391
 local MAX_PID = 2147483647
 --- Inside a receive handler: the sending worker's pid; nil at all other times.
 ____exports.sender = nil
+____exports.sender_id = nil
+____exports.sender_instance = nil
+sender_remote = false
+--- Alerts across hosts (./ipc/cluster).
+____exports.cluster = {configure = cluster_.configure, broadcast = cluster_.broadcast}
 --- The smallest backlog the shim accepts, in bytes.
 local MIN_BACKLOG = 65536
 handlers = {}
@@ -95,7 +125,9 @@ local function start(fn)
     end
     shim.configure(settings.send_backlog, settings.receive_backlog)
     started = true
+    cluster_.joined()
 end
+cluster_.attach(start)
 local function limits(name, data)
     if #name > MAX_NAME then
         return ("alert name is longer than " .. tostring(MAX_NAME)) .. " bytes"
@@ -140,6 +172,9 @@ function ____exports.reply(name, data)
     local d = check_string("reply", 2, data)
     if ____exports.sender == nil then
         error("ngx.ipc: reply can only be used inside a receive handler", 2)
+    end
+    if sender_remote then
+        return nil, ("ngx.ipc: reply: the alert came from another nginx instance (" .. tostring(____exports.sender_instance)) .. ")"
     end
     return send_checked(____exports.sender, n, d)
 end
@@ -226,7 +261,9 @@ function ____exports.stats()
             truncated = c.alerts_truncated,
             exited = c.lost_exited,
             out_of_memory = c.dropped_memory
-        }
+        },
+        cluster = cluster_.stats()
     }
 end
+dispatch_.bind(run_handler)
 return ____exports

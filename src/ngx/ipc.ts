@@ -2,6 +2,8 @@
 // The public API: argument checks, the handler table, and dispatch, which sets
 // ipc.sender while a handler runs. Pipes and packets live in the shim (./ipc/shim),
 // waiting and draining in the receive loop (./ipc/loop).
+import * as cluster_ from "./ipc/cluster";
+import * as dispatch_ from "./ipc/dispatch";
 import * as loop from "./ipc/loop";
 import * as shim from "./ipc/shim";
 
@@ -19,6 +21,13 @@ const MAX_PID = 2147483647;
 
 /** Inside a receive handler: the sending worker's pid; nil at all other times. */
 export let sender: number | undefined = undefined;
+// STUB (until main's dispatch.ts): the origin of a cluster alert, for its handler only.
+export let sender_id: number | undefined = undefined;
+export let sender_instance: string | undefined = undefined;
+let sender_remote = false;
+
+/** Alerts across hosts (./ipc/cluster). */
+export const cluster = { configure: cluster_.configure, broadcast: cluster_.broadcast };
 
 /** The smallest backlog the shim accepts, in bytes. */
 const MIN_BACKLOG = 65536;
@@ -94,7 +103,9 @@ function start(fn: string): void {
     }
     shim.configure(settings.send_backlog, settings.receive_backlog);
     started = true;
+    cluster_.joined();
 }
+cluster_.attach(start);
 
 function limits(name: string, data: string): string | undefined {
     if (name.length > MAX_NAME) {
@@ -144,6 +155,9 @@ export function reply(name: unknown, data: unknown): Result {
     const d = check_string("reply", 2, data);
     if (sender === undefined) {
         error("ngx.ipc: reply can only be used inside a receive handler", 2);
+    }
+    if (sender_remote) {
+        return $multi(undefined, `ngx.ipc: reply: the alert came from another nginx instance (${sender_instance})`);
     }
     return send_checked(sender, n, d);
 }
@@ -229,6 +243,8 @@ export interface Stats {
         exited: number;
         out_of_memory: number;
     };
+    /** The cluster part of this worker (./ipc/cluster). */
+    cluster: cluster_.Stats;
 }
 
 function zero_counters(): shim.Counters {
@@ -260,19 +276,40 @@ export function stats(): Stats {
             exited: c.lost_exited,
             out_of_memory: c.dropped_memory,
         },
+        cluster: cluster_.stats(),
     };
 }
 
-function dispatch(from: number, name: string, data: string): void {
+// STUB (until main's dispatch.ts): runs a handler with the sender fields set.
+function run_handler(name: string, data: string, from: number, id: number | undefined,
+    instance: string | undefined, remote: boolean): void {
     const handler = handlers.get(name);
     if (handler === undefined) {
         return;
     }
     sender = from;
+    sender_id = id;
+    sender_instance = instance;
+    sender_remote = remote;
     const [ok, err] = xpcall(handler, debug.traceback, data);
     sender = undefined;
+    sender_id = undefined;
+    sender_instance = undefined;
+    sender_remote = false;
     if (!ok) {
         ngx.log(ngx.ERR, `ngx.ipc: handler for alert "${name}" from worker ${from} failed: `,
             tostring(err));
     }
+}
+dispatch_.bind(run_handler);
+
+function dispatch(from: number, name: string, data: string): void {
+    if (string.sub(name, 1, 1) === dispatch_.RESERVED) {
+        const fn = dispatch_.reserved_handler(name);
+        if (fn !== undefined) {
+            fn(from, data);
+        }
+        return;
+    }
+    run_handler(name, data, from, undefined, undefined, false);
 }

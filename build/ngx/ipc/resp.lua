@@ -1,0 +1,175 @@
+local ____exports = {}
+local CRLF = "\r\n"
+--- Appends one request (`*N`, then `$len` and each argument) to `out` from index `n`.
+function ____exports.encode(out, n, args, count)
+    out[n] = ("*" .. tostring(count)) .. "\r\n"
+    n = n + 1
+    do
+        local i = 1
+        while i <= count do
+            local a = args[i]
+            out[n] = ("$" .. tostring(#a)) .. "\r\n"
+            out[n + 1] = a
+            out[n + 2] = CRLF
+            n = n + 3
+            i = i + 1
+        end
+    end
+    return n
+end
+--- Reads one reply; arrays are read whole even when an element is an error.
+function ____exports.read(sock)
+    local line, err = sock:receive("*l")
+    if line == nil then
+        return nil, err, false
+    end
+    local kind = string.sub(line, 1, 1)
+    if kind == "+" then
+        return string.sub(line, 2)
+    end
+    if kind == "-" then
+        return nil, string.sub(line, 2), true
+    end
+    if kind == ":" then
+        local v = tonumber(string.sub(line, 2))
+        if v == nil then
+            return nil, "bad integer reply: " .. line, false
+        end
+        return v
+    end
+    local size = tonumber(string.sub(line, 2))
+    if size == nil then
+        return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
+    end
+    if kind == "$" then
+        if size < 0 then
+            return false
+        end
+        local data = ""
+        if size > 0 then
+            local d, derr = sock:receive(size)
+            if d == nil then
+                return nil, derr, false
+            end
+            data = d
+        end
+        local tail, terr = sock:receive(2)
+        if tail == nil then
+            return nil, terr, false
+        end
+        return data
+    end
+    if kind == "*" then
+        if size < 0 then
+            return false
+        end
+        local list = {}
+        local first_error = nil
+        do
+            local i = 1
+            while i <= size do
+                local v, verr, usable = ____exports.read(sock)
+                if v == nil then
+                    if not usable then
+                        return nil, verr, false
+                    end
+                    first_error = first_error or verr
+                    list[i] = false
+                else
+                    list[i] = v
+                end
+                i = i + 1
+            end
+        end
+        if first_error ~= nil then
+            return nil, first_error, true
+        end
+        return list
+    end
+    return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
+end
+--- Sends one request and reads its reply.
+function ____exports.call(sock, args, count)
+    local out = {}
+    ____exports.encode(out, 1, args, count)
+    local sent, err = sock:send(out)
+    if sent == nil then
+        return nil, err, false
+    end
+    return ____exports.read(sock)
+end
+local function login(sock, ep)
+    local out = {}
+    local n = 1
+    local replies = 0
+    if ep.password ~= nil then
+        local args = {}
+        args[1] = "AUTH"
+        local count = 1
+        if ep.username ~= nil then
+            count = count + 1
+            args[count] = ep.username
+        end
+        args[count + 1] = ep.password
+        n = ____exports.encode(out, n, args, count + 1)
+        replies = replies + 1
+    end
+    if ep.db ~= 0 then
+        local args = {}
+        args[1] = "SELECT"
+        args[2] = tostring(ep.db)
+        n = ____exports.encode(out, n, args, 2)
+        replies = replies + 1
+    end
+    if replies == 0 then
+        return true
+    end
+    local sent, err = sock:send(out)
+    if sent == nil then
+        return nil, err
+    end
+    local failed = nil
+    do
+        local i = 1
+        while i <= replies do
+            local v, rerr = ____exports.read(sock)
+            if v == nil then
+                failed = failed or rerr
+            end
+            i = i + 1
+        end
+    end
+    if failed ~= nil then
+        return nil, failed
+    end
+    return true
+end
+--- A connection from the pool, or a new one (then logged in with AUTH and SELECT).
+-- `connect_ms` bounds the connect, `io_ms` each later send and receive.
+function ____exports.connect(ep, connect_ms, io_ms)
+    local sock = ngx.socket.tcp()
+    sock:settimeouts(connect_ms, io_ms, io_ms)
+    local options = {pool = ep.pool, pool_size = ep.pool_size}
+    local ok, err = unpack(
+        ep.port == nil and ({sock:connect(ep.host, options)}) or ({sock:connect(ep.host, ep.port, options)}),
+        1,
+        2
+    )
+    if ok == nil then
+        return nil, err
+    end
+    local reused = sock:getreusedtimes()
+    if reused == 0 then
+        local logged, lerr = login(sock, ep)
+        if logged == nil then
+            sock:close()
+            return nil, lerr
+        end
+    end
+    return sock
+end
+--- Where a message says which Redis it is about: "127.0.0.1:6379", "unix:/path".
+function ____exports.label(ep)
+    return ep.port == nil and ep.host or (ep.host .. ":") .. tostring(ep.port)
+end
+return ____exports

@@ -1,0 +1,202 @@
+// A small Redis client over lua-nginx-module's cosockets: RESP2 framing, connecting
+// (with AUTH and SELECT on a new connection), pipelined requests. It knows nothing of
+// streams or of ngx.ipc: cluster.ts says which commands to send. Every call yields,
+// so it works where cosockets do (rewrite, access, content, timers), nowhere else.
+
+/**
+ * A reply: a simple or bulk string, an integer, an array, or `false` for RESP's
+ * null bulk string and null array (nil would end a Lua array early).
+ */
+export type Reply = string | number | false | LuaTable<number, Reply>;
+
+/** Where Redis listens and how to log in; timeouts in milliseconds. */
+export interface Endpoint {
+    /** An address or host name (a name needs nginx's `resolver`), or "unix:/path". */
+    host: string;
+    /** undefined for a unix socket. */
+    port: number | undefined;
+    username: string | undefined;
+    password: string | undefined;
+    db: number;
+    /** Connections with the same pool name are reused by setkeepalive/connect. */
+    pool: string;
+    pool_size: number;
+}
+
+export type Result<T> = LuaMultiReturn<[T] | [undefined, string]>;
+
+/**
+ * What read() returns: the reply, or nil, the message and whether the connection is
+ * still usable (true: Redis answered with an error reply; false: I/O failed).
+ */
+export type ReadResult = LuaMultiReturn<[Reply, undefined?, undefined?] | [undefined, string, boolean]>;
+
+const CRLF = "\r\n";
+
+/** Appends one request (`*N`, then `$len` and each argument) to `out` from index `n`. */
+export function encode(out: LuaTable<number, string>, n: number, args: LuaTable<number, string>, count: number): number {
+    out.set(n, `*${count}\r\n`);
+    n += 1;
+    for (let i = 1; i <= count; i++) {
+        const a = args.get(i);
+        out.set(n, `$${a.length}\r\n`);
+        out.set(n + 1, a);
+        out.set(n + 2, CRLF);
+        n += 3;
+    }
+    return n;
+}
+
+/** Reads one reply; arrays are read whole even when an element is an error. */
+export function read(sock: NgxTcpSocket): ReadResult {
+    const [line, err] = sock.receive("*l");
+    if (line === undefined) {
+        return $multi(undefined, err, false);
+    }
+    const kind = string.sub(line, 1, 1);
+    if (kind === "+") {
+        return $multi(string.sub(line, 2));
+    }
+    if (kind === "-") {
+        return $multi(undefined, string.sub(line, 2), true);
+    }
+    if (kind === ":") {
+        const v = tonumber(string.sub(line, 2));
+        if (v === undefined) {
+            return $multi(undefined, `bad integer reply: ${line}`, false);
+        }
+        return $multi(v);
+    }
+    const size = tonumber(string.sub(line, 2));
+    if (size === undefined) {
+        return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
+    }
+    if (kind === "$") {
+        if (size < 0) {
+            return $multi(false);
+        }
+        let data = "";
+        if (size > 0) {
+            const [d, derr] = sock.receive(size);
+            if (d === undefined) {
+                return $multi(undefined, derr, false);
+            }
+            data = d;
+        }
+        // Two separate receives: receive(size + 2) would copy a large bulk once more to cut the CR LF.
+        const [tail, terr] = sock.receive(2);
+        if (tail === undefined) {
+            return $multi(undefined, terr, false);
+        }
+        return $multi(data);
+    }
+    if (kind === "*") {
+        if (size < 0) {
+            return $multi(false);
+        }
+        const list = new LuaTable<number, Reply>();
+        let first_error: string | undefined = undefined;
+        for (let i = 1; i <= size; i++) {
+            const [v, verr, usable] = read(sock);
+            if (v === undefined) {
+                if (!usable) {
+                    return $multi(undefined, verr, false);
+                }
+                first_error = first_error ?? verr;
+                list.set(i, false);
+            } else {
+                list.set(i, v);
+            }
+        }
+        if (first_error !== undefined) {
+            return $multi(undefined, first_error, true);
+        }
+        return $multi(list);
+    }
+    return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
+}
+
+/** Sends one request and reads its reply. */
+export function call(sock: NgxTcpSocket, args: LuaTable<number, string>, count: number): ReadResult {
+    const out = new LuaTable<number, string>();
+    encode(out, 1, args, count);
+    const [sent, err] = sock.send(out);
+    if (sent === undefined) {
+        return $multi(undefined, err, false);
+    }
+    return read(sock);
+}
+
+function login(sock: NgxTcpSocket, ep: Endpoint): Result<true> {
+    const out = new LuaTable<number, string>();
+    let n = 1;
+    let replies = 0;
+    if (ep.password !== undefined) {
+        const args = new LuaTable<number, string>();
+        args.set(1, "AUTH");
+        let count = 1;
+        if (ep.username !== undefined) {
+            count += 1;
+            args.set(count, ep.username);
+        }
+        args.set(count + 1, ep.password);
+        n = encode(out, n, args, count + 1);
+        replies += 1;
+    }
+    if (ep.db !== 0) {
+        const args = new LuaTable<number, string>();
+        args.set(1, "SELECT");
+        args.set(2, tostring(ep.db));
+        n = encode(out, n, args, 2);
+        replies += 1;
+    }
+    if (replies === 0) {
+        return $multi(true);
+    }
+    const [sent, err] = sock.send(out);
+    if (sent === undefined) {
+        return $multi(undefined, err);
+    }
+    // Both replies are read even after an error, so that nothing is left unread.
+    let failed: string | undefined = undefined;
+    for (let i = 1; i <= replies; i++) {
+        const [v, rerr] = read(sock);
+        if (v === undefined) {
+            failed = failed ?? rerr;
+        }
+    }
+    if (failed !== undefined) {
+        return $multi(undefined, failed);
+    }
+    return $multi(true);
+}
+
+/**
+ * A connection from the pool, or a new one (then logged in with AUTH and SELECT).
+ * `connect_ms` bounds the connect, `io_ms` each later send and receive.
+ */
+export function connect(ep: Endpoint, connect_ms: number, io_ms: number): Result<NgxTcpSocket> {
+    const sock = ngx.socket.tcp();
+    sock.settimeouts(connect_ms, io_ms, io_ms);
+    const options = { pool: ep.pool, pool_size: ep.pool_size };
+    const [ok, err] = ep.port === undefined
+        ? sock.connect(ep.host, options)
+        : sock.connect(ep.host, ep.port, options);
+    if (ok === undefined) {
+        return $multi(undefined, err);
+    }
+    const [reused] = sock.getreusedtimes();
+    if (reused === 0) {
+        const [logged, lerr] = login(sock, ep);
+        if (logged === undefined) {
+            sock.close();
+            return $multi(undefined, lerr);
+        }
+    }
+    return $multi(sock);
+}
+
+/** Where a message says which Redis it is about: "127.0.0.1:6379", "unix:/path". */
+export function label(ep: Endpoint): string {
+    return ep.port === undefined ? ep.host : `${ep.host}:${ep.port}`;
+}
