@@ -35,6 +35,9 @@ local function worker_code(addr, extra)
       if ipc.sender ~= from then
         T.add("bad:" .. me, ("%%s: ipc.sender is %%s"):format(d:sub(1, 40), tostring(ipc.sender)))
       end
+      if ipc.sender_id ~= 0 and ipc.sender_id ~= 1 then
+        T.add("bad:" .. me, ("%%s: ipc.sender_id is %%s"):format(d:sub(1, 40), tostring(ipc.sender_id)))
+      end
       st.first[from] = st.first[from] or i
       st.last[from] = i
       st.n = st.n + 1
@@ -399,6 +402,7 @@ describe("ipc.cluster", function()
       local out = {}
       out.over = { ipc.cluster.broadcast("c", string.rep("x", 1001)) }
       out.name = { ipc.cluster.broadcast(string.rep("n", 255), "x") }
+      out.reserved = { ipc.cluster.broadcast("\0cluster", "x") }
       out.at = { ipc.cluster.broadcast("c", ngx.worker.pid() .. ":1:" .. string.rep("x", 1000 - #tostring(ngx.worker.pid()) - 3)) }
       out.num = { ipc.cluster.broadcast(12, 34) }
       out.e1 = { pcall(ipc.cluster.broadcast, {}, "x") }
@@ -414,6 +418,7 @@ describe("ipc.cluster", function()
     ]])
     assert.are.same({ nil, "alert data is 1001 bytes, more than max_data (1000 bytes) for cluster broadcasts" }, res.over)
     assert.are.same({ nil, "alert name is longer than 254 bytes" }, res.name)
+    assert.are.same({ nil, "alert names starting with a NUL byte are reserved for ngx.ipc" }, res.reserved)
     assert.are.same({ true }, res.at)
     assert.are.same({ true }, res.num)
     assert.is_false(res.e1[1])

@@ -93,7 +93,7 @@ function on_local(_from, env)
     local name = string.sub(env, nl + i + 1, nl + i + n)
     local id = tonumber(wid)
     counters.received = counters.received + 1
-    local ____dispatch_deliver_3 = dispatch.deliver
+    local ____dispatch_invoke_3 = dispatch.invoke
     local ____string_sub_result_1 = string.sub(env, nl + i + n + 1)
     local ____tonumber_result_2 = tonumber(pid)
     local ____temp_0
@@ -102,7 +102,7 @@ function on_local(_from, env)
     else
         ____temp_0 = id
     end
-    ____dispatch_deliver_3(
+    ____dispatch_invoke_3(
         name,
         ____string_sub_result_1,
         ____tonumber_result_2,
@@ -508,18 +508,18 @@ function reader(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue120
+                goto __continue121
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue120
+                goto __continue121
             end
             step()
         end
-        ::__continue120::
+        ::__continue121::
     end
     if sock ~= nil and holding then
         commit(true)
@@ -814,6 +814,9 @@ function ____exports.broadcast(name, data)
         error(("ngx.ipc: ipc.cluster.broadcast cannot be used in " .. phase) .. " (no cosockets there); use ngx.timer.at(0, ...)", 2)
     end
     join("cluster.broadcast")
+    if dispatch.is_reserved(n) then
+        return nil, "alert names starting with a NUL byte are reserved for ngx.ipc"
+    end
     if #n > MAX_NAME then
         return nil, ("alert name is longer than " .. tostring(MAX_NAME)) .. " bytes"
     end

@@ -3,7 +3,7 @@
 // sequence number and XADD with a length bound); one reader per instance (worker 0
 // while it holds a lease in Redis) reads the stream with a blocking XREAD and hands
 // each entry to its own instance with the local broadcast, under a reserved name that
-// every worker decodes and hands to the user's handler (dispatch.deliver).
+// every worker decodes and hands to the user's handler (dispatch.invoke).
 //
 // Keys, for stream S and instance I (host/master pid/master start time):
 //   S                 the stream; fields s (sequence), i, p, w (origin instance, pid,
@@ -364,7 +364,7 @@ function on_local(_from: number, env: string): void {
     const name = string.sub(env, nl + i + 1, nl + i + n);
     const id = tonumber(wid)!;
     counters.received += 1;
-    dispatch.deliver(name, string.sub(env, nl + i + n + 1), tonumber(pid)!, id < 0 ? undefined : id,
+    dispatch.invoke(name, string.sub(env, nl + i + n + 1), tonumber(pid)!, id < 0 ? undefined : id,
         inst, inst !== instance);
 }
 
@@ -455,6 +455,9 @@ export function broadcast(name: unknown, data: unknown): Result {
         error(`ngx.ipc: ipc.cluster.broadcast cannot be used in ${phase} (no cosockets there); use ngx.timer.at(0, ...)`, 2);
     }
     join!("cluster.broadcast");
+    if (dispatch.is_reserved(n)) {
+        return $multi(undefined, "alert names starting with a NUL byte are reserved for ngx.ipc");
+    }
     if (n.length > MAX_NAME) {
         return $multi(undefined, `alert name is longer than ${MAX_NAME} bytes`);
     }
