@@ -300,6 +300,48 @@ describe("ipc.cluster", function()
     assert_no_bad(a_inst)
   end)
 
+  it("kill -9 of the reading worker: its replacement reads on from the last saved position, nothing lost", function()
+    r = redis.start {}
+    insts = start_instances(2, r)
+    local a_inst, b_inst = insts[1], insts[2]
+    wait_reader(a_inst)
+    local bw = ids(b_inst)
+    wait_reader(b_inst)
+    local a = a_inst:workers()[1]
+    local h = a_inst:spawn({ a }, publisher(3000, { pace = "if i % 10 == 0 then ngx.sleep(0.003) end" }))
+    b_inst:wait_for(function()
+      local n = b_inst:run(bw[1], "return T.state.c.n")
+      return n >= 500, n
+    end, 30, "500 alerts at instance B")
+    local t0 = now()
+    local new0 = b_inst:kill9(bw[0])
+    b_inst:wait_for(function()
+      return b_inst:run(new0, "return ipc.stats().cluster.reader")
+    end, 20, "the replacement of worker 0 to read")
+    local took = now() - t0
+    local res = a_inst:collect(h, 120)[a]
+    assert.is_true(res.ok, tostring(res.err))
+    assert.is_true(res.v[1], tostring(res.v[2]))
+    local st = b_inst:wait_for(function()
+      local s = b_inst:run(bw[1], "return T.state.c")
+      return s.last[a] == 3000 and s, "last " .. tostring(s.last[a])
+    end, 60, "the last alert at the surviving worker")
+    -- what the dead reader handed over but had not saved yet comes again: never a
+    -- number skipped, and apart from that one step back, in order
+    local back = 0
+    for _, line in ipairs(b_inst:list("bad:" .. bw[1])) do
+      local i, prev = line:match(": (%d+) after (%d+)$")
+      i, prev = tonumber(i), tonumber(prev)
+      assert.is_truthy(i and i <= prev, "a number skipped at the surviving worker: " .. line)
+      back = back + 1
+    end
+    assert.is_true(back <= 1, "steps back at the surviving worker: " .. back)
+    assert.is_true(st.n >= 3000, "handled " .. st.n)
+    local s0 = b_inst:run(new0, "return ipc.stats().cluster")
+    assert.are.equal(0, s0.lost, "lost")
+    comment("the replacement read after %.2f s; %d alert(s) handed over twice", took, st.n - 3000)
+  end)
+
   it("counts and logs the gap when a reader fell behind the stream's length bound", function()
     r = redis.start { node_entries = 10 }
     insts = start_instances(2, r, { extra = "maxlen = 100" })
