@@ -1,7 +1,7 @@
 -- bench/run.lua: `make bench` — ngx.ipc against what a bare pipe can do.
 --
 --   luajit bench/run.lua [--json=FILE] [--runs=3] [--seconds=0.8]
---                        [--only=W1,W2,W3,W4,W5,C1,R1] [--every=256]
+--                        [--only=W1,W2,W3,W4,W5,C1,R1,K1] [--every=256]
 --                        [--yield=sleep0,sleep1ms,timer] [--extra-runs=3]
 --                        [--extra-seconds=0.4] [--wrk-seconds=2]
 --                        [--original=PATH] [--window=BYTES] [--quiet=60]
@@ -26,6 +26,11 @@
 -- R1 (when `wrk` is installed): wrk with 32 connections to a location whose
 -- content handler sends one 10 KiB alert to the other worker; the figure is
 -- the alerts counted at the receivers per second; refused sends apart.
+--
+-- K1: ipc.cluster over a private redis-server (t/lib/redis.lua), 3 nginx
+-- instances of 2 workers: latency publish -> handled on another instance
+-- (p50/p99), throughput with all 6 workers publishing, and as its limit
+-- redis-benchmark's XADD rate in the same run (bench/cluster.lua).
 --
 -- --original=PATH: the original module (slact/ngx_lua_ipc, a .so built for
 -- this nginx; see PEERS.md) on a second nginx, after ours for each group of
@@ -942,6 +947,16 @@ local function report(M, L, W, O)
   elseif wanted("R1") and not WRK then
     row("R1  request-driven: skipped, wrk is not installed")
   end
+  w = W.K1
+  if w then
+    row(("K1  cluster.broadcast, %d instances x %d workers, Redis"):format(w.instances, w.workers),
+      pp(w), "µs p50/p99", nil, nil, nil, nil, w.whole)
+    row("    publish -> handled on another instance")
+    row("    all workers publish, one at a time each", si(w.alerts_per_s or 0), "alerts/s", "XADD",
+      w.ratio, nil, nil, w.whole)
+    row("", si(w.deliveries_per_s or 0), "deliveries/s")
+    row("    redis-benchmark XADD, 6 clients (limit)", w.xadd_per_s and si(w.xadd_per_s) or "failed", "XADD/s")
+  end
 
   local head = { "workload", "figure", "unit", "limit", "ratio", "target", "", "original", "ours/orig", "whole" }
   local cols = O and { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 } or { 1, 2, 3, 4, 5, 6, 7, 10 }
@@ -1166,6 +1181,12 @@ local function main()
         stop_all()
       end
     end
+  end
+
+  if wanted("K1") then
+    sample_background("before the cluster")
+    say("3 nginx instances and a redis-server (K1) ...")
+    W.K1 = dofile(ROOT .. "/bench/cluster.lua")({ say = say, median = median, si = si, opts = opts })
   end
 
   sample_background("end")

@@ -1,0 +1,193 @@
+-- bench/cluster.lua: K1 of `make bench` (bench/run.lua --only=K1): ipc.cluster
+-- across 3 nginx instances of 2 workers on one private redis-server.
+--
+--   latency: one publisher (instance 1, worker 0) sends an alert every 2 ms;
+--            each worker of instances 2 and 3 takes, per alert, the time from
+--            just before cluster.broadcast to its handler (CLOCK_MONOTONIC:
+--            one host), p50/p99 over all of them
+--   throughput: all 6 workers publish 2,000 alerts each, one broadcast at a
+--            time (what a request does); alerts/s from the first publish to
+--            the last alert handled by the last of the 6 workers
+--   limit:   redis-benchmark's XADD (same size, 6 clients: as many as the
+--            publishers) against the same redis-server, just before each run
+--
+-- Every run checks that each worker handled every alert once, in order per
+-- publisher. Returns the workload table run.lua puts into its report.
+
+local socket = require "socket"
+local nginx = require "nginx"
+local redis = require "redis"
+
+local LATENCY_ALERTS = 1000
+local PUBLISH_EACH = 2000
+local INSTANCES, WORKERS = 3, 2
+local CLIENTS = INSTANCES * WORKERS
+
+local WORKER = [[
+local ffi = require "ffi"
+-- clock_gettime under a private name: nothing else can have declared it so
+pcall(ffi.cdef, [=[
+typedef struct { long sec; long nsec; } ngx_ipc_kbench_ts;
+int ngx_ipc_kbench_clock(int clk, ngx_ipc_kbench_ts *ts) __asm__("clock_gettime");
+]=])
+local ts = ffi.new("ngx_ipc_kbench_ts")
+local C = ffi.C
+local function us()
+  C.ngx_ipc_kbench_clock(1, ts)  -- CLOCK_MONOTONIC
+  return tonumber(ts.sec) * 1e6 + tonumber(ts.nsec) / 1e3
+end
+local ipc = require "ngx.ipc"
+ipc.cluster.configure{ redis = %q, stream = "bench" }
+local st = { count = {}, last = {}, bad = 0, lat = {}, done = {}, us = us }
+T.state.k = st
+ipc.receive("k", function(d)
+  local run, from, i, t0 = d:match("^(%%d+) (%%d+) (%%d+) (%%d+)")
+  local now = us()
+  local key = run .. ":" .. from
+  i = tonumber(i)
+  if i ~= (st.last[key] or 0) + 1 then st.bad = st.bad + 1 end
+  st.last[key] = i
+  st.count[run] = (st.count[run] or 0) + 1
+  st.done[run] = now
+  if st.measure and tonumber(from) ~= ngx.worker.pid() then
+    local l = st.lat[run]
+    if not l then l = {}; st.lat[run] = l end
+    l[#l + 1] = now - tonumber(t0)
+  end
+end)
+]]
+
+local PUBLISH = [[
+local st = T.state.k
+local me = ngx.worker.pid()
+local t_first = st.us()
+for i = 1, %d do
+  local ok, err = ipc.cluster.broadcast("k", ("%d %%d %%d %%d"):format(me, i, math.floor(st.us())))
+  if not ok then return nil, "publish " .. i .. ": " .. tostring(err) end
+  %s
+end
+return t_first
+]]
+
+local function percentile(sorted, p)
+  if #sorted == 0 then return nil end
+  return sorted[math.max(1, math.ceil(#sorted * p))]
+end
+
+local function xadd_limit(r, say)
+  local cmd = ("redis-benchmark -h 127.0.0.1 -p %d -n 60000 -c %d -q XADD benchlimit MAXLEN '~' 100000 '*' d %s")
+    :format(r.port, CLIENTS, ("x"):rep(24))
+  local ok, out = nginx.sh(cmd)
+  local rate = ok and tonumber(out:match("([%d%.]+) requests per second"))
+  if not rate then
+    say("  K1: redis-benchmark failed: %s", out)
+  end
+  r:cli("DEL", "benchlimit")
+  return rate
+end
+
+return function(ctx)
+  local say, median, si, opts = ctx.say, ctx.median, ctx.si, ctx.opts
+  local t_start = socket.gettime()
+  local r = redis.start {}
+  local insts = {}
+  local out = { name = "K1 cluster", instances = INSTANCES, workers = WORKERS, errors = {}, runs = {},
+    module = "ngx.ipc" }
+  local ok, err = pcall(function()
+    for k = 1, INSTANCES do
+      insts[k] = nginx.start { workers = WORKERS, init_worker = WORKER:format(r.addr) }
+    end
+    local by_id = {}
+    for k, inst in ipairs(insts) do
+      by_id[k] = {}
+      for pid, id in pairs(inst:run_all("return ngx.worker.id()")) do by_id[k][id] = pid end
+      inst:wait_for(function()
+        return inst:run(by_id[k][0], "return ipc.stats().cluster.reader")
+      end, 20, "the reader of instance " .. k)
+      if k > 1 then inst:install("T.state.k.measure = true") end
+    end
+
+    -- every worker handled `n` alerts of run `run`, in order; the last one's time
+    local function wait_all(run, n, timeout)
+      local last = 0
+      for k, inst in ipairs(insts) do
+        local states = inst:wait_for(function()
+          local s = inst:run_all(("local st = T.state.k return { n = st.count[%q] or 0, done = st.done[%q], bad = st.bad }")
+            :format(tostring(run), tostring(run)))
+          for _, v in pairs(s) do
+            if v.n < n then return false, v.n .. " of " .. n end
+          end
+          return s
+        end, timeout, ("run %d at instance %d"):format(run, k))
+        for pid, v in pairs(states) do
+          if v.n ~= n or v.bad ~= 0 then
+            out.errors[#out.errors + 1] = ("run %d: worker %d handled %d of %d, %d out of turn"):format(run, pid, v.n, n, v.bad)
+          end
+          last = math.max(last, v.done or 0)
+        end
+      end
+      return last
+    end
+
+    local lat50, lat99, rates, limits, ratios = {}, {}, {}, {}, {}
+    for run = 0, opts.runs do
+      local warm = run == 0
+      -- latency: paced, one publisher
+      local lrun = 100 + run
+      local n = warm and 200 or LATENCY_ALERTS
+      local a = by_id[1][0]
+      local res = { insts[1]:run(a, PUBLISH:format(n, lrun, "ngx.sleep(0.002)"), 120) }
+      if not res[1] then error(res[2]) end
+      wait_all(lrun, n, 60)
+      local samples = {}
+      for k = 2, INSTANCES do
+        for _, l in pairs(insts[k]:run_all(("return T.state.k.lat[%q]"):format(tostring(lrun)))) do
+          for _, v in ipairs(l) do samples[#samples + 1] = v end
+        end
+      end
+      table.sort(samples)
+      -- throughput: all workers at once, one broadcast at a time each
+      local limit = not warm and xadd_limit(r, say) or nil
+      local trun = 200 + run
+      local each = warm and 200 or PUBLISH_EACH
+      local handles = {}
+      for k, inst in ipairs(insts) do
+        handles[k] = inst:spawn(inst:workers(), PUBLISH:format(each, trun, ""))
+      end
+      local first = math.huge
+      for k, inst in ipairs(insts) do
+        for pid, v in pairs(inst:collect(handles[k], 120)) do
+          if not v.ok or not v.v[1] then
+            error(("publisher %d: %s"):format(pid, tostring(v.err or v.v[2])))
+          end
+          first = math.min(first, v.v[1])
+        end
+      end
+      local last = wait_all(trun, each * CLIENTS, 120)
+      local rate = each * CLIENTS / ((last - first) / 1e6)
+      if not warm then
+        lat50[#lat50 + 1], lat99[#lat99 + 1] = percentile(samples, 0.5), percentile(samples, 0.99)
+        rates[#rates + 1] = rate
+        limits[#limits + 1] = limit
+        if limit then ratios[#ratios + 1] = rate / limit end
+        out.runs[#out.runs + 1] = { p50_us = lat50[#lat50], p99_us = lat99[#lat99], samples = #samples,
+          alerts_per_s = rate, xadd_per_s = limit }
+      end
+    end
+    out.p50_us, out.p99_us = median(lat50), median(lat99)
+    out.alerts_per_s = median(rates)
+    out.deliveries_per_s = out.alerts_per_s * INSTANCES * WORKERS
+    out.xadd_per_s = #limits > 0 and median(limits) or nil
+    out.ratio = #ratios > 0 and median(ratios) or nil
+  end)
+  for _, inst in ipairs(insts) do pcall(inst.stop, inst) end
+  r:stop()
+  if not ok then
+    out.errors[#out.errors + 1] = tostring(err):match("^[^\n]*")
+  end
+  out.whole = #out.errors == 0
+  say("  K1       p50 %.0f µs, p99 %.0f µs; %s alerts/s (redis-benchmark XADD %s/s) (%.1f s)%s",
+    out.p50_us or 0, out.p99_us or 0, si(out.alerts_per_s or 0), si(out.xadd_per_s or 0),
+    socket.gettime() - t_start, out.whole and "" or "  FAILED: " .. table.concat(out.errors, "; "))
+  return out
+end
