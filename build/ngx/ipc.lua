@@ -1,3 +1,6 @@
+local ____args = require("ngx.ipc.args")
+local bad_argument = ____args.bad_argument
+local check_string = ____args.check_string
 local call_ = require("ngx.ipc.call")
 local cluster_ = require("ngx.ipc.cluster")
 local dispatch = require("ngx.ipc.dispatch")
@@ -18,22 +21,6 @@ local started = false
 --- What ipc.configure set, kept until the worker joins (configure may run in the
 -- master); 0 leaves the shim's default.
 local settings = {send_backlog = 0, receive_backlog = 0}
-local function bad_argument(fn, n, expected, got)
-    error(
-        ((((((("bad argument #" .. tostring(n)) .. " to '") .. fn) .. "' (") .. expected) .. " expected, got ") .. type(got)) .. ")",
-        4
-    )
-end
-local function check_string(fn, n, value)
-    local t = type(value)
-    if t == "string" then
-        return value
-    end
-    if t == "number" then
-        return tostring(value)
-    end
-    bad_argument(fn, n, "string", value)
-end
 --- A pid or a worker id: a number or a numeric string (ngx.var values are strings).
 local function check_number(fn, value)
     local t = type(value)

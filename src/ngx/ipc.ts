@@ -4,6 +4,7 @@
 // waiting and draining (./ipc/loop), pipes and packets in the shim (./ipc/shim).
 // The module is a table whose metatable serves the read-only sender fields, so
 // that each coroutine reads its own.
+import { bad_argument, check_string } from "./ipc/args";
 import * as call_ from "./ipc/call";
 import * as cluster_ from "./ipc/cluster";
 import * as dispatch from "./ipc/dispatch";
@@ -38,24 +39,6 @@ const settings = { send_backlog: 0, receive_backlog: 0 };
 
 type Result = LuaMultiReturn<[true] | [undefined, string]>;
 type Answer = LuaMultiReturn<[string] | [undefined, string]>;
-
-// Argument errors read like Lua's own and point at the caller of the public function:
-// bad_argument is called only from a check_* function, which the public function
-// calls directly (never as a tail call), hence level 4.
-function bad_argument(fn: string, n: number, expected: string, got: unknown): never {
-    error(`bad argument #${n} to '${fn}' (${expected} expected, got ${type(got)})`, 4);
-}
-
-function check_string(fn: string, n: number, value: unknown): string {
-    const t = type(value);
-    if (t === "string") {
-        return value as string;
-    }
-    if (t === "number") {
-        return tostring(value);
-    }
-    bad_argument(fn, n, "string", value);
-}
 
 /** A pid or a worker id: a number or a numeric string (ngx.var values are strings). */
 function check_number(fn: string, value: unknown): number {

@@ -1,5 +1,7 @@
 local ____exports = {}
 local sha_of, script_args, run, args_of, read_text, find_instance, envelope, on_local, position, after, pause, drop_connection, open, holder_dead, acquire, commit, lost_lease, packed, fits, room, field, count_gap, hand_over, step, reader, LOCAL_NAME, FLOW, PACKET_OVERHEAD, PACKET_PAYLOAD, LEASE_MS, BLOCK_MS, BATCH, LEASE_POLL, BACKOFF_MIN, BACKOFF_MAX, settings, running, instance, lease_key, pos_key, master_pid, counters, ACQUIRE, COMMIT, sock, holding, token, last_id, last_seq, failures, down_since, queued, held
+local ____args = require("ngx.ipc.args")
+local check_string = ____args.check_string
 local dispatch = require("ngx.ipc.dispatch")
 local resp = require("ngx.ipc.resp")
 local shim = require("ngx.ipc.shim")
@@ -508,18 +510,18 @@ function reader(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue121
+                goto __continue118
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue121
+                goto __continue118
             end
             step()
         end
-        ::__continue121::
+        ::__continue118::
     end
     if sock ~= nil and holding then
         commit(true)
@@ -573,19 +575,6 @@ local FLOOR = script(FLOOR_BODY .. "\nreturn (floor(KEYS[1], KEYS[2], KEYS[3]))"
 local PUBLISH = script("\nlocal seq = redis.call('INCR', KEYS[2])\nreturn redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', seq,\n  'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[5], 'd', ARGV[6])")
 ACQUIRE = script(FLOOR_BODY .. "\nlocal cur = redis.call('GET', KEYS[1])\nif cur and cur ~= ARGV[1] and cur ~= ARGV[3] then return {0, cur} end\nredis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\nlocal pos, fresh = floor(KEYS[3], KEYS[4], KEYS[2])\nreturn {1, pos, fresh}")
 COMMIT = script(("\nif redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\nredis.call('SET', KEYS[2], ARGV[3], 'EX', " .. tostring(POS_TTL)) .. ")\nif ARGV[4] == '1' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\nreturn 1")
-local function check_string(fn, n, value)
-    local t = type(value)
-    if t == "string" then
-        return value
-    end
-    if t == "number" then
-        return tostring(value)
-    end
-    error(
-        ((((("bad argument #" .. tostring(n)) .. " to '") .. fn) .. "' (string expected, got ") .. t) .. ")",
-        3
-    )
-end
 local function option_error(msg)
     error(("bad argument #1 to 'configure' (" .. msg) .. ")", 4)
 end

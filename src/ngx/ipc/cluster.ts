@@ -13,6 +13,7 @@
 //   S:reader:I        the lease: the reading worker's token, with a TTL it renews
 //   S:pos:I           "id seq" of the last entry the instance's reader handed over; the
 //                     next reader (after a reload or a crash) starts after it
+import { check_string } from "./args";
 import * as dispatch from "./dispatch";
 import * as resp from "./resp";
 import * as shim from "./shim";
@@ -191,19 +192,6 @@ function args_of(...list: string[]): LuaMultiReturn<[LuaTable<number, string>, n
 // ---------------------------------------------------------------------------
 // arguments and configuration
 // ---------------------------------------------------------------------------
-
-// Errors read like Lua's own and point at the caller of the public function (level 3:
-// check -> public function -> caller).
-function check_string(fn: string, n: number, value: unknown): string {
-    const t = type(value);
-    if (t === "string") {
-        return value as string;
-    }
-    if (t === "number") {
-        return tostring(value);
-    }
-    error(`bad argument #${n} to '${fn}' (string expected, got ${t})`, 3);
-}
 
 function option_error(msg: string): never {
     error(`bad argument #1 to 'configure' (${msg})`, 4);
