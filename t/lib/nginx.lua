@@ -746,6 +746,15 @@ function Inst:wait_workers(gen, timeout, n)
   end, timeout or DEFAULT_TIMEOUT, "workers of generation " .. gen .. " to register")
 end
 
+-- { [ngx.worker.id()] = pid } of the current generation's workers
+function Inst:by_id()
+  local out = {}
+  for pid, id in pairs(self:run_all("return ngx.worker.id()")) do
+    out[id] = pid
+  end
+  return out
+end
+
 -- live, registered worker pids of the current generation (sorted)
 function Inst:workers()
   if self.raw then
@@ -1125,6 +1134,16 @@ function M.stop_all()
   for inst in pairs(live_instances) do
     pcall(inst.stop, inst)
   end
+end
+
+-- anything else with a :stop() that a spec starts (t/lib/redis.lua's servers)
+-- is stopped with the instances, by stop_all and the last resort below
+function M.track(obj)
+  live_instances[obj] = true
+end
+
+function M.untrack(obj)
+  live_instances[obj] = nil
 end
 
 -- last resort when busted exits without teardown

@@ -10,8 +10,8 @@
 --
 -- Never the system's redis service: each instance binds 127.0.0.1 on a port the
 -- kernel just had free, keeps its files in its own directory under /tmp, runs
--- daemonized with its own pid file, and is killed at stop (and by stop_all, which
--- a spec's teardown or the last-resort collector calls).
+-- daemonized with its own pid file, and is killed at stop (and by nginx.lua's
+-- stop_all and last-resort collector, which track it).
 
 local socket = require "socket"
 local nginx = require "nginx"
@@ -19,7 +19,6 @@ local nginx = require "nginx"
 local M = {}
 local SERVER = os.getenv("NGX_IPC_T_REDIS") or "redis-server"
 local CLI = os.getenv("NGX_IPC_T_REDIS_CLI") or "redis-cli"
-local live = setmetatable({}, { __mode = "k" })
 
 local R = {}
 R.__index = R
@@ -80,7 +79,7 @@ function M.start(opts)
   local made, dir = nginx.sh("mktemp -d /tmp/ngx-ipc-redis.XXXXXX")
   assert(made, "mktemp: " .. dir)
   self.dir = dir:gsub("%s+$", "")
-  live[self] = true
+  nginx.track(self)
   local ok, err = pcall(self.launch, self)
   if not ok then
     self:stop()
@@ -146,22 +145,11 @@ function R:stop()
     return
   end
   self.stopped = true
-  live[self] = nil
+  nginx.untrack(self)
   pcall(self.kill, self)
   if self.dir and self.dir:match("^/tmp/ngx%-ipc%-redis%.") and os.getenv("NGX_IPC_T_KEEP") ~= "1" then
     os.execute("rm -rf " .. nginx.shq(self.dir))
   end
-end
-
-function M.stop_all()
-  for r in pairs(live) do
-    pcall(r.stop, r)
-  end
-end
-
-M._sentinel = newproxy(true)
-getmetatable(M._sentinel).__gc = function()
-  M.stop_all()
 end
 
 return M
