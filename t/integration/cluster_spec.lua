@@ -476,6 +476,43 @@ describe("ipc.cluster", function()
     assert.are.equal("2", r:cli("XLEN", "s"):match("%d+"), "entries in the stream")
   end)
 
+  it("configured in init_by_lua: each worker starts its part when it joins; reply reaches only this instance", function()
+    r = redis.start {}
+    local handler = [[
+      local ipc = require "ngx.ipc"
+      ipc.receive("c", function(d)
+        local ok, err = ipc.reply("noop", "x")
+        T.add("got:" .. ngx.worker.pid(), ("%s|%s|%s|%s"):format(d, tostring(ipc.sender_instance),
+          tostring(ok), tostring(err)))
+      end)
+    ]]
+    insts[1] = nginx.start { workers = 2, init = ("require('ngx.ipc').cluster.configure{ redis = %q, stream = 's' }")
+      :format(r.addr), init_worker = handler }
+    insts[2] = nginx.start { workers = 2, init_worker = worker_code(r.addr) .. handler }
+    for _, inst in ipairs(insts) do
+      wait_reader(inst)
+    end
+    local a = insts[1]:by_id()[1]
+    assert.is_true(insts[1]:run(a, "return ipc.cluster.broadcast('c', 'from A')"))
+    local own
+    for k, inst in ipairs(insts) do
+      for _, p in ipairs(inst:workers()) do
+        local line = inst:wait_count("got:" .. p, 1, 20)[1]
+        local d, instance, ok, err = line:match("^(.-)|(.-)|(.-)|(.*)$")
+        assert.are.equal("from A", d)
+        own = own or instance
+        assert.are.equal(own, instance, "ipc.sender_instance at instance " .. k)
+        if k == 1 then
+          assert.are.equal("true", ok, "reply to a worker of this instance: " .. err)
+        else
+          assert.are.equal("nil", ok, "reply to a worker of another instance")
+          assert.is_truthy(err:find("is on another host", 1, true), err)
+        end
+      end
+    end
+    assert.is_truthy(own:match("/" .. insts[1].master .. "/"), "instance " .. own .. " names master " .. insts[1].master)
+  end)
+
   it("logs in with a password and uses the configured db", function()
     local inst = cluster_of(1, { password = "s3cret pass" }, "password = 's3cret pass', db = 3")
     local pid = inst:workers()[1]
