@@ -1,5 +1,5 @@
 local ____exports = {}
-local sha_of, script_args, run, args_of, read_text, find_instance, envelope, on_local, position, after, pause, drop_connection, open, holder_dead, acquire, commit, lost_lease, packed, fits, room, field, count_gap, hand_over, step, reader, LOCAL_NAME, FLOW, PACKET_OVERHEAD, PACKET_PAYLOAD, LEASE_MS, BLOCK_MS, BATCH, LEASE_POLL, BACKOFF_MIN, BACKOFF_MAX, settings, running, instance, lease_key, pos_key, master_pid, counters, ACQUIRE, COMMIT, sock, holding, token, last_id, last_seq, failures, down_since, queued, held
+local sha_of, script_args, run, args_of, read_text, find_instance, envelope, on_local, position, after, pause, drop_connection, open, holder_dead, acquire, commit, lost_lease, packed, fits, room, field, count_gap, hand_over, step, reader, LOCAL_NAME, FLOW, PACKET_OVERHEAD, PACKET_PAYLOAD, LEASE_MS, BLOCK_MS, SAVE_EVERY, BATCH, LEASE_POLL, BACKOFF_MIN, BACKOFF_MAX, settings, running, instance, lease_key, pos_key, master_pid, counters, ACQUIRE, COMMIT, sock, holding, token, last_id, last_seq, failures, saved_at, down_since, queued, held
 local ____args = require("ngx.ipc.args")
 local check_string = ____args.check_string
 local dispatch = require("ngx.ipc.dispatch")
@@ -430,16 +430,24 @@ function hand_over(id, f)
 end
 function step()
     local s = settings
-    local cargs, ccount = args_of(
-        "2",
-        lease_key,
-        pos_key,
-        token,
-        tostring(LEASE_MS),
-        position(),
-        "0"
-    )
-    script_args(COMMIT, cargs, true)
+    local out = {}
+    local n = 1
+    ngx.update_time()
+    local save = ngx.now() - saved_at >= SAVE_EVERY
+    if save then
+        local cargs, ccount = args_of(
+            "2",
+            lease_key,
+            pos_key,
+            token,
+            tostring(LEASE_MS),
+            position(),
+            "0"
+        )
+        script_args(COMMIT, cargs, true)
+        n = resp.encode(out, n, cargs, ccount)
+        saved_at = ngx.now()
+    end
     local xargs = {}
     local list = {
         "XREAD",
@@ -458,19 +466,17 @@ function step()
             i = i + 1
         end
     end
-    local out = {}
-    resp.encode(
-        out,
-        resp.encode(out, 1, cargs, ccount),
-        xargs,
-        #list
-    )
+    resp.encode(out, n, xargs, #list)
     local sent, serr = sock:send(out)
     if sent == nil then
         drop_connection(serr)
         return
     end
-    local c, cerr = resp.read(sock)
+    local c = 1
+    local cerr = nil
+    if save then
+        c, cerr = resp.read(sock)
+    end
     local r, rerr = resp.read(sock)
     if c == nil or r == nil then
         drop_connection(c == nil and cerr or rerr)
@@ -486,8 +492,6 @@ function step()
     end
     local streams = r
     local entries = streams[1][2]
-    queued = 0
-    held = 0
     local c0 = shim.counters()
     queued = c0.send_queued
     held = c0.receive_ready + c0.receive_partial
@@ -510,18 +514,18 @@ function reader(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue118
+                goto __continue120
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue118
+                goto __continue120
             end
             step()
         end
-        ::__continue118::
+        ::__continue120::
     end
     if sock ~= nil and holding then
         commit(true)
@@ -540,6 +544,7 @@ PACKET_OVERHEAD = 64
 PACKET_PAYLOAD = 4000
 LEASE_MS = 5000
 BLOCK_MS = 1000
+SAVE_EVERY = 0.1
 BATCH = 512
 LEASE_POLL = 0.2
 BACKOFF_MIN = 0.05
@@ -826,6 +831,7 @@ token = ""
 last_id = ""
 last_seq = 0
 failures = 0
+saved_at = 0
 queued = 0
 held = 0
 function ____exports.stats()
