@@ -6,7 +6,9 @@
  * Every function returns 0 on success and -1 on failure; after a failure
  * ngx_ipc_last_error() describes it.  Nothing here blocks.  Exceptions:
  * ngx_ipc_recv returns 1 when it filled in an alert, 0 when none waits;
- * ngx_ipc_backlog returns how many destinations have bytes queued.
+ * ngx_ipc_backlog and ngx_ipc_workers return how many entries there are
+ * (they store at most n); ngx_ipc_send_any returns the pid it chose, and
+ * ngx_ipc_worker_id a joined worker's id, both -1 on failure.
  * ngx_ipc_configure takes 0 for "keep the current value".
  *
  * Counters: writes counts write() calls that put packets into a pipe;
@@ -60,6 +62,12 @@ int ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
     const char *data, size_t data_len);
 int ngx_ipc_broadcast(const char *name, size_t name_len,
     const char *data, size_t data_len);
+int ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,
+    const char *data, size_t data_len);
+int32_t ngx_ipc_send_any(const char *name, size_t name_len,
+    const char *data, size_t data_len);
+int32_t ngx_ipc_worker_id(int32_t pid);
+int ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);
 int ngx_ipc_recv(ngx_ipc_alert_t *alert);
 int ngx_ipc_poll(void);
 int ngx_ipc_feed(const char *buf, size_t len);

@@ -298,6 +298,188 @@ ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
 }
 
 
+/* worker ids: 0 ... count - 1 of this generation */
+
+static int
+ngx_ipc_check_id(int32_t id)
+{
+    int32_t  count;
+
+    count = ngx_ipc_dir_count();
+
+    if (count <= 0) {
+        ngx_ipc_set_error("no worker ids: this process is not an nginx "
+                          "worker");
+        return -1;
+    }
+
+    if (id < 0 || id >= count) {
+        ngx_ipc_set_error("no such worker id: %" PRId32 " (ids are 0 to %"
+                          PRId32 ")", id, count - 1);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * To whichever worker holds id "id", now or once it joins: the alert waits
+ * in w<id> like a broadcast's copy, so a replacement of a killed holder
+ * handles it.
+ */
+
+static int
+ngx_ipc_send_id(int32_t id, ngx_ipc_out_t *out)
+{
+    if (id == ngx_ipc_dir_id()) {
+        return ngx_ipc_deliver_self(out);
+    }
+
+    return ngx_ipc_dest_deliver(-1 - id, out);
+}
+
+
+int
+ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,
+    const char *data, size_t data_len)
+{
+    int            rc;
+    ngx_ipc_out_t  out;
+
+    if (ngx_ipc_check(name_len, data_len) != 0) {
+        return -1;
+    }
+
+    if (ngx_ipc_check_id(id) != 0) {
+        ngx_ipc_counters_data.refused_no_worker++;
+        return -1;
+    }
+
+    ngx_ipc_out_init(&out, name, name_len, data, data_len);
+    rc = ngx_ipc_send_id(id, &out);
+
+    return ngx_ipc_count(rc, &out) == 0 ? 0 : -1;
+}
+
+
+/*
+ * One joined worker, taking turns over the ids (this worker only when no
+ * other has joined).  Its pid, or -1.
+ */
+
+static int32_t  ngx_ipc_any_next;
+
+int32_t
+ngx_ipc_send_any(const char *name, size_t name_len, const char *data,
+    size_t data_len)
+{
+    int            rc;
+    int32_t        i, id, count, holder;
+    ngx_ipc_out_t  out;
+
+    if (ngx_ipc_check(name_len, data_len) != 0) {
+        return -1;
+    }
+
+    count = ngx_ipc_dir_count();
+    holder = 0;
+    id = -1;
+
+    for (i = 0; i < count; i++) {
+        id = (ngx_ipc_any_next + i) % count;
+
+        if (id != ngx_ipc_dir_id()) {
+            holder = ngx_ipc_names_holder(id);
+            if (holder > 0) {
+                break;
+            }
+        }
+    }
+
+    if (holder > 0) {
+        ngx_ipc_any_next = id + 1;
+
+    } else if (ngx_ipc_dir_id() >= 0) {
+        id = ngx_ipc_dir_id();
+        holder = ngx_ipc_self;
+
+    } else {
+        ngx_ipc_counters_data.refused_no_worker++;
+        ngx_ipc_set_error("no worker has joined yet");
+        return -1;
+    }
+
+    ngx_ipc_out_init(&out, name, name_len, data, data_len);
+    rc = ngx_ipc_send_id(id, &out);
+
+    return ngx_ipc_count(rc, &out) == 0 ? holder : -1;
+}
+
+
+/* the worker id of a joined worker's pid, or -1 */
+
+int32_t
+ngx_ipc_worker_id(int32_t pid)
+{
+    size_t                 i, n;
+    int                    pass;
+    const ngx_ipc_name_t  *names;
+
+    if (pid == ngx_ipc_self) {
+        return ngx_ipc_dir_id();
+    }
+
+    /* a worker that joined this very turn may not be in the list yet */
+
+    for (pass = 0; pass < 2; pass++) {
+        names = ngx_ipc_dir_names(&n);
+
+        for (i = 0; i < n; i++) {
+            if (names[i].pid == pid) {
+                return names[i].id;
+            }
+        }
+
+        ngx_ipc_pipe_watch_event();
+    }
+
+    return -1;
+}
+
+
+/* the joined workers with an id, sorted by id: how many there are (at most
+ * n are stored) */
+
+int
+ngx_ipc_workers(int32_t *ids, int32_t *pids, int n)
+{
+    int32_t  id, count, pid;
+    int      k;
+
+    count = ngx_ipc_dir_count();
+    k = 0;
+
+    for (id = 0; id < count; id++) {
+        pid = (id == ngx_ipc_dir_id()) ? ngx_ipc_self
+                                       : ngx_ipc_names_holder(id);
+
+        if (pid <= 0 || (pid != ngx_ipc_self && !ngx_ipc_proc_running(pid))) {
+            continue;
+        }
+
+        if (k < n) {
+            ids[k] = id;
+            pids[k] = pid;
+        }
+
+        k++;
+    }
+
+    return k;
+}
+
+
 /*
  * Every worker id of the generation (a worker not joined yet included: its
  * copy waits in its pipe), and every process without an id that has joined

@@ -1,23 +1,7 @@
-local ____exports = {}
-local dispatch, handlers
+local call_ = require("ngx.ipc.call")
+local dispatch = require("ngx.ipc.dispatch")
 local loop = require("ngx.ipc.loop")
 local shim = require("ngx.ipc.shim")
-function dispatch(from, name, data)
-    local handler = handlers[name]
-    if handler == nil then
-        return
-    end
-    ____exports.sender = from
-    local ok, err = xpcall(handler, debug.traceback, data)
-    ____exports.sender = nil
-    if not ok then
-        ngx.log(
-            ngx.ERR,
-            ((("ngx.ipc: handler for alert \"" .. name) .. "\" from worker ") .. tostring(from)) .. " failed: ",
-            tostring(err)
-        )
-    end
-end
 --- The longest alert name: its length travels in one byte, 255 is reserved.
 local MAX_NAME = 254
 --- The longest alert data: LuaJIT's longest string (LJ_MAX_STR - 1, on Debian's
@@ -25,11 +9,10 @@ local MAX_NAME = 254
 local MAX_DATA = 2147483391
 --- The largest pid a pipe can be named after (pid_t is a signed 32-bit number).
 local MAX_PID = 2147483647
---- Inside a receive handler: the sending worker's pid; nil at all other times.
-____exports.sender = nil
 --- The smallest backlog the shim accepts, in bytes.
 local MIN_BACKLOG = 65536
-handlers = {}
+--- How long ipc.call waits for the answer by default, in seconds.
+local CALL_TIMEOUT = 5
 local started = false
 --- What ipc.configure set, kept until the worker joins (configure may run in the
 -- master); 0 leaves the shim's default.
@@ -50,7 +33,8 @@ local function check_string(fn, n, value)
     end
     bad_argument(fn, n, "string", value)
 end
-local function check_pid(fn, value)
+--- A pid or a worker id: a number or a numeric string (ngx.var values are strings).
+local function check_number(fn, value)
     local t = type(value)
     local ____temp_0
     if t == "number" or t == "string" then
@@ -58,11 +42,27 @@ local function check_pid(fn, value)
     else
         ____temp_0 = nil
     end
-    local pid = ____temp_0
-    if pid == nil then
+    local n = ____temp_0
+    if n == nil then
         bad_argument(fn, 1, "number", value)
     end
-    return pid
+    return n
+end
+local function check_timeout(fn, value)
+    if value == nil then
+        return CALL_TIMEOUT
+    end
+    if type(value) ~= "number" or value < 0 then
+        bad_argument(fn, 4, "non-negative number", value)
+    end
+    return value
+end
+local function check_name(fn, value)
+    local name = check_string(fn, 1, value)
+    if dispatch.is_reserved(name) then
+        error(("bad argument #1 to '" .. fn) .. "' (names starting with a NUL byte are reserved for ngx.ipc)", 3)
+    end
+    return name
 end
 local function check_handler(n, value)
     if value ~= nil and type(value) ~= "function" then
@@ -75,6 +75,9 @@ local function check_handlers(list)
         local kt = type(key)
         if kt ~= "string" and kt ~= "number" then
             bad_argument("receive", 1, "table of name = function", key)
+        end
+        if kt == "string" and dispatch.is_reserved(key) then
+            error("bad argument #1 to 'receive' (names starting with a NUL byte are reserved for ngx.ipc)", 4)
         end
         if type(fn) ~= "function" then
             bad_argument("receive", 1, "table of name = function", fn)
@@ -89,7 +92,7 @@ local function start(fn)
     if ngx.get_phase() == "init" then
         error(("ngx.ipc: " .. fn) .. " cannot be used in init_by_lua*; use init_worker_by_lua* or a later phase", 3)
     end
-    local ok, err = loop.start(dispatch)
+    local ok, err = loop.start(dispatch.run)
     if ok == nil then
         error(err, 3)
     end
@@ -97,6 +100,9 @@ local function start(fn)
     started = true
 end
 local function limits(name, data)
+    if dispatch.is_reserved(name) then
+        return "alert names starting with a NUL byte are reserved for ngx.ipc"
+    end
     if #name > MAX_NAME then
         return ("alert name is longer than " .. tostring(MAX_NAME)) .. " bytes"
     end
@@ -116,15 +122,39 @@ local function send_checked(pid, name, data)
     return shim.send(pid, name, data)
 end
 --- Sends an alert to one worker of this nginx instance (itself included).
-function ____exports.send(pid, name, data)
-    local p = check_pid("send", pid)
+local function send(pid, name, data)
+    local p = check_number("send", pid)
     local n = check_string("send", 2, name)
     local d = check_string("send", 3, data)
     start("send")
     return send_checked(p, n, d)
 end
+--- Sends an alert to the worker whose ngx.worker.id() is `id` (0 ... count - 1 of
+-- this generation), now or once it joins; a replacement of a killed one included.
+local function send_worker(id, name, data)
+    local i = check_number("send_worker", id)
+    local n = check_string("send_worker", 2, name)
+    local d = check_string("send_worker", 3, data)
+    start("send_worker")
+    local err = limits(n, d)
+    if err ~= nil then
+        return nil, err
+    end
+    return shim.send_worker(i, n, d)
+end
+--- Sends an alert to one joined worker, taking turns; true and its pid.
+local function send_any(name, data)
+    local n = check_string("send_any", 1, name)
+    local d = check_string("send_any", 2, data)
+    start("send_any")
+    local err = limits(n, d)
+    if err ~= nil then
+        return nil, err
+    end
+    return shim.send_any(n, d)
+end
 --- Sends an alert to every worker of this nginx instance, the sender included.
-function ____exports.broadcast(name, data)
+local function broadcast(name, data)
     local n = check_string("broadcast", 1, name)
     local d = check_string("broadcast", 2, data)
     start("broadcast")
@@ -135,34 +165,104 @@ function ____exports.broadcast(name, data)
     return shim.broadcast(n, d)
 end
 --- Inside a receive handler: sends an alert back to the worker that sent this one.
-function ____exports.reply(name, data)
+local function reply(name, data)
     local n = check_string("reply", 1, name)
     local d = check_string("reply", 2, data)
-    if ____exports.sender == nil then
+    local to = dispatch.sender()
+    if to == nil then
         error("ngx.ipc: reply can only be used inside a receive handler", 2)
     end
-    return send_checked(____exports.sender, n, d)
+    if dispatch.sender_remote() then
+        return nil, ((("worker " .. tostring(to)) .. " of nginx instance ") .. tostring(dispatch.sender_instance())) .. " is on another host: reply reaches only this instance's workers"
+    end
+    return send_checked(to, n, d)
+end
+--- Where a call may wait for its answer: where ngx.sleep may.
+local YIELDING = {}
+for ____, phase in ipairs({
+    "rewrite",
+    "access",
+    "content",
+    "timer",
+    "ssl_cert",
+    "ssl_session_fetch",
+    "ssl_client_hello",
+    "preread"
+}) do
+    YIELDING[phase] = true
+end
+local function check_phase(fn)
+    local phase = ngx.get_phase()
+    if not (YIELDING[phase] ~= nil) then
+        error((((("ngx.ipc: " .. fn) .. " cannot be used in the ") .. phase) .. " phase: it waits for the answer, ") .. "which works only where ngx.sleep does (rewrite, access, content, timers, receive handlers)", 3)
+    end
+end
+local function call_checked(fn, send, to, name, data, timeout)
+    local t = check_number(fn, to)
+    local n = check_string(fn, 2, name)
+    local d = check_string(fn, 3, data)
+    local seconds = check_timeout(fn, timeout)
+    check_phase(fn)
+    start(fn)
+    local err = limits(n, d)
+    if err ~= nil then
+        return nil, err
+    end
+    return call_.call(
+        send,
+        t,
+        n,
+        d,
+        seconds
+    )
+end
+--- Sends an alert to worker `pid` and waits (yielding) for its handler's answer:
+-- what it returns, or nil and a message (its error, "timeout", ...).
+local function call(pid, name, data, timeout)
+    return call_checked(
+        "call",
+        send_checked,
+        pid,
+        name,
+        data,
+        timeout
+    )
+end
+--- ipc.call addressed by worker id.
+local function call_worker(id, name, data, timeout)
+    return call_checked(
+        "call_worker",
+        shim.send_worker,
+        id,
+        name,
+        data,
+        timeout
+    )
+end
+--- The joined workers of this generation, `{ id = ..., pid = ... }`, sorted by id.
+local function workers()
+    start("workers")
+    return shim.workers()
 end
 --- Registers `handler` for alerts named `name`; a nil handler deletes it. A table
 -- registers several: `receive{ name = handler, ... }`.
-function ____exports.receive(name, handler)
+local function receive(name, handler)
     if type(name) == "table" then
         local list = name
         check_handlers(list)
         start("receive")
         for key, fn in pairs(list) do
-            handlers[tostring(key)] = fn
+            dispatch.set(
+                tostring(key),
+                fn
+            )
         end
         return true
     end
-    local n = check_string("receive", 1, name)
+    local n = check_name("receive", name)
     check_handler(2, handler)
     start("receive")
-    if handler == nil then
-        handlers[n] = nil
-    else
-        handlers[n] = handler
-    end
+    dispatch.set(n, handler)
     return true
 end
 local function check_settings(options)
@@ -189,7 +289,7 @@ end
 -- for handlers before reading pauses (nothing that arrives is dropped for it; an
 -- alert to oneself is refused past it). Usable in every phase,
 -- init_by_lua* included (then every worker inherits it).
-function ____exports.configure(options)
+local function configure(options)
     check_settings(options)
     local o = options
     settings.send_backlog = o.send_backlog or settings.send_backlog
@@ -207,7 +307,7 @@ local function zero_counters()
     return zero
 end
 --- This worker's counters; all zero before the worker has joined.
-function ____exports.stats()
+local function stats()
     local c = started and shim.counters() or zero_counters()
     return {
         alerts_sent = c.alerts_sent,
@@ -226,7 +326,51 @@ function ____exports.stats()
             truncated = c.alerts_truncated,
             exited = c.lost_exited,
             out_of_memory = c.dropped_memory
-        }
+        },
+        calls = {sent = call_.counters.sent, answered = call_.counters.answered, timeouts = call_.counters.timeouts, late = call_.counters.late}
     }
 end
+local ipc = {
+    send = send,
+    send_worker = send_worker,
+    send_any = send_any,
+    broadcast = broadcast,
+    reply = reply,
+    call = call,
+    call_worker = call_worker,
+    receive = receive,
+    workers = workers,
+    configure = configure,
+    stats = stats
+}
+--- The read-only fields, each for the coroutine that reads it.
+local FIELDS = {}
+FIELDS.sender = dispatch.sender
+FIELDS.sender_id = dispatch.sender_id
+FIELDS.sender_instance = dispatch.sender_instance
+setmetatable(
+    ipc,
+    {
+        __index = function(_t, key)
+            local field = FIELDS[key]
+            local ____temp_1
+            if field == nil then
+                ____temp_1 = nil
+            else
+                ____temp_1 = field()
+            end
+            return ____temp_1
+        end,
+        __newindex = function(t, key, value)
+            if FIELDS[key] ~= nil then
+                error(
+                    ("ngx.ipc: " .. tostring(key)) .. " is read-only",
+                    2
+                )
+            end
+            rawset(t, key, value)
+        end
+    }
+)
+local ____exports = ipc
 return ____exports

@@ -1,11 +1,15 @@
 // ngx.ipc: alerts between the worker processes of one nginx instance.
-// The public API: argument checks, the handler table, and dispatch, which sets
-// ipc.sender while a handler runs. Pipes and packets live in the shim (./ipc/shim),
-// waiting and draining in the receive loop (./ipc/loop).
+// The public API: argument checks, then the pieces that do the work: the handler
+// tables and the sender fields (./ipc/dispatch), request/response (./ipc/call),
+// waiting and draining (./ipc/loop), pipes and packets in the shim (./ipc/shim).
+// The module is a table whose metatable serves the read-only sender fields, so
+// that each coroutine reads its own.
+import * as call_ from "./ipc/call";
+import * as dispatch from "./ipc/dispatch";
 import * as loop from "./ipc/loop";
 import * as shim from "./ipc/shim";
 
-export type Handler = (this: void, data: string) => void;
+type Handler = dispatch.Handler;
 
 /** The longest alert name: its length travels in one byte, 255 is reserved. */
 const MAX_NAME = 254;
@@ -17,13 +21,12 @@ const MAX_DATA = 2147483391;
 /** The largest pid a pipe can be named after (pid_t is a signed 32-bit number). */
 const MAX_PID = 2147483647;
 
-/** Inside a receive handler: the sending worker's pid; nil at all other times. */
-export let sender: number | undefined = undefined;
-
 /** The smallest backlog the shim accepts, in bytes. */
 const MIN_BACKLOG = 65536;
 
-const handlers = new LuaTable<string, Handler>();
+/** How long ipc.call waits for the answer by default, in seconds. */
+const CALL_TIMEOUT = 5;
+
 let started = false;
 
 /**
@@ -33,6 +36,7 @@ let started = false;
 const settings = { send_backlog: 0, receive_backlog: 0 };
 
 type Result = LuaMultiReturn<[true] | [undefined, string]>;
+type Answer = LuaMultiReturn<[string] | [undefined, string]>;
 
 // Argument errors read like Lua's own and point at the caller of the public function:
 // bad_argument is called only from a check_* function, which the public function
@@ -52,13 +56,32 @@ function check_string(fn: string, n: number, value: unknown): string {
     bad_argument(fn, n, "string", value);
 }
 
-function check_pid(fn: string, value: unknown): number {
+/** A pid or a worker id: a number or a numeric string (ngx.var values are strings). */
+function check_number(fn: string, value: unknown): number {
     const t = type(value);
-    const pid = t === "number" || t === "string" ? tonumber(value) : undefined;
-    if (pid === undefined) {
+    const n = t === "number" || t === "string" ? tonumber(value) : undefined;
+    if (n === undefined) {
         bad_argument(fn, 1, "number", value);
     }
-    return pid;
+    return n;
+}
+
+function check_timeout(fn: string, value: unknown): number {
+    if (value === undefined) {
+        return CALL_TIMEOUT;
+    }
+    if (type(value) !== "number" || (value as number) < 0) {
+        bad_argument(fn, 4, "non-negative number", value);
+    }
+    return value as number;
+}
+
+function check_name(fn: string, value: unknown): string {
+    const name = check_string(fn, 1, value);
+    if (dispatch.is_reserved(name)) {
+        error(`bad argument #1 to '${fn}' (names starting with a NUL byte are reserved for ngx.ipc)`, 3);
+    }
+    return name;
 }
 
 function check_handler(n: number, value: unknown): void {
@@ -74,6 +97,9 @@ function check_handlers(list: LuaTable<AnyNotNil, unknown>): void {
         if (kt !== "string" && kt !== "number") {
             bad_argument("receive", 1, "table of name = function", key);
         }
+        if (kt === "string" && dispatch.is_reserved(key as string)) {
+            error("bad argument #1 to 'receive' (names starting with a NUL byte are reserved for ngx.ipc)", 4);
+        }
         if (type(fn) !== "function") {
             bad_argument("receive", 1, "table of name = function", fn);
         }
@@ -88,7 +114,7 @@ function start(fn: string): void {
     if (ngx.get_phase() === "init") {
         error(`ngx.ipc: ${fn} cannot be used in init_by_lua*; use init_worker_by_lua* or a later phase`, 3);
     }
-    const [ok, err] = loop.start(dispatch);
+    const [ok, err] = loop.start(dispatch.run);
     if (ok === undefined) {
         error(err, 3);
     }
@@ -97,6 +123,9 @@ function start(fn: string): void {
 }
 
 function limits(name: string, data: string): string | undefined {
+    if (dispatch.is_reserved(name)) {
+        return "alert names starting with a NUL byte are reserved for ngx.ipc";
+    }
     if (name.length > MAX_NAME) {
         return `alert name is longer than ${MAX_NAME} bytes`;
     }
@@ -118,16 +147,44 @@ function send_checked(pid: number, name: string, data: string): Result {
 }
 
 /** Sends an alert to one worker of this nginx instance (itself included). */
-export function send(pid: unknown, name: unknown, data: unknown): Result {
-    const p = check_pid("send", pid);
+function send(pid: unknown, name: unknown, data: unknown): Result {
+    const p = check_number("send", pid);
     const n = check_string("send", 2, name);
     const d = check_string("send", 3, data);
     start("send");
     return send_checked(p, n, d);
 }
 
+/**
+ * Sends an alert to the worker whose ngx.worker.id() is `id` (0 ... count - 1 of
+ * this generation), now or once it joins; a replacement of a killed one included.
+ */
+function send_worker(id: unknown, name: unknown, data: unknown): Result {
+    const i = check_number("send_worker", id);
+    const n = check_string("send_worker", 2, name);
+    const d = check_string("send_worker", 3, data);
+    start("send_worker");
+    const err = limits(n, d);
+    if (err !== undefined) {
+        return $multi(undefined, err);
+    }
+    return shim.send_worker(i, n, d);
+}
+
+/** Sends an alert to one joined worker, taking turns; true and its pid. */
+function send_any(name: unknown, data: unknown): LuaMultiReturn<[true, number] | [undefined, string]> {
+    const n = check_string("send_any", 1, name);
+    const d = check_string("send_any", 2, data);
+    start("send_any");
+    const err = limits(n, d);
+    if (err !== undefined) {
+        return $multi(undefined, err);
+    }
+    return shim.send_any(n, d);
+}
+
 /** Sends an alert to every worker of this nginx instance, the sender included. */
-export function broadcast(name: unknown, data: unknown): Result {
+function broadcast(name: unknown, data: unknown): Result {
     const n = check_string("broadcast", 1, name);
     const d = check_string("broadcast", 2, data);
     start("broadcast");
@@ -139,37 +196,86 @@ export function broadcast(name: unknown, data: unknown): Result {
 }
 
 /** Inside a receive handler: sends an alert back to the worker that sent this one. */
-export function reply(name: unknown, data: unknown): Result {
+function reply(name: unknown, data: unknown): Result {
     const n = check_string("reply", 1, name);
     const d = check_string("reply", 2, data);
-    if (sender === undefined) {
+    const to = dispatch.sender();
+    if (to === undefined) {
         error("ngx.ipc: reply can only be used inside a receive handler", 2);
     }
-    return send_checked(sender, n, d);
+    if (dispatch.sender_remote()) {
+        return $multi(undefined, `worker ${to} of nginx instance ${dispatch.sender_instance()} is on another host: reply reaches only this instance's workers`);
+    }
+    return send_checked(to, n, d);
+}
+
+/** Where a call may wait for its answer: where ngx.sleep may. */
+const YIELDING = new LuaTable<string, boolean>();
+for (const phase of ["rewrite", "access", "content", "timer", "ssl_cert", "ssl_session_fetch",
+    "ssl_client_hello", "preread"]) {
+    YIELDING.set(phase, true);
+}
+
+function check_phase(fn: string): void {
+    const phase = ngx.get_phase();
+    if (!YIELDING.has(phase)) {
+        error(`ngx.ipc: ${fn} cannot be used in the ${phase} phase: it waits for the answer, `
+            + "which works only where ngx.sleep does (rewrite, access, content, timers, receive handlers)", 3);
+    }
+}
+
+function call_checked(fn: string, send: (this: void, to: number, name: string, data: string) => Result,
+    to: unknown, name: unknown, data: unknown, timeout: unknown): Answer {
+    const t = check_number(fn, to);
+    const n = check_string(fn, 2, name);
+    const d = check_string(fn, 3, data);
+    const seconds = check_timeout(fn, timeout);
+    check_phase(fn);
+    start(fn);
+    const err = limits(n, d);
+    if (err !== undefined) {
+        return $multi(undefined, err);
+    }
+    return call_.call(send, t, n, d, seconds);
+}
+
+/**
+ * Sends an alert to worker `pid` and waits (yielding) for its handler's answer:
+ * what it returns, or nil and a message (its error, "timeout", ...).
+ */
+function call(pid: unknown, name: unknown, data: unknown, timeout?: unknown): Answer {
+    return call_checked("call", send_checked, pid, name, data, timeout);
+}
+
+/** ipc.call addressed by worker id. */
+function call_worker(id: unknown, name: unknown, data: unknown, timeout?: unknown): Answer {
+    return call_checked("call_worker", shim.send_worker, id, name, data, timeout);
+}
+
+/** The joined workers of this generation, `{ id = ..., pid = ... }`, sorted by id. */
+function workers(): shim.Worker[] {
+    start("workers");
+    return shim.workers();
 }
 
 /**
  * Registers `handler` for alerts named `name`; a nil handler deletes it. A table
  * registers several: `receive{ name = handler, ... }`.
  */
-export function receive(name: unknown, handler?: unknown): true {
+function receive(name: unknown, handler?: unknown): true {
     if (type(name) === "table") {
         const list = name as LuaTable<AnyNotNil, unknown>;
         check_handlers(list);
         start("receive");
         for (const [key, fn] of pairs(list)) {
-            handlers.set(tostring(key), fn as Handler);
+            dispatch.set(tostring(key), fn as Handler);
         }
         return true;
     }
-    const n = check_string("receive", 1, name);
+    const n = check_name("receive", name);
     check_handler(2, handler);
     start("receive");
-    if (handler === undefined) {
-        handlers.delete(n);
-    } else {
-        handlers.set(n, handler as Handler);
-    }
+    dispatch.set(n, handler as Handler | undefined);
     return true;
 }
 
@@ -194,7 +300,7 @@ function check_settings(options: unknown): void {
  * alert to oneself is refused past it). Usable in every phase,
  * init_by_lua* included (then every worker inherits it).
  */
-export function configure(options: unknown): true {
+function configure(options: unknown): true {
     check_settings(options);
     const o = options as { send_backlog?: number; receive_backlog?: number };
     settings.send_backlog = o.send_backlog ?? settings.send_backlog;
@@ -205,7 +311,7 @@ export function configure(options: unknown): true {
     return true;
 }
 
-export interface Stats {
+interface Stats {
     alerts_sent: number;
     bytes_sent: number;
     /** write() calls that put packets into pipes (several small alerts share one). */
@@ -229,6 +335,8 @@ export interface Stats {
         exited: number;
         out_of_memory: number;
     };
+    /** ipc.call: calls sent, answered, timed out, and answers that came too late. */
+    calls: { sent: number; answered: number; timeouts: number; late: number };
 }
 
 function zero_counters(): shim.Counters {
@@ -240,7 +348,7 @@ function zero_counters(): shim.Counters {
 }
 
 /** This worker's counters; all zero before the worker has joined. */
-export function stats(): Stats {
+function stats(): Stats {
     const c = started ? shim.counters() : zero_counters();
     return {
         alerts_sent: c.alerts_sent,
@@ -260,19 +368,37 @@ export function stats(): Stats {
             exited: c.lost_exited,
             out_of_memory: c.dropped_memory,
         },
+        calls: {
+            sent: call_.counters.sent,
+            answered: call_.counters.answered,
+            timeouts: call_.counters.timeouts,
+            late: call_.counters.late,
+        },
     };
 }
 
-function dispatch(from: number, name: string, data: string): void {
-    const handler = handlers.get(name);
-    if (handler === undefined) {
-        return;
-    }
-    sender = from;
-    const [ok, err] = xpcall(handler, debug.traceback, data);
-    sender = undefined;
-    if (!ok) {
-        ngx.log(ngx.ERR, `ngx.ipc: handler for alert "${name}" from worker ${from} failed: `,
-            tostring(err));
-    }
-}
+const ipc = {
+    send, send_worker, send_any, broadcast, reply, call, call_worker, receive, workers,
+    configure, stats,
+};
+
+/** The read-only fields, each for the coroutine that reads it. */
+const FIELDS = new LuaTable<string, (this: void) => unknown>();
+FIELDS.set("sender", dispatch.sender);
+FIELDS.set("sender_id", dispatch.sender_id);
+FIELDS.set("sender_instance", dispatch.sender_instance);
+
+setmetatable(ipc, {
+    __index(this: void, _t: unknown, key: unknown): unknown {
+        const field = FIELDS.get(key as string);
+        return field === undefined ? undefined : field();
+    },
+    __newindex(this: void, t: Record<string, unknown>, key: string, value: unknown): void {
+        if (FIELDS.has(key)) {
+            error(`ngx.ipc: ${tostring(key)} is read-only`, 2);
+        }
+        rawset(t, key, value);
+    },
+});
+
+export = ipc;

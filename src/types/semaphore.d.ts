@@ -4,6 +4,7 @@ declare interface NgxSemaphore {
     /** The C semaphore (`ngx_http_lua_sema_t *`); the shim posts it from the read event. */
     readonly sem: CData;
     wait(this: NgxSemaphore, seconds: number): LuaMultiReturn<[true] | [undefined, string]>;
+    post(this: NgxSemaphore, n?: number): void;
 }
 
 /** @noSelfInFile */

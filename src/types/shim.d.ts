@@ -25,6 +25,10 @@ declare interface IpcShimLib {
     ngx_ipc_start_standalone(dir: string, pid: number): number;
     ngx_ipc_send(pid: number, name: string, nameLen: number, data: string, dataLen: number): number;
     ngx_ipc_broadcast(name: string, nameLen: number, data: string, dataLen: number): number;
+    ngx_ipc_send_worker(id: number, name: string, nameLen: number, data: string, dataLen: number): number;
+    ngx_ipc_send_any(name: string, nameLen: number, data: string, dataLen: number): number;
+    ngx_ipc_worker_id(pid: number): number;
+    ngx_ipc_workers(ids: CArray, pids: CArray, n: number): number;
     ngx_ipc_recv(alert: IpcAlert): number;
     ngx_ipc_poll(): number;
     ngx_ipc_feed(buf: string, len: number): number;

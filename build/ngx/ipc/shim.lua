@@ -1,7 +1,8 @@
 local ____exports = {}
+local workers_size, workers_ids, workers_pids
 local ffi = require("ffi")
 --- The FFI block of c/ngx_ipc.h, verbatim; t/unit/cdef_spec.lua keeps the two equal.
-____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     writes;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_memory;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema, int32_t id, int32_t count);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\ndouble ngx_ipc_dropped(void);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nvoid ngx_ipc_release(void);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
+____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     writes;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_memory;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema, int32_t id, int32_t count);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_send_any(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_worker_id(int32_t pid);\nint ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\ndouble ngx_ipc_dropped(void);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nvoid ngx_ipc_release(void);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
 ffi.cdef(____exports.cdef)
 --- File name of the shim, searched for in package.cpath like a C module.
 local LIBRARY = "ngx_ipc_shim"
@@ -15,6 +16,8 @@ local backlog_pids
 local backlog_bytes
 local c_send
 local c_broadcast
+local c_send_worker
+local c_send_any
 local c_recv
 local c_release
 local function load()
@@ -30,15 +33,22 @@ local function load()
     counters_out = ffi_new("ngx_ipc_counters_t")
     backlog_pids = ffi_new("int32_t[?]", backlog_size)
     backlog_bytes = ffi_new("uint64_t[?]", backlog_size)
+    workers_ids = ffi_new("int32_t[?]", workers_size)
+    workers_pids = ffi_new("int32_t[?]", workers_size)
     c_send = loaded.ngx_ipc_send
     c_broadcast = loaded.ngx_ipc_broadcast
+    c_send_worker = loaded.ngx_ipc_send_worker
+    c_send_any = loaded.ngx_ipc_send_any
     c_recv = loaded.ngx_ipc_recv
     c_release = loaded.ngx_ipc_release
     lib = loaded
     return loaded
 end
+local function last_error()
+    return ffi_string(load().ngx_ipc_last_error())
+end
 local function failure()
-    return nil, ffi_string(load().ngx_ipc_last_error())
+    return nil, last_error()
 end
 local function result(rc)
     if rc ~= 0 then
@@ -67,6 +77,59 @@ function ____exports.send(pid, name, data)
 end
 function ____exports.broadcast(name, data)
     return result(c_broadcast(name, #name, data, #data))
+end
+--- To whichever worker holds worker id `id`, now or once it joins.
+function ____exports.send_worker(id, name, data)
+    return result(c_send_worker(
+        id,
+        name,
+        #name,
+        data,
+        #data
+    ))
+end
+--- To one joined worker, taking turns; the pid it went to.
+function ____exports.send_any(name, data)
+    local pid = c_send_any(name, #name, data, #data)
+    if pid < 0 then
+        return nil, last_error()
+    end
+    return true, pid
+end
+--- A joined worker's id, or nothing.
+function ____exports.worker_id(pid)
+    local id = load().ngx_ipc_worker_id(pid)
+    local ____temp_0
+    if id < 0 then
+        ____temp_0 = nil
+    else
+        ____temp_0 = id
+    end
+    return ____temp_0
+end
+workers_size = 64
+--- The joined workers of this generation, sorted by id.
+function ____exports.workers()
+    local shim = load()
+    local n = shim.ngx_ipc_workers(workers_ids, workers_pids, workers_size)
+    if n > workers_size then
+        workers_size = n * 2
+        workers_ids = ffi_new("int32_t[?]", workers_size)
+        workers_pids = ffi_new("int32_t[?]", workers_size)
+        n = shim.ngx_ipc_workers(workers_ids, workers_pids, workers_size)
+    end
+    local list = {}
+    do
+        local i = 0
+        while i < n do
+            list[i + 1] = {
+                id = tonumber(workers_ids[i]),
+                pid = tonumber(workers_pids[i])
+            }
+            i = i + 1
+        end
+    end
+    return list
 end
 --- From this size on, the C copy of an alert is freed as soon as Lua has its own,
 -- so a large alert is held once, not twice, while its handler runs.

@@ -38,6 +38,12 @@ int ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
     const char *data, size_t data_len);
 int ngx_ipc_broadcast(const char *name, size_t name_len,
     const char *data, size_t data_len);
+int ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,
+    const char *data, size_t data_len);
+int32_t ngx_ipc_send_any(const char *name, size_t name_len,
+    const char *data, size_t data_len);
+int32_t ngx_ipc_worker_id(int32_t pid);
+int ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);
 int ngx_ipc_recv(ngx_ipc_alert_t *alert);
 int ngx_ipc_poll(void);
 int ngx_ipc_feed(const char *buf, size_t len);
@@ -66,6 +72,8 @@ let backlog_bytes: CArray;
 // Cached C functions: the per-alert paths make one FFI call each.
 let c_send: IpcShimLib["ngx_ipc_send"];
 let c_broadcast: IpcShimLib["ngx_ipc_broadcast"];
+let c_send_worker: IpcShimLib["ngx_ipc_send_worker"];
+let c_send_any: IpcShimLib["ngx_ipc_send_any"];
 let c_recv: IpcShimLib["ngx_ipc_recv"];
 let c_release: IpcShimLib["ngx_ipc_release"];
 
@@ -84,16 +92,24 @@ function load(): IpcShimLib {
     counters_out = ffi_new("ngx_ipc_counters_t") as IpcCounters;
     backlog_pids = ffi_new("int32_t[?]", backlog_size) as CArray;
     backlog_bytes = ffi_new("uint64_t[?]", backlog_size) as CArray;
+    workers_ids = ffi_new("int32_t[?]", workers_size) as CArray;
+    workers_pids = ffi_new("int32_t[?]", workers_size) as CArray;
     c_send = loaded.ngx_ipc_send;
     c_broadcast = loaded.ngx_ipc_broadcast;
+    c_send_worker = loaded.ngx_ipc_send_worker;
+    c_send_any = loaded.ngx_ipc_send_any;
     c_recv = loaded.ngx_ipc_recv;
     c_release = loaded.ngx_ipc_release;
     lib = loaded;
     return loaded;
 }
 
+function last_error(): string {
+    return ffi_string(load().ngx_ipc_last_error());
+}
+
 function failure(): Result {
-    return $multi(undefined, ffi_string(load().ngx_ipc_last_error()));
+    return $multi(undefined, last_error());
 }
 
 function result(rc: number): Result {
@@ -123,6 +139,52 @@ export function send(pid: number, name: string, data: string): Result {
 
 export function broadcast(name: string, data: string): Result {
     return result(c_broadcast(name, name.length, data, data.length));
+}
+
+/** To whichever worker holds worker id `id`, now or once it joins. */
+export function send_worker(id: number, name: string, data: string): Result {
+    return result(c_send_worker(id, name, name.length, data, data.length));
+}
+
+/** To one joined worker, taking turns; the pid it went to. */
+export function send_any(name: string, data: string): LuaMultiReturn<[true, number] | [undefined, string]> {
+    const pid = c_send_any(name, name.length, data, data.length);
+    if (pid < 0) {
+        return $multi(undefined, last_error());
+    }
+    return $multi(true, pid);
+}
+
+/** A joined worker's id, or nothing. */
+export function worker_id(pid: number): number | undefined {
+    const id = load().ngx_ipc_worker_id(pid);
+    return id < 0 ? undefined : id;
+}
+
+export interface Worker {
+    id: number;
+    pid: number;
+}
+
+let workers_size = 64;
+let workers_ids: CArray;
+let workers_pids: CArray;
+
+/** The joined workers of this generation, sorted by id. */
+export function workers(): Worker[] {
+    const shim = load();
+    let n = shim.ngx_ipc_workers(workers_ids, workers_pids, workers_size);
+    if (n > workers_size) {
+        workers_size = n * 2;
+        workers_ids = ffi_new("int32_t[?]", workers_size) as CArray;
+        workers_pids = ffi_new("int32_t[?]", workers_size) as CArray;
+        n = shim.ngx_ipc_workers(workers_ids, workers_pids, workers_size);
+    }
+    const list: Worker[] = [];
+    for (let i = 0; i < n; i++) {
+        list[i] = { id: tonumber(workers_ids[i])!, pid: tonumber(workers_pids[i])! };
+    }
+    return list;
 }
 
 /**
