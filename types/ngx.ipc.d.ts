@@ -67,6 +67,8 @@ declare module "ngx.ipc" {
             exited: number;
             out_of_memory: number;
         };
+        /** `call`: calls sent, answered, timed out, and answers that came too late. */
+        calls: { sent: number; answered: number; timeouts: number; late: number };
     }
 
     /**

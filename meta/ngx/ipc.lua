@@ -26,6 +26,12 @@
 ---@field exited integer queued alerts whose destination exited
 ---@field out_of_memory integer alerts this worker could not allocate memory for
 
+---@class ngx.ipc.stats.calls
+---@field sent integer calls this worker sent
+---@field answered integer calls answered
+---@field timeouts integer calls that ended in `nil, "timeout"`
+---@field late integer answers that came after their call's timeout
+
 ---This worker's counters; all zero before it has joined.
 ---@class ngx.ipc.stats
 ---@field alerts_sent integer
@@ -39,6 +45,7 @@
 ---@field backlog table<integer, integer> bytes queued per destination pid
 ---@field refused ngx.ipc.stats.refused
 ---@field dropped ngx.ipc.stats.dropped
+---@field calls ngx.ipc.stats.calls
 
 ---Connection and stream of `ipc.cluster.configure`; the README lists every option.
 ---@class ngx.ipc.cluster.options
