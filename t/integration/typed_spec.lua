@@ -204,6 +204,12 @@ describe("a TypeScriptToLua project built against the packed ngx-ipc package", f
     must("rm -f " .. shq(sample .. "/node_modules/.package-lock.json"))
     must(("cd %s && npm install --offline --no-audit --no-fund --no-package-lock ../ngx-ipc-*.tgz 2>&1")
       :format(shq(sample)), "npm install of the packed tarball")
+    -- the README's example is compiled with it, so that it stays true
+    local readme = assert(nginx.read_file(ROOT .. "/README.md"))
+    local example = assert(readme:match("\n## TypeScript\n.-\n```ts\n(.-)```\n"), "README: no ```ts example under ## TypeScript")
+    local f = assert(io.open(sample .. "/src/readme_example.ts", "w"))
+    f:write(example)
+    f:close()
     must(("cd %s && node_modules/.bin/tstl -p tsconfig.json 2>&1"):format(shq(sample)), "tstl")
     must("chmod -R a+rX " .. shq(tmp))
 
@@ -232,11 +238,13 @@ describe("a TypeScriptToLua project built against the packed ngx-ipc package", f
     end
   end)
 
-  it("compiles import * as ipc from \"ngx.ipc\" to require(\"ngx.ipc\"), with no lualib", function()
-    local lua = nginx.read_file(sample .. "/lua/sample.lua")
-    assert.is_truthy(lua:find('local ipc = require("ngx.ipc")', 1, true), lua)
-    assert.is_nil(lua:find("lualib", 1, true), lua)
-    assert.is_nil(lua:find("ipc:", 1, true), "no method calls on the module:\n" .. lua)
+  it("compiles import * as ipc from \"ngx.ipc\" to require(\"ngx.ipc\"), with no lualib (the README's example too)", function()
+    for _, file in ipairs { "sample.lua", "readme_example.lua" } do
+      local lua = assert(nginx.read_file(sample .. "/lua/" .. file), "lua/" .. file)
+      assert.is_truthy(lua:find('local ipc = require("ngx.ipc")', 1, true), lua)
+      assert.is_nil(lua:find("lualib", 1, true), lua)
+      assert.is_nil(lua:find("ipc:", 1, true), "no method calls on the module:\n" .. lua)
+    end
   end)
 
   it("lists both workers with workers()", function()
@@ -265,6 +273,16 @@ describe("a TypeScriptToLua project built against the packed ngx-ipc package", f
     end
   end)
 
+  it("reaches the other worker with send_worker, which sees sender and sender_id", function()
+    local a, b = pids[1], pids[2]
+    assert.are.equal(1, inst:run(a, "return require('sample').tell_others('psst')"))
+    local notes = inst:wait_for(function()
+      local _, n = inst:run(b, "return require('sample').heard()")
+      return n ~= "" and n, "no note yet"
+    end, 10, "worker " .. b .. " to get the note")
+    assert.are.equal(ids[a] .. "/" .. a .. ":psst", notes)
+  end)
+
   it("answers call_worker with the handler's return value, both ways", function()
     for _, pid in ipairs(pids) do
       local me = ids[pid]
@@ -274,16 +292,6 @@ describe("a TypeScriptToLua project built against the packed ngx-ipc package", f
       answer, err = inst:run(pid, ("return require('sample').ask(%d, '')"):format(other))
       assert.are.same({ nil, "nothing to upper-case" }, { answer, err })
     end
-  end)
-
-  it("reaches the other worker with send_worker, which sees sender and sender_id", function()
-    local a, b = pids[1], pids[2]
-    assert.are.equal(1, inst:run(a, "return require('sample').tell_others('psst')"))
-    local notes = inst:wait_for(function()
-      local _, n = inst:run(b, "return require('sample').heard()")
-      return n ~= "" and n, "no note yet"
-    end, 10, "worker " .. b .. " to get the note")
-    assert.are.equal(ids[a] .. "/" .. a .. ":psst", notes)
   end)
 
   it("refuses misuse at compile time (t/tstl-sample/misuse.ts)", function()

@@ -9,6 +9,7 @@ ipc.receive("n", (data: string) => data.length); // TS2345
 ipc.sender = 1; // TS2540
 const [answer] = ipc.call_worker(0, "n", "d");
 const n: number = answer; // TS2322
+export const size = answer.length; // TS18048
 ipc.configure({ send_backlog: 65536, size: 1 }); // TS2353
 export const w: number = ipc.workers()[0].name; // TS2339
 export { n };
