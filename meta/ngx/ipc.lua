@@ -142,9 +142,10 @@ function ipc.call_worker(id, name, data, timeout) end
 ---one; `nil` deletes it. A table `{ name = handler, ... }` registers several (the
 ---whole table is checked first). Alerts with no handler are discarded.
 ---Context: `init_worker_by_lua*` and later; raises in `init_by_lua*`.
----@param name string|table<string, ngx.ipc.handler>
----@param handler? ngx.ipc.handler
+---@param name string at most 254 bytes
+---@param handler ngx.ipc.handler|nil nil deletes the handler
 ---@return true
+---@overload fun(handlers: table<string, ngx.ipc.handler>): true
 function ipc.receive(name, handler) end
 
 ---Inside a receive handler: sends an alert back to the worker that sent the one
