@@ -111,15 +111,26 @@ local function limits(name, data)
     end
     return nil
 end
+--- To a pid; `name` may be a reserved one (ipc.call's).
+local function send_pid(pid, name, data)
+    if pid < 1 or pid > MAX_PID or pid % 1 ~= 0 then
+        return nil, "no such worker: " .. tostring(pid)
+    end
+    return shim.send(pid, name, data)
+end
+--- To a worker id; `name` may be a reserved one (ipc.call_worker's).
+local function send_id(id, name, data)
+    if id % 1 ~= 0 then
+        return nil, "no such worker id: " .. tostring(id)
+    end
+    return shim.send_worker(id, name, data)
+end
 local function send_checked(pid, name, data)
     local err = limits(name, data)
     if err ~= nil then
         return nil, err
     end
-    if pid < 1 or pid > MAX_PID or pid % 1 ~= 0 then
-        return nil, "no such worker: " .. tostring(pid)
-    end
-    return shim.send(pid, name, data)
+    return send_pid(pid, name, data)
 end
 --- Sends an alert to one worker of this nginx instance (itself included).
 local function send(pid, name, data)
@@ -140,7 +151,7 @@ local function send_worker(id, name, data)
     if err ~= nil then
         return nil, err
     end
-    return shim.send_worker(i, n, d)
+    return send_id(i, n, d)
 end
 --- Sends an alert to one joined worker, taking turns; true and its pid.
 local function send_any(name, data)
@@ -221,7 +232,7 @@ end
 local function call(pid, name, data, timeout)
     return call_checked(
         "call",
-        send_checked,
+        send_pid,
         pid,
         name,
         data,
@@ -232,7 +243,7 @@ end
 local function call_worker(id, name, data, timeout)
     return call_checked(
         "call_worker",
-        shim.send_worker,
+        send_id,
         id,
         name,
         data,

@@ -136,15 +136,28 @@ function limits(name: string, data: string): string | undefined {
     return undefined;
 }
 
+/** To a pid; `name` may be a reserved one (ipc.call's). */
+function send_pid(pid: number, name: string, data: string): Result {
+    if (pid < 1 || pid > MAX_PID || pid % 1 !== 0) {
+        return $multi(undefined, `no such worker: ${pid}`);
+    }
+    return shim.send(pid, name, data);
+}
+
+/** To a worker id; `name` may be a reserved one (ipc.call_worker's). */
+function send_id(id: number, name: string, data: string): Result {
+    if (id % 1 !== 0) {
+        return $multi(undefined, `no such worker id: ${id}`);
+    }
+    return shim.send_worker(id, name, data);
+}
+
 function send_checked(pid: number, name: string, data: string): Result {
     const err = limits(name, data);
     if (err !== undefined) {
         return $multi(undefined, err);
     }
-    if (pid < 1 || pid > MAX_PID || pid % 1 !== 0) {
-        return $multi(undefined, `no such worker: ${pid}`);
-    }
-    return shim.send(pid, name, data);
+    return send_pid(pid, name, data);
 }
 
 /** Sends an alert to one worker of this nginx instance (itself included). */
@@ -169,7 +182,7 @@ function send_worker(id: unknown, name: unknown, data: unknown): Result {
     if (err !== undefined) {
         return $multi(undefined, err);
     }
-    return shim.send_worker(i, n, d);
+    return send_id(i, n, d);
 }
 
 /** Sends an alert to one joined worker, taking turns; true and its pid. */
@@ -245,12 +258,12 @@ function call_checked(fn: string, send: (this: void, to: number, name: string, d
  * what it returns, or nil and a message (its error, "timeout", ...).
  */
 function call(pid: unknown, name: unknown, data: unknown, timeout?: unknown): Answer {
-    return call_checked("call", send_checked, pid, name, data, timeout);
+    return call_checked("call", send_pid, pid, name, data, timeout);
 }
 
 /** ipc.call addressed by worker id. */
 function call_worker(id: unknown, name: unknown, data: unknown, timeout?: unknown): Answer {
-    return call_checked("call_worker", shim.send_worker, id, name, data, timeout);
+    return call_checked("call_worker", send_id, id, name, data, timeout);
 }
 
 /** The joined workers of this generation, `{ id = ..., pid = ... }`, sorted by id. */

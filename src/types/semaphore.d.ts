@@ -3,7 +3,8 @@
 declare interface NgxSemaphore {
     /** The C semaphore (`ngx_http_lua_sema_t *`); the shim posts it from the read event. */
     readonly sem: CData;
-    wait(this: NgxSemaphore, seconds: number): LuaMultiReturn<[true] | [undefined, string]>;
+    /** A wait that yielded ends in `false, "timeout"`, one that did not in `nil, "timeout"`. */
+    wait(this: NgxSemaphore, seconds: number): LuaMultiReturn<[true] | [false | undefined, string]>;
     post(this: NgxSemaphore, n?: number): void;
 }
 

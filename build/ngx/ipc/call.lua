@@ -42,7 +42,7 @@ function ____exports.call(send, to, name, data, timeout)
     local woke = sema:wait(timeout)
     pending[id] = nil
     spare[#spare + 1] = sema
-    if woke == nil then
+    if woke ~= true then
         local ____exports_counters_2, ____timeouts_3 = ____exports.counters, "timeouts"
         ____exports_counters_2[____timeouts_3] = ____exports_counters_2[____timeouts_3] + 1
         return nil, "timeout"
@@ -73,14 +73,11 @@ local function answer_of(name, status, a, b)
     return ANSWER_ERR, ((("the handler for alert \"" .. name) .. "\" answered with a ") .. t) .. " (string expected)"
 end
 local function on_request(from, envelope)
-    local id, len, start = unpack(
-        string.match(envelope, "^(%d+) (%d+) ()"),
-        1,
-        3
-    )
+    local id, len, at = string.match(envelope, "^(%d+) (%d+) ()")
     if id == nil then
         return
     end
+    local start = tonumber(at)
     local stop = start + tonumber(len)
     local name = string.sub(envelope, start, stop - 1)
     local status, a, b = dispatch.invoke(
@@ -101,11 +98,7 @@ local function on_request(from, envelope)
     end
 end
 local function on_answer(_from, envelope)
-    local id, kind, start = unpack(
-        string.match(envelope, "^(%d+) ([01])()"),
-        1,
-        3
-    )
+    local id, kind, at = string.match(envelope, "^(%d+) ([01])()")
     local ____temp_6
     if id == nil then
         ____temp_6 = nil
@@ -118,7 +111,10 @@ local function on_answer(_from, envelope)
         ____exports_counters_7[____late_8] = ____exports_counters_7[____late_8] + 1
         return
     end
-    local text = string.sub(envelope, start)
+    local text = string.sub(
+        envelope,
+        tonumber(at)
+    )
     if kind == ANSWER_OK then
         p.value = text
     else

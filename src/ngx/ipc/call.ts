@@ -60,7 +60,7 @@ export function call(send: Send, to: number, name: string, data: string, timeout
     const [woke] = sema.wait(timeout);
     pending.delete(id);
     spare.push(sema);
-    if (woke === undefined) {
+    if (woke !== true) {
         counters.timeouts++;
         return $multi(undefined, "timeout");
     }
@@ -91,12 +91,14 @@ function answer_of(name: string, status: string, a: unknown, b: unknown): LuaMul
 }
 
 function on_request(from: number, envelope: string): void {
-    const [id, len, start] = string.match(envelope, "^(%d+) (%d+) ()") as unknown as [string?, string?, number?];
+    // A position capture gives a number, which lua-types cannot express.
+    const [id, len, at] = string.match(envelope, "^(%d+) (%d+) ()");
     if (id === undefined) {
         return;
     }
-    const stop = start! + tonumber(len)!;
-    const name = string.sub(envelope, start!, stop - 1);
+    const start = tonumber(at)!;
+    const stop = start + tonumber(len)!;
+    const name = string.sub(envelope, start, stop - 1);
     const [status, a, b] = dispatch.invoke(name, string.sub(envelope, stop), from, undefined, undefined, false);
     const [kind, text] = answer_of(name, status, a, b);
     const [ok, err] = shim.send(from, ANSWER, `${id} ${kind}${text}`);
@@ -106,13 +108,13 @@ function on_request(from: number, envelope: string): void {
 }
 
 function on_answer(_from: number, envelope: string): void {
-    const [id, kind, start] = string.match(envelope, "^(%d+) ([01])()") as unknown as [string?, string?, number?];
+    const [id, kind, at] = string.match(envelope, "^(%d+) ([01])()");
     const p = id === undefined ? undefined : pending.get(tonumber(id)!);
     if (p === undefined) {
         counters.late++;
         return;
     }
-    const text = string.sub(envelope, start!);
+    const text = string.sub(envelope, tonumber(at)!);
     if (kind === ANSWER_OK) {
         p.value = text;
     } else {
