@@ -154,6 +154,13 @@ describe("the typed API names exactly the module's public API", function()
   end)
 end)
 
+describe("types/ngx.ipc.d.ts", function()
+  it("promises what src/ngx/ipc.ts implements (t/typed/conformance.ts type-checks)", function()
+    local ok, out = sh(("cd %s && node_modules/.bin/tsc -p t/typed/tsconfig.json --pretty false 2>&1"):format(shq(ROOT)))
+    assert.is_true(ok, "the declaration and the implementation disagree:\n" .. out)
+  end)
+end)
+
 describe("meta/ngx/ipc.lua", function()
   it("starts with ---@meta ngx.ipc and documents every parameter and return value", function()
     local text = nginx.read_file(META)
