@@ -1,7 +1,7 @@
 -- bench/run.lua: `make bench` — ngx.ipc against what a bare pipe can do.
 --
 --   luajit bench/run.lua [--json=FILE] [--runs=3] [--seconds=0.8]
---                        [--only=W1,W2,W3,W4,W5,R1] [--every=256]
+--                        [--only=W1,W2,W3,W4,W5,C1,R1] [--every=256]
 --                        [--yield=sleep0,sleep1ms,timer] [--extra-runs=3]
 --                        [--extra-seconds=0.4] [--wrk-seconds=2]
 --                        [--original=PATH] [--window=BYTES] [--quiet=60]
@@ -633,6 +633,44 @@ local function pingpong_workload(inst, name, pair)
 end
 
 ---------------------------------------------------------------------------
+-- request/response (C1): ipc.call round trips, one at a time and 64 in
+-- flight; next to W5's ping-pong (the same two workers, plain alerts)
+---------------------------------------------------------------------------
+
+local CALL_INFLIGHT = 64
+
+local function call_workload(inst, name)
+  local t_start = socket.gettime()
+  local a, b = inst.by_id[1], inst.by_id[0]
+  inst:run(b, B("arm_call()"))
+  local errors, runs = {}, {}
+  for i = 0, opts.runs do
+    local rounds = i == 0 and 1000 or 10000
+    local ok, r = inst:try(a, B(("calls(%d, %d, %d, 10)"):format(b, rounds, CALL_INFLIGHT)), 120)
+    if not ok then
+      errors[#errors + 1] = ("run %d: %s"):format(i, tostring(r):match("^[^\n]*"))
+    elseif not r.complete then
+      errors[#errors + 1] = ("run %d: %d of %d calls wrong"):format(i, r.bad, 2 * rounds)
+    elseif i > 0 then
+      runs[#runs + 1] = r
+    end
+  end
+  local out = { name = name, workers = 2, rounds = 10000, inflight = CALL_INFLIGHT, whole = #errors == 0,
+    errors = errors, runs = runs, module = "ngx.ipc" }
+  local function med(k)
+    local l = {}
+    for i, r in ipairs(runs) do l[i] = r[k] end
+    return #l > 0 and median(l) or nil
+  end
+  out.p50_us, out.p99_us = med("p50_us"), med("p99_us")
+  out.calls_per_s, out.inflight_calls_per_s = med("calls_per_s"), med("inflight_calls_per_s")
+  say("  %-8s p50 %.1f µs, p99 %.1f µs, %s calls/s, %s calls/s with %d in flight (%.1f s)%s", name,
+    out.p50_us or 0, out.p99_us or 0, si(out.calls_per_s or 0), si(out.inflight_calls_per_s or 0),
+    CALL_INFLIGHT, socket.gettime() - t_start, out.whole and "" or "  FAILED: " .. table.concat(errors, "; "))
+  return out
+end
+
+---------------------------------------------------------------------------
 -- request-driven (R1): wrk drives `location = /send` on both workers; each
 -- request sends one alert to the other worker (bench/worker.lua, http_send)
 ---------------------------------------------------------------------------
@@ -882,6 +920,15 @@ local function report(M, L, W, O)
         pp(w), "µs p50/p99", pinned and "L3 pin" or "L3 unpin", r, t, met, w.whole, of, orr)
     end
   end
+  w = W.C1
+  if w then
+    row("C1  ipc.call round trip 2 B, one at a time", pp(w), "µs p50/p99", nil, nil, nil, nil, w.whole)
+    if W.W5_unpinned and W.W5_unpinned.p50_us and w.p50_us then
+      row("    (W5 unpinned ping-pong p50 ratio)", ("%.2f x"):format(w.p50_us / W.W5_unpinned.p50_us), "C1/W5")
+    end
+    row("", si(w.calls_per_s or 0), "calls/s")
+    row(("    %d calls in flight"):format(w.inflight), si(w.inflight_calls_per_s or 0), "calls/s")
+  end
   w = W.R1
   if w then
     local of, orr = orig("R1", "alerts_per_s", w.alerts_per_s)
@@ -1049,6 +1096,10 @@ local function main()
       list[#list + 1] = { key = "W5_unpinned", run = function(inst, orig)
         return pingpong_workload(inst, "W5 unpin", not orig and L3u or nil) end }
     end
+    if wanted("C1") then
+      list[#list + 1] = { key = "C1", ours_only = true, run = function(inst)
+        return call_workload(inst, "C1 call") end }
+    end
     if wanted("R1") and WRK then
       list[#list + 1] = { key = "R1", run = function(inst)
         return request_workload(inst, "R1", 10240) end }
@@ -1106,9 +1157,11 @@ local function main()
         say("nginx with the original module, %s ...", g.what)
         inst = start(g.workers, g.placement, opts.original)
         for _, item in ipairs(g.list) do
-          local w = item.run(inst, true)
-          w.name = "original " .. w.name
-          O[item.key] = w
+          if not item.ours_only then     -- the original has no ipc.call
+            local w = item.run(inst, true)
+            w.name = "original " .. w.name
+            O[item.key] = w
+          end
         end
         stop_all()
       end

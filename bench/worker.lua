@@ -398,6 +398,55 @@ function M.arm_echo()
   return true
 end
 
+-- request/response (C1): the answering worker returns what it got
+function M.arm_call()
+  ipc.receive("call_echo", function(data) return data end)
+  return true
+end
+
+-- on the calling worker: `rounds` ipc.call round trips one at a time (p50,
+-- p99, calls/s), then `rounds` more with `inflight` threads calling at once
+function M.calls(peer, rounds, inflight, timeout)
+  local call = ipc.call
+  local rtt = ffi.new("double[?]", rounds)
+  local bad, total = 0, 0
+  for i = 0, rounds - 1 do
+    local data = "c" .. i
+    local t = mono()
+    local v = call(peer, "call_echo", data, timeout)
+    rtt[i] = (mono() - t) * 1e6
+    total = total + rtt[i]
+    if v ~= data then bad = bad + 1 end
+  end
+  local list = {}
+  for j = 0, rounds - 1 do list[j + 1] = rtt[j] end
+  table.sort(list)
+  local per = math.ceil(rounds / inflight)
+  local t0 = mono()
+  local threads = {}
+  for k = 1, inflight do
+    threads[k] = ngx.thread.spawn(function()
+      local b = 0
+      for j = 1, per do
+        local data = k .. ":" .. j
+        if call(peer, "call_echo", data, timeout) ~= data then b = b + 1 end
+      end
+      return b
+    end)
+  end
+  for k = 1, inflight do
+    local ok, b = ngx.thread.wait(threads[k])
+    bad = bad + (ok and b or per)
+  end
+  local secs = mono() - t0
+  return {
+    complete = bad == 0, bad = bad, rounds = rounds,
+    p50_us = list[math.floor((rounds - 1) * 0.5) + 1], p99_us = list[math.floor((rounds - 1) * 0.99) + 1],
+    calls_per_s = rounds / (total / 1e6),
+    inflight = inflight, inflight_calls_per_s = per * inflight / secs,
+  }
+end
+
 -- on the timing worker: `rounds` round trips of `size` bytes
 function M.pingpong(peer, rounds, size, timeout)
   local pool = pool_of(size)
