@@ -17,6 +17,10 @@ LUA_SRC  = $(shell find build -name '*.lua')
 
 INST_LIBDIR ?= /usr/local/lib/lua/5.1
 INST_LUADIR ?= /usr/local/share/lua/5.1
+# lua-language-server definitions (meta/): a folder of their own, never on
+# package.path, where ngx/ipc.lua would shadow the real module; the rock puts
+# them in its own directory (rockspec/)
+INST_METADIR ?= /usr/local/share/ngx-ipc/meta
 
 .PHONY: all shim lua install demo test deps bench clean
 
@@ -37,6 +41,8 @@ install: $(SHIM)
 	install -m 0644 $(SHIM) $(INST_LIBDIR)/ngx_ipc_shim.so
 	install -m 0644 build/ngx/ipc.lua $(INST_LUADIR)/ngx/ipc.lua
 	install -m 0644 build/ngx/ipc/*.lua $(INST_LUADIR)/ngx/ipc/
+	install -d $(INST_METADIR)/ngx
+	install -m 0644 meta/ngx/ipc.lua $(INST_METADIR)/ngx/ipc.lua
 
 # the two README commands: each installs what it needs first
 deps:

@@ -32,5 +32,7 @@ build = {
    install_variables = {
       INST_LIBDIR = "$(LIBDIR)",
       INST_LUADIR = "$(LUADIR)",
+      -- the rock's own directory (luarocks show --rock-dir ngx-ipc), off package.path
+      INST_METADIR = "$(PREFIX)/meta",
    },
 }

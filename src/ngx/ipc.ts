@@ -10,8 +10,9 @@ import * as cluster_ from "./ipc/cluster";
 import * as dispatch from "./ipc/dispatch";
 import * as loop from "./ipc/loop";
 import * as shim from "./ipc/shim";
-
-type Handler = dispatch.Handler;
+// The published declaration (types/ngx.ipc.d.ts) is the one statement of what
+// users may pass and get back; the implementation takes those types from it.
+import type { Handler, Stats } from "ngx.ipc";
 
 /** The longest alert name: its length travels in one byte, 255 is reserved. */
 const MAX_NAME = 254;
@@ -308,36 +309,6 @@ function configure(options: unknown): true {
         shim.configure(settings.send_backlog, settings.receive_backlog);
     }
     return true;
-}
-
-interface Stats {
-    alerts_sent: number;
-    bytes_sent: number;
-    /** write() calls that put packets into pipes (several small alerts share one). */
-    writes: number;
-    alerts_received: number;
-    bytes_received: number;
-    /** Bytes waiting in send queues, all destinations. */
-    send_queued: number;
-    /** Bytes of complete alerts waiting for handlers, and of alerts still arriving. */
-    receive_ready: number;
-    receive_partial: number;
-    /** Bytes queued per destination pid. */
-    backlog: LuaTable<number, number>;
-    /** Sends refused with nil, err, by reason. */
-    refused: { send_backlog: number; no_worker: number };
-    /** Alerts or bytes lost, by reason; each is also logged. */
-    dropped: {
-        corrupt_packets: number;
-        corrupt_bytes: number;
-        truncated: number;
-        exited: number;
-        out_of_memory: number;
-    };
-    /** ipc.call: calls sent, answered, timed out, and answers that came too late. */
-    calls: { sent: number; answered: number; timeouts: number; late: number };
-    /** ipc.cluster's counters (./ipc/cluster). */
-    cluster: cluster_.Stats;
 }
 
 function zero_counters(): shim.Counters {

@@ -19,7 +19,7 @@ describe("luarocks make rockspec/ngx-ipc-scm-1.rockspec", function()
     tmp = out:gsub("%s+$", "")
     local src, tree = tmp .. "/src", tmp .. "/tree"
     -- only what a source checkout has: the sources, the generated Lua, the rockspec
-    ok, out = sh(("mkdir -p %s && cd %s && cp -R c build rockspec Makefile README.md %s/")
+    ok, out = sh(("mkdir -p %s && cd %s && cp -R c build meta rockspec Makefile README.md %s/")
       :format(shq(src), shq(nginx.root), shq(src)))
     assert.is_true(ok, out)
 
@@ -30,6 +30,9 @@ describe("luarocks make rockspec/ngx-ipc-scm-1.rockspec", function()
                          "/share/lua/5.1/ngx/ipc/shim.lua", "/lib/lua/5.1/ngx_ipc_shim.so" } do
       assert.is_truthy(nginx.read_file(tree .. f), "installed file " .. tree .. f)
     end
+    -- the lua-language-server definitions stay in the rock's directory, off package.path
+    local meta = tree .. "/lib/luarocks/rocks-5.1/ngx-ipc/scm-1/meta/ngx/ipc.lua"
+    assert.are.equal("---@meta ngx.ipc", (nginx.read_file(meta) or ""):match("^[^\n]*"), "installed file " .. meta)
     ok, out = sh("chmod -R a+rX " .. shq(tmp))
     assert.is_true(ok, out)
 

@@ -13,6 +13,7 @@
 //   S:reader:I        the lease: the reading worker's token, with a TTL it renews
 //   S:pos:I           "id seq" of the last entry the instance's reader handed over; the
 //                     next reader (after a reload or a crash) starts after it
+import type { ClusterStats } from "ngx.ipc";
 import { check_string } from "./args";
 import * as dispatch from "./dispatch";
 import * as resp from "./resp";
@@ -814,30 +815,7 @@ function reader(premature: boolean): void {
 // counters
 // ---------------------------------------------------------------------------
 
-export interface Stats {
-    /** configure was called and this worker's part started. */
-    running: boolean;
-    /** This worker reads the stream for its instance now. */
-    reader: boolean;
-    /** The last entry this worker's reader handed over (nil when it never read). */
-    position: string | undefined;
-    /** Alerts this worker put into the stream, and broadcasts that returned nil, err. */
-    published: number;
-    publish_errors: number;
-    /** Cluster alerts this worker's handlers were given. */
-    received: number;
-    /** Entries this worker's reader handed to the instance. */
-    relayed: number;
-    /** Times the reader found entries trimmed before it read them, and how many. */
-    gaps: number;
-    lost: number;
-    /** Times the reader got its connection back after losing it. */
-    reconnects: number;
-    /** Entries or local alerts that were not ngx.ipc's, skipped. */
-    malformed: number;
-}
-
-export function stats(): Stats {
+export function stats(): ClusterStats {
     return {
         running,
         reader: holding,
