@@ -1,5 +1,5 @@
 local ____exports = {}
-local sha_of, script_args, run, args_of, read_text, find_instance, envelope, on_local, position, after, pause, drop_connection, open, holder_dead, acquire, commit, lost_lease, packed, fits, room, field, count_gap, hand_over, step, reader, LOCAL_NAME, FLOW, PACKET_OVERHEAD, PACKET_PAYLOAD, LEASE_MS, BLOCK_MS, SAVE_EVERY, BATCH, LEASE_POLL, BACKOFF_MIN, BACKOFF_MAX, settings, running, instance, lease_key, pos_key, master_pid, counters, ACQUIRE, COMMIT, sock, holding, token, last_id, last_seq, failures, saved_at, down_since, queued, held
+local sha_of, script_args, run, args_of, read_text, find_instance, envelope, on_local, position, after, pause, drop_connection, open, holder_dead, acquire, commit, lost_lease, packed, fits, room, field, count_gap, hand_over, step, reader, LOCAL_NAME, FLOW, PACKET_OVERHEAD, PACKET_PAYLOAD, LEASE_MS, BLOCK_MS, SAVE_EVERY, LEASE_POLL, BACKOFF_MIN, BACKOFF_MAX, settings, running, instance, lease_key, pos_key, master_pid, counters, ACQUIRE, COMMIT, sock, holding, token, last_id, last_seq, failures, saved_at, down_since, queued, held
 local ____args = require("ngx.ipc.args")
 local check_string = ____args.check_string
 local dispatch = require("ngx.ipc.dispatch")
@@ -452,7 +452,7 @@ function step()
     local list = {
         "XREAD",
         "COUNT",
-        tostring(BATCH),
+        s.batch,
         "BLOCK",
         tostring(BLOCK_MS),
         "STREAMS",
@@ -545,7 +545,10 @@ PACKET_PAYLOAD = 4000
 LEASE_MS = 5000
 BLOCK_MS = 1000
 SAVE_EVERY = 0.1
-BATCH = 512
+--- Entries per XREAD: at most BATCH, and few enough that a reply of entries of
+-- max_data bytes stays within BATCH_BYTES (it is held whole while relayed).
+local BATCH = 512
+local BATCH_BYTES = 33554432
 LEASE_POLL = 0.2
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2
@@ -655,6 +658,13 @@ local function check_options(options)
         true
     )
     local stream = opt_string(o, "stream", "ngx.ipc")
+    local max_data = opt_number(
+        o,
+        "max_data",
+        1048576,
+        0,
+        true
+    )
     local endpoint = {
         host = host,
         port = port,
@@ -690,13 +700,14 @@ local function check_options(options)
             1,
             true
         )),
-        max_data = opt_number(
-            o,
-            "max_data",
-            1048576,
-            0,
-            true
-        ),
+        max_data = max_data,
+        batch = tostring(math.max(
+            1,
+            math.min(
+                BATCH,
+                math.floor(BATCH_BYTES / (max_data + 512))
+            )
+        )),
         timeout_ms = math.ceil(opt_number(
             o,
             "timeout",

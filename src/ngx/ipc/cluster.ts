@@ -44,8 +44,12 @@ const LEASE_MS = 5000;
 const BLOCK_MS = 1000;
 /** The reader saves its position (and renews the lease) at most this often, in seconds. */
 const SAVE_EVERY = 0.1;
-/** Entries per XREAD. */
+/**
+ * Entries per XREAD: at most BATCH, and few enough that a reply of entries of
+ * max_data bytes stays within BATCH_BYTES (it is held whole while relayed).
+ */
 const BATCH = 512;
+const BATCH_BYTES = 33554432;
 /** How often a worker 0 that does not hold the lease asks for it again. */
 const LEASE_POLL = 0.2;
 /** Reconnect backoff: from BACKOFF_MIN doubling to BACKOFF_MAX seconds. */
@@ -61,6 +65,7 @@ interface Settings {
     seq_key: string;
     maxlen: string;
     max_data: number;
+    batch: string;
     timeout_ms: number;
     keepalive_ms: number;
 }
@@ -256,6 +261,7 @@ function check_options(options: unknown): Settings {
     const [host, port] = parse_address(redis);
     const db = opt_number(o, "db", 0, 0, true);
     const stream = opt_string(o, "stream", "ngx.ipc")!;
+    const max_data = opt_number(o, "max_data", 1048576, 0, true);
     const endpoint: resp.Endpoint = {
         host,
         port,
@@ -275,7 +281,8 @@ function check_options(options: unknown): Settings {
         stream,
         seq_key: `${stream}:seq`,
         maxlen: tostring(opt_number(o, "maxlen", 100000, 1, true)),
-        max_data: opt_number(o, "max_data", 1048576, 0, true),
+        max_data,
+        batch: tostring(math.max(1, math.min(BATCH, math.floor(BATCH_BYTES / (max_data + 512))))),
         timeout_ms: math.ceil(opt_number(o, "timeout", 1, 0.001, false) * 1000),
         keepalive_ms: math.ceil(opt_number(o, "keepalive", 60, 0, false) * 1000),
     };
@@ -740,7 +747,7 @@ function step(): void {
         saved_at = ngx.now();
     }
     const xargs = new LuaTable<number, string>();
-    const list = ["XREAD", "COUNT", tostring(BATCH), "BLOCK", tostring(BLOCK_MS), "STREAMS", s.stream, last_id];
+    const list = ["XREAD", "COUNT", s.batch, "BLOCK", tostring(BLOCK_MS), "STREAMS", s.stream, last_id];
     for (let i = 0; i < list.length; i++) {
         xargs.set(i + 1, list[i]);
     }
