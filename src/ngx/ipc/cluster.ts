@@ -479,7 +479,10 @@ export function broadcast(name: unknown, data: unknown): Result {
 let sock: NgxTcpSocket | undefined;
 let holding = false;
 let token = "";
-/** The last entry handed over ("0-0" before the first), and its sequence number. */
+/**
+ * The last entry handed over and its sequence number; "" until the lease is first
+ * taken, then the instance's saved position ("0-0 0" for an empty stream).
+ */
 let last_id = "";
 let last_seq = 0;
 let failures = 0;
