@@ -41,6 +41,8 @@ struct ngx_ipc_dest_s {
                                        ways: no worker holds the id */
     uint32_t         generation;    /* of the names when kept was checked */
     uint32_t         oalerts;       /* alerts that started in obuf */
+    uint64_t         retry_at;      /* queue.added that makes a send try
+                                       to write the queue */
     size_t           olen;
     u_char           obuf[NGX_IPC_WRITE_MAX];
 };
@@ -623,15 +625,35 @@ ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
 
 #define NGX_IPC_SLICE_MIN  1024
 
+/* while a queue waits, every this many bytes queued a send tries to write it */
+#define NGX_IPC_RETRY_BYTES  (64 * 1024)
+
 static int
 ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 {
     int               rc, lone, wrote, counted;
     size_t            k, room;
+    int32_t           key;
     ngx_ipc_out_t     out;
     ngx_ipc_packet_t  p;
 
     out = *alert;
+
+    if (d->queue.head && d->queue.added >= d->retry_at) {
+
+        /*
+         * The write event that drains the queue comes only when this worker
+         * is back in its event loop; a sender that sends many alerts before
+         * it yields would leave the reader idle meanwhile, its pipe empty.
+         */
+
+        d->retry_at = d->queue.added + NGX_IPC_RETRY_BYTES;
+        key = d->key;
+
+        if (ngx_ipc_dest_flush(d) != 0) {
+            return key > 0 ? NGX_IPC_GONE : NGX_IPC_FAILED;   /* d is gone */
+        }
+    }
 
     if (d->queue.head) {
 

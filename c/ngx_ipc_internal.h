@@ -237,6 +237,7 @@ typedef struct {
     ngx_ipc_item_t  *head;
     ngx_ipc_item_t  *tail;
     uint64_t         queued;        /* bytes of packets queued */
+    uint64_t         added;         /* bytes ever queued */
 } ngx_ipc_queue_t;
 
 int  ngx_ipc_queue_add(ngx_ipc_queue_t *q, ngx_ipc_out_t *out, int counted);

@@ -21,14 +21,33 @@ struct ngx_ipc_item_s {
 };
 
 
+/*
+ * Written items are kept for the next ones, up to this many: a queue that
+ * fills and drains all the time would otherwise make malloc grow and trim
+ * the heap's top at every few items, each time faulting its pages in again.
+ */
+
+#define NGX_IPC_SPARE_ITEMS  256
+
+static ngx_ipc_item_t  *ngx_ipc_spare;
+static size_t           ngx_ipc_nspare;
+
+
 static ngx_ipc_item_t *
 ngx_ipc_item_new(void)
 {
     ngx_ipc_item_t  *it;
 
-    it = malloc(sizeof(ngx_ipc_item_t));
-    if (it == NULL) {
-        return NULL;
+    if (ngx_ipc_spare) {
+        it = ngx_ipc_spare;
+        ngx_ipc_spare = it->next;
+        ngx_ipc_nspare--;
+
+    } else {
+        it = malloc(sizeof(ngx_ipc_item_t));
+        if (it == NULL) {
+            return NULL;
+        }
     }
 
     it->next = NULL;
@@ -36,6 +55,20 @@ ngx_ipc_item_new(void)
     it->alerts = 0;
 
     return it;
+}
+
+
+static void
+ngx_ipc_item_free(ngx_ipc_item_t *it)
+{
+    if (ngx_ipc_nspare >= NGX_IPC_SPARE_ITEMS) {
+        free(it);
+        return;
+    }
+
+    it->next = ngx_ipc_spare;
+    ngx_ipc_spare = it;
+    ngx_ipc_nspare++;
 }
 
 
@@ -93,6 +126,7 @@ ngx_ipc_queue_add(ngx_ipc_queue_t *q, ngx_ipc_out_t *out, int counted)
     }
 
     q->queued += added;
+    q->added += added;
     ngx_ipc_counters_data.send_queued += added;
 
     return 0;
@@ -106,7 +140,7 @@ failed:
 
     while (it) {
         next = it->next;
-        free(it);
+        ngx_ipc_item_free(it);
         it = next;
     }
 
@@ -149,6 +183,7 @@ ngx_ipc_queue_push_front(ngx_ipc_queue_t *q, const u_char *buf, size_t len,
     }
 
     q->queued += len;
+    q->added += len;
     ngx_ipc_counters_data.send_queued += len;
 
     return 0;
@@ -184,7 +219,7 @@ ngx_ipc_queue_pop(ngx_ipc_queue_t *q)
 
     q->queued -= it->len;
     ngx_ipc_counters_data.send_queued -= it->len;
-    free(it);
+    ngx_ipc_item_free(it);
 }
 
 
@@ -202,7 +237,7 @@ ngx_ipc_queue_clear(ngx_ipc_queue_t *q)
         it = q->head;
         q->head = it->next;
         lost += it->alerts;
-        free(it);
+        ngx_ipc_item_free(it);
     }
 
     q->tail = NULL;
