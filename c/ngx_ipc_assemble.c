@@ -86,32 +86,96 @@ ngx_ipc_msg_size(const ngx_ipc_msg_t *m)
 
 
 /*
- * The buffer of the last alert that needed one of its own (up to 1 MiB and
- * a name), kept for the next: a stream of such alerts would otherwise
- * allocate and free one per alert, and glibc hands the top of its heap back
- * and takes it again, a page fault per page each time.
+ * Buffers of alerts that needed one of their own (up to 1 MiB and a name),
+ * kept for the next ones, up to NGX_IPC_POOL_BYTES in all: a stream of such
+ * alerts would otherwise allocate and free one per alert, and glibc hands
+ * the top of its heap back and takes it again, a page fault per page each
+ * time.  Alerts a worker sends itself take theirs here too from
+ * NGX_IPC_POOL_MIN on.
  */
 
 #define NGX_IPC_SPARE_MAX    (NGX_IPC_AHEAD_MAX + NGX_IPC_NAME_MAX)
+#define NGX_IPC_POOL_BYTES   (8 * 1024 * 1024)
+#define NGX_IPC_POOL_N       64
+#define NGX_IPC_POOL_MIN     8192
 
-static u_char  *ngx_ipc_spare;
-static size_t   ngx_ipc_spare_cap;
+typedef struct {
+    u_char  *buf;
+    size_t   cap;
+} ngx_ipc_spare_t;
+
+static ngx_ipc_spare_t  ngx_ipc_pool[NGX_IPC_POOL_N];
+static size_t           ngx_ipc_pool_n;
+static size_t           ngx_ipc_pool_bytes;
+
+
+/* a kept buffer of at least "need" bytes (at most twice that), or NULL */
+
+static u_char *
+ngx_ipc_pool_take(size_t need, size_t *cap)
+{
+    size_t   i;
+    u_char  *buf;
+
+    for (i = ngx_ipc_pool_n; i-- > 0; ) {
+        if (ngx_ipc_pool[i].cap < need || ngx_ipc_pool[i].cap / 2 > need) {
+            continue;
+        }
+
+        buf = ngx_ipc_pool[i].buf;
+        *cap = ngx_ipc_pool[i].cap;
+        ngx_ipc_pool_bytes -= *cap;
+        ngx_ipc_pool[i] = ngx_ipc_pool[--ngx_ipc_pool_n];
+
+        return buf;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_ipc_pool_give(u_char *buf, size_t cap)
+{
+    if (cap > NGX_IPC_SPARE_MAX || ngx_ipc_pool_n == NGX_IPC_POOL_N
+        || ngx_ipc_pool_bytes + cap > NGX_IPC_POOL_BYTES)
+    {
+        free(buf);
+        return;
+    }
+
+    ngx_ipc_pool[ngx_ipc_pool_n].buf = buf;
+    ngx_ipc_pool[ngx_ipc_pool_n].cap = cap;
+    ngx_ipc_pool_n++;
+    ngx_ipc_pool_bytes += cap;
+}
+
+
+/* a buffer of its own for an alert of "size" bytes of name and data */
+
+static int
+ngx_ipc_msg_buf(ngx_ipc_msg_t *m, size_t size)
+{
+    m->buf = ngx_ipc_pool_take(size, &m->cap);
+
+    if (m->buf == NULL) {
+        m->buf = malloc(size);
+        if (m->buf == NULL) {
+            return -1;
+        }
+
+        m->cap = size;
+    }
+
+    return 0;
+}
 
 
 static void
 ngx_ipc_msg_free(ngx_ipc_msg_t *m)
 {
-    if (m->buf != (u_char *) (m + 1)) {
-        if (m->buf && m->cap <= NGX_IPC_SPARE_MAX
-            && m->cap > ngx_ipc_spare_cap)
-        {
-            free(ngx_ipc_spare);
-            ngx_ipc_spare = m->buf;
-            ngx_ipc_spare_cap = m->cap;
-
-        } else {
-            free(m->buf);
-        }
+    if (m->buf && m->buf != (u_char *) (m + 1)) {
+        ngx_ipc_pool_give(m->buf, m->cap);
     }
 
     free(m);
@@ -263,12 +327,8 @@ ngx_ipc_msg_grow(ngx_ipc_msg_t *m, size_t need)
         cap = full;
     }
 
-    if (m->buf == NULL && ngx_ipc_spare_cap >= cap) {
-        m->buf = ngx_ipc_spare;
-        m->cap = ngx_ipc_spare_cap;
-        ngx_ipc_spare = NULL;
-        ngx_ipc_spare_cap = 0;
-        return 0;
+    if (m->buf == NULL) {
+        return ngx_ipc_msg_buf(m, cap);
     }
 
     p = realloc(m->buf, cap);
@@ -544,15 +604,27 @@ ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
         return NGX_IPC_FULL;
     }
 
-    m = malloc(sizeof(ngx_ipc_msg_t) + size);
+    if (size < NGX_IPC_POOL_MIN) {
+        m = malloc(sizeof(ngx_ipc_msg_t) + size);
+        if (m != NULL) {
+            m->buf = (u_char *) (m + 1);
+            m->cap = size;
+        }
+
+    } else {
+        m = malloc(sizeof(ngx_ipc_msg_t));
+        if (m != NULL && ngx_ipc_msg_buf(m, size) != 0) {
+            free(m);
+            m = NULL;
+        }
+    }
+
     if (m == NULL) {
         ngx_ipc_set_error("out of memory queueing %zu bytes for this worker",
                           size);
         return NGX_IPC_FAILED;
     }
 
-    m->buf = (u_char *) (m + 1);
-    m->cap = size;
     m->sender = sender;
     m->name_len = out->name_len;
     m->total = out->total;
