@@ -198,17 +198,21 @@ local function acquire(expect)
     )
     return true
 end
---- Saves the position and renews the lease (or releases it): false when it was lost.
-local function commit(release)
-    local args, count = args_of(
+--- COMMIT's arguments: save the position, and renew the lease ("0") or release it ("1").
+local function commit_args(release)
+    return args_of(
         "2",
         state.lease_key,
         state.pos_key,
         token,
         tostring(LEASE_MS),
         position(),
-        release and "1" or "0"
+        release
     )
+end
+--- Saves the position and renews the lease (or releases it): false when it was lost.
+local function commit(release)
+    local args, count = commit_args(release and "1" or "0")
     local r, err = run(sock, COMMIT, args, count)
     if r == nil then
         drop_connection(err)
@@ -349,15 +353,7 @@ local function step()
     ngx.update_time()
     local save = ngx.now() - saved_at >= SAVE_EVERY
     if save then
-        local cargs, ccount = args_of(
-            "2",
-            state.lease_key,
-            state.pos_key,
-            token,
-            tostring(LEASE_MS),
-            position(),
-            "0"
-        )
+        local cargs, ccount = commit_args("0")
         script_args(COMMIT, cargs, true)
         n = resp.encode(out, n, cargs, ccount)
         saved_at = ngx.now()
@@ -428,18 +424,18 @@ local function read_loop(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue58
+                goto __continue59
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue58
+                goto __continue59
             end
             step()
         end
-        ::__continue58::
+        ::__continue59::
     end
     if sock ~= nil and holding then
         commit(true)

@@ -162,9 +162,14 @@ function acquire(expect: string): boolean | undefined {
     return true;
 }
 
+/** COMMIT's arguments: save the position, and renew the lease ("0") or release it ("1"). */
+function commit_args(release: string): LuaMultiReturn<[LuaTable<number, string>, number]> {
+    return args_of("2", state.lease_key, state.pos_key, token, tostring(LEASE_MS), position(), release);
+}
+
 /** Saves the position and renews the lease (or releases it): false when it was lost. */
 function commit(release: boolean): boolean | undefined {
-    const [args, count] = args_of("2", state.lease_key, state.pos_key, token, tostring(LEASE_MS), position(), release ? "1" : "0");
+    const [args, count] = commit_args(release ? "1" : "0");
     const [r, err] = run(sock!, COMMIT, args, count);
     if (r === undefined) {
         drop_connection(err);
@@ -290,7 +295,7 @@ function step(): void {
     ngx.update_time();
     const save = ngx.now() - saved_at >= SAVE_EVERY;
     if (save) {
-        const [cargs, ccount] = args_of("2", state.lease_key, state.pos_key, token, tostring(LEASE_MS), position(), "0");
+        const [cargs, ccount] = commit_args("0");
         script_args(COMMIT, cargs, true);
         n = resp.encode(out, n, cargs, ccount);
         saved_at = ngx.now();
