@@ -37,10 +37,11 @@ lua:
 	npm run --silent build
 
 install: $(SHIM)
-	install -d $(INST_LIBDIR) $(INST_LUADIR)/ngx/ipc
+	install -d $(INST_LIBDIR) $(INST_LUADIR)/ngx/ipc $(INST_LUADIR)/ngx/ipc/cluster
 	install -m 0644 $(SHIM) $(INST_LIBDIR)/ngx_ipc_shim.so
 	install -m 0644 build/ngx/ipc.lua $(INST_LUADIR)/ngx/ipc.lua
 	install -m 0644 build/ngx/ipc/*.lua $(INST_LUADIR)/ngx/ipc/
+	install -m 0644 build/ngx/ipc/cluster/*.lua $(INST_LUADIR)/ngx/ipc/cluster/
 	install -d $(INST_METADIR)/ngx
 	install -m 0644 meta/ngx/ipc.lua $(INST_METADIR)/ngx/ipc.lua
 

@@ -1,6 +1,6 @@
 // A small Redis client over lua-nginx-module's cosockets: RESP2 framing, connecting
 // (with AUTH and SELECT on a new connection), pipelined requests. It knows nothing of
-// streams or of ngx.ipc: cluster.ts says which commands to send. Every call yields,
+// streams or of ngx.ipc: cluster/ says which commands to send. Every call yields,
 // so it works where cosockets do (rewrite, access, content, timers), nowhere else.
 
 /**

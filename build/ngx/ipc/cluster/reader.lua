@@ -1,0 +1,470 @@
+local ____exports = {}
+local lost_lease, holding, last_id
+local resp = require("ngx.ipc.resp")
+local shim = require("ngx.ipc.shim")
+local ____envelope = require("ngx.ipc.cluster.envelope")
+local encode = ____envelope.encode
+local LOCAL_NAME = ____envelope.LOCAL_NAME
+local packed = ____envelope.packed
+local ____scripts = require("ngx.ipc.cluster.scripts")
+local ACQUIRE = ____scripts.ACQUIRE
+local args_of = ____scripts.args_of
+local COMMIT = ____scripts.COMMIT
+local run = ____scripts.run
+local script_args = ____scripts.script_args
+local state = require("ngx.ipc.cluster.state")
+function lost_lease()
+    holding = false
+    ngx.log(
+        ngx.WARN,
+        "ngx.ipc: cluster reader: worker ",
+        ngx.worker.pid(),
+        " lost the lease of ",
+        state.instance,
+        " (it was not renewed in time); stops reading after ",
+        last_id
+    )
+end
+local counters = state.counters
+--- The smallest send_backlog and receive_backlog the shim accepts. The reader hands
+-- an entry over only while what waits for any destination, itself included, plus the
+-- entry fits in it (or nothing waits), so the local broadcast is never refused for a
+-- full backlog, which would leave the entry with some workers and not others.
+local FLOW = 65536
+--- How long a reader's lease lasts without renewal; it renews at least every BLOCK_MS.
+local LEASE_MS = 5000
+--- XREAD's BLOCK: also how long a quitting reader may wait before it notices.
+local BLOCK_MS = 1000
+--- The reader saves its position (and renews the lease) at most this often, in seconds.
+local SAVE_EVERY = 0.1
+--- How often a worker 0 that does not hold the lease asks for it again.
+local LEASE_POLL = 0.2
+--- Reconnect backoff: from BACKOFF_MIN doubling to BACKOFF_MAX seconds.
+local BACKOFF_MIN = 0.05
+local BACKOFF_MAX = 2
+local sock
+holding = false
+local token = ""
+last_id = ""
+local last_seq = 0
+local failures = 0
+--- When the position was last saved (ngx.now()).
+local saved_at = 0
+local down_since
+--- Upper bounds of what waits for one destination, and in this worker, since the last look (FLOW).
+local queued = 0
+local held = 0
+local function position()
+    return (last_id .. " ") .. tostring(last_seq)
+end
+--- Whether stream id a comes after b ("ms-seq").
+local function after(a, b)
+    local am, as = string.match(a, "^(%d+)%-(%d+)$")
+    local bm, bs = string.match(b, "^(%d+)%-(%d+)$")
+    local ma = tonumber(am) or 0
+    local mb = tonumber(bm) or 0
+    return ma > mb or ma == mb and (tonumber(as) or 0) > (tonumber(bs) or 0)
+end
+--- Sleeps `seconds` in steps, returning early (false) once the worker is exiting.
+local function pause(seconds)
+    ngx.update_time()
+    local deadline = ngx.now() + seconds
+    while not ngx.worker.exiting() do
+        local left = deadline - ngx.now()
+        if left <= 0 then
+            return true
+        end
+        ngx.sleep(math.max(
+            0.001,
+            math.min(left, 0.25)
+        ))
+        ngx.update_time()
+    end
+    return false
+end
+local function drop_connection(err)
+    if sock ~= nil then
+        sock:close()
+        sock = nil
+    end
+    failures = failures + 1
+    ngx.update_time()
+    if down_since == nil then
+        down_since = ngx.now()
+        ngx.log(
+            ngx.ERR,
+            "ngx.ipc: cluster reader: redis at ",
+            resp.label(state.settings.reader_endpoint),
+            ": ",
+            err,
+            "; reconnecting with backoff, resuming after ",
+            last_id == "" and "the instance's position" or last_id
+        )
+    end
+    local delay = math.min(
+        BACKOFF_MAX,
+        BACKOFF_MIN * 2 ^ math.min(failures - 1, 10)
+    )
+    pause(delay * (0.5 + math.random() * 0.5))
+end
+local function open()
+    local s = state.settings
+    local c, err = resp.connect(s.reader_endpoint, s.timeout_ms, BLOCK_MS + s.timeout_ms)
+    if c == nil then
+        drop_connection(err)
+        return false
+    end
+    local load = {}
+    load[1] = "SCRIPT"
+    load[2] = "LOAD"
+    load[3] = COMMIT.body
+    local sha, lerr = resp.call(c, load, 3)
+    if sha == nil then
+        c:close()
+        drop_connection(lerr)
+        return false
+    end
+    sock = c
+    if down_since ~= nil then
+        counters.reconnects = counters.reconnects + 1
+        ngx.update_time()
+        ngx.log(
+            ngx.NOTICE,
+            "ngx.ipc: cluster reader: redis at ",
+            resp.label(s.reader_endpoint),
+            " is back after ",
+            string.format(
+                "%.1f",
+                ngx.now() - down_since
+            ),
+            " s"
+        )
+        down_since = nil
+    end
+    return true
+end
+--- A holder on this host that is no longer a worker of this master has died: its lease can go.
+local function holder_dead(holder)
+    local pid = string.match(holder, "^(%d+):")
+    if pid == nil then
+        return false
+    end
+    return not state.our_worker(pid)
+end
+--- Takes the lease when it is free (or its holder died); false when someone else holds it.
+local function acquire(expect)
+    local args, count = args_of(
+        "4",
+        state.lease_key,
+        state.pos_key,
+        state.settings.stream,
+        state.settings.seq_key,
+        token,
+        tostring(LEASE_MS),
+        expect
+    )
+    local r, err = run(sock, ACQUIRE, args, count)
+    if r == nil or type(r) ~= "table" then
+        drop_connection(err or "bad reply to the lease script")
+        return nil
+    end
+    local reply = r
+    if reply[1] ~= 1 then
+        local holder = tostring(reply[2])
+        if expect == "" and holder_dead(holder) then
+            return acquire(holder)
+        end
+        return false
+    end
+    local id, seq = string.match(
+        tostring(reply[2]),
+        "^(%S+) (%d+)$"
+    )
+    if last_id == "" or reply[3] ~= 1 and after(id, last_id) then
+        last_id = id or "0-0"
+        last_seq = tonumber(seq) or 0
+    end
+    holding = true
+    ngx.log(
+        ngx.NOTICE,
+        "ngx.ipc: cluster reader: worker ",
+        ngx.worker.pid(),
+        " reads ",
+        state.settings.stream,
+        " for ",
+        state.instance,
+        " after ",
+        last_id
+    )
+    return true
+end
+--- COMMIT's arguments: save the position, and renew the lease ("0") or release it ("1").
+local function commit_args(release)
+    return args_of(
+        "2",
+        state.lease_key,
+        state.pos_key,
+        token,
+        tostring(LEASE_MS),
+        position(),
+        release
+    )
+end
+--- Saves the position and renews the lease (or releases it): false when it was lost.
+local function commit(release)
+    local args, count = commit_args(release and "1" or "0")
+    local r, err = run(sock, COMMIT, args, count)
+    if r == nil then
+        drop_connection(err)
+        return nil
+    end
+    if r ~= 1 then
+        lost_lease()
+        return false
+    end
+    return true
+end
+local function fits(size)
+    return (queued == 0 or queued + size <= FLOW) and (held == 0 or held + size <= FLOW)
+end
+--- Waits until an entry of `size` bytes can be handed over without a backlog refusing
+-- it (FLOW), renewing the lease meanwhile. false: the worker is exiting, or the lease
+-- or the connection was lost.
+local function room(size)
+    local renewed = ngx.now()
+    while not fits(size) do
+        local c = shim.counters()
+        queued = c.send_queued
+        held = c.receive_ready + c.receive_partial
+        if fits(size) then
+            break
+        end
+        if not pause(0.001) then
+            return false
+        end
+        if ngx.now() - renewed >= BLOCK_MS / 1000 then
+            if commit(false) ~= true then
+                return false
+            end
+            renewed = ngx.now()
+        end
+    end
+    queued = queued + size
+    held = held + size
+    return true
+end
+--- Field value of a stream entry's field list, or undefined.
+local function field(f, key)
+    do
+        local i = 1
+        while i < #f do
+            if f[i] == key then
+                local v = f[i + 1]
+                return type(v) == "string" and v or nil
+            end
+            i = i + 2
+        end
+    end
+    return nil
+end
+local function count_gap(seq, id)
+    if last_seq > 0 and seq > last_seq + 1 then
+        local n = seq - last_seq - 1
+        counters.gaps = counters.gaps + 1
+        counters.lost = counters.lost + n
+        ngx.log(
+            ngx.ERR,
+            "ngx.ipc: cluster reader: ",
+            n,
+            " alert(s) between ",
+            last_id,
+            " and ",
+            id,
+            " were trimmed from ",
+            state.settings.stream,
+            " (maxlen ",
+            state.settings.maxlen,
+            ") before this instance read them; they are lost for it"
+        )
+    end
+end
+--- Hands one entry to every worker of the instance; false when it must stop first.
+local function hand_over(id, f)
+    local seq = tonumber(field(f, "s"))
+    local inst = field(f, "i")
+    local pid = field(f, "p")
+    local wid = field(f, "w")
+    local name = field(f, "n")
+    local data = field(f, "d")
+    if seq == nil or inst == nil or pid == nil or wid == nil or name == nil or data == nil then
+        counters.malformed = counters.malformed + 1
+        ngx.log(
+            ngx.WARN,
+            "ngx.ipc: cluster reader: entry ",
+            id,
+            " of ",
+            state.settings.stream,
+            " is not an ngx.ipc alert; skipped"
+        )
+        last_id = id
+        return true
+    end
+    count_gap(seq, id)
+    local env = encode(
+        inst,
+        pid,
+        wid,
+        name,
+        data
+    )
+    local delay = 0.01
+    while true do
+        if ngx.worker.exiting() or not room(packed(#env)) then
+            return false
+        end
+        local ok, err = shim.broadcast(LOCAL_NAME, env)
+        if ok ~= nil then
+            break
+        end
+        ngx.log(
+            ngx.ERR,
+            "ngx.ipc: cluster reader: handing ",
+            id,
+            " to the workers failed: ",
+            err,
+            "; retrying"
+        )
+        queued = FLOW
+        if not pause(delay) then
+            return false
+        end
+        delay = math.min(delay * 2, 0.5)
+    end
+    last_id = id
+    last_seq = seq
+    counters.relayed = counters.relayed + 1
+    return true
+end
+--- One turn: save the position and renew the lease, read what follows, hand it over.
+local function step()
+    local s = state.settings
+    local out = {}
+    local n = 1
+    ngx.update_time()
+    local save = ngx.now() - saved_at >= SAVE_EVERY
+    if save then
+        local cargs, ccount = commit_args("0")
+        script_args(COMMIT, cargs, true)
+        n = resp.encode(out, n, cargs, ccount)
+        saved_at = ngx.now()
+    end
+    local xargs = {}
+    local list = {
+        "XREAD",
+        "COUNT",
+        s.batch,
+        "BLOCK",
+        tostring(BLOCK_MS),
+        "STREAMS",
+        s.stream,
+        last_id
+    }
+    do
+        local i = 0
+        while i < #list do
+            xargs[i + 1] = list[i + 1]
+            i = i + 1
+        end
+    end
+    resp.encode(out, n, xargs, #list)
+    local sent, serr = sock:send(out)
+    if sent == nil then
+        drop_connection(serr)
+        return
+    end
+    local c = 1
+    local cerr = nil
+    if save then
+        c, cerr = resp.read(sock)
+    end
+    local r, rerr = resp.read(sock)
+    if c == nil or r == nil then
+        drop_connection(c == nil and cerr or rerr)
+        return
+    end
+    failures = 0
+    if c ~= 1 then
+        lost_lease()
+        return
+    end
+    if r == false then
+        return
+    end
+    local streams = r
+    local entries = streams[1][2]
+    local c0 = shim.counters()
+    queued = c0.send_queued
+    held = c0.receive_ready + c0.receive_partial
+    do
+        local i = 1
+        while i <= #entries do
+            local e = entries[i]
+            if not hand_over(e[1], e[2]) or not holding or sock == nil then
+                return
+            end
+            i = i + 1
+        end
+    end
+end
+local function read_loop(premature)
+    if premature then
+        return
+    end
+    token = (tostring(ngx.worker.pid()) .. ":") .. tostring(ngx.now())
+    while not ngx.worker.exiting() do
+        do
+            if sock == nil and not open() then
+                goto __continue59
+            end
+            if not holding then
+                local got = acquire("")
+                if got == false and not pause(LEASE_POLL) then
+                    break
+                end
+                goto __continue59
+            end
+            step()
+        end
+        ::__continue59::
+    end
+    if sock ~= nil and holding then
+        commit(true)
+    end
+    holding = false
+    if sock ~= nil then
+        sock:close()
+        sock = nil
+    end
+end
+--- Starts the reader (worker 0): a timer that reads until the worker exits.
+function ____exports.start()
+    local ok, err = ngx.timer.at(0, read_loop)
+    if ok == nil then
+        ngx.log(ngx.ERR, "ngx.ipc: cannot start the cluster reader: ", err)
+    end
+end
+--- Whether this worker holds the lease and reads.
+function ____exports.reading()
+    return holding
+end
+--- The last entry handed over, or undefined before the lease was first taken.
+function ____exports.last_relayed()
+    local ____temp_0
+    if last_id == "" then
+        ____temp_0 = nil
+    else
+        ____temp_0 = last_id
+    end
+    return ____temp_0
+end
+return ____exports

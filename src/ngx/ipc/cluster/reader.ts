@@ -1,0 +1,391 @@
+// The reader: worker 0 of each instance, while it holds the instance's lease in
+// Redis, reads the stream with a blocking XREAD from the instance's saved position
+// and hands each entry to every worker with the local broadcast (./envelope), as fast
+// as the workers' backlogs let it (FLOW); it saves the position and renews the lease
+// as it goes, counts the entries trimmed before it read them (gaps), and reconnects
+// with backoff when Redis goes away.
+import * as resp from "../resp";
+import * as shim from "../shim";
+import { encode, LOCAL_NAME, packed } from "./envelope";
+import { ACQUIRE, args_of, COMMIT, run, script_args } from "./scripts";
+import * as state from "./state";
+
+const counters = state.counters;
+
+/**
+ * The smallest send_backlog and receive_backlog the shim accepts. The reader hands
+ * an entry over only while what waits for any destination, itself included, plus the
+ * entry fits in it (or nothing waits), so the local broadcast is never refused for a
+ * full backlog, which would leave the entry with some workers and not others.
+ */
+const FLOW = 65536;
+/** How long a reader's lease lasts without renewal; it renews at least every BLOCK_MS. */
+const LEASE_MS = 5000;
+/** XREAD's BLOCK: also how long a quitting reader may wait before it notices. */
+const BLOCK_MS = 1000;
+/** The reader saves its position (and renews the lease) at most this often, in seconds. */
+const SAVE_EVERY = 0.1;
+/** How often a worker 0 that does not hold the lease asks for it again. */
+const LEASE_POLL = 0.2;
+/** Reconnect backoff: from BACKOFF_MIN doubling to BACKOFF_MAX seconds. */
+const BACKOFF_MIN = 0.05;
+const BACKOFF_MAX = 2;
+
+
+let sock: NgxTcpSocket | undefined;
+let holding = false;
+let token = "";
+/**
+ * The last entry handed over and its sequence number; "" until the lease is first
+ * taken, then the instance's saved position ("0-0 0" for an empty stream).
+ */
+let last_id = "";
+let last_seq = 0;
+let failures = 0;
+/** When the position was last saved (ngx.now()). */
+let saved_at = 0;
+let down_since: number | undefined;
+/** Upper bounds of what waits for one destination, and in this worker, since the last look (FLOW). */
+let queued = 0;
+let held = 0;
+
+function position(): string {
+    return `${last_id} ${last_seq}`;
+}
+
+/** Whether stream id a comes after b ("ms-seq"). */
+function after(a: string, b: string): boolean {
+    const [am, as] = string.match(a, "^(%d+)%-(%d+)$");
+    const [bm, bs] = string.match(b, "^(%d+)%-(%d+)$");
+    const ma = tonumber(am) ?? 0;
+    const mb = tonumber(bm) ?? 0;
+    return ma > mb || (ma === mb && (tonumber(as) ?? 0) > (tonumber(bs) ?? 0));
+}
+
+/** Sleeps `seconds` in steps, returning early (false) once the worker is exiting. */
+function pause(seconds: number): boolean {
+    ngx.update_time();
+    const deadline = ngx.now() + seconds;
+    while (!ngx.worker.exiting()) {
+        const left = deadline - ngx.now();
+        if (left <= 0) {
+            return true;
+        }
+        // never below 1 ms: ngx.sleep(0) logs a warning on every call on stock nginx
+        ngx.sleep(math.max(0.001, math.min(left, 0.25)));
+        ngx.update_time();
+    }
+    return false;
+}
+
+function drop_connection(err: string): void {
+    if (sock !== undefined) {
+        sock.close();
+        sock = undefined;
+    }
+    failures += 1;
+    ngx.update_time();
+    if (down_since === undefined) {
+        down_since = ngx.now();
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: redis at ", resp.label(state.settings!.reader_endpoint), ": ", err,
+            "; reconnecting with backoff, resuming after ", last_id === "" ? "the instance's position" : last_id);
+    }
+    const delay = math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** math.min(failures - 1, 10));
+    pause(delay * (0.5 + math.random() * 0.5));
+}
+
+function open(): boolean {
+    const s = state.settings!;
+    const [c, err] = resp.connect(s.reader_endpoint, s.timeout_ms, BLOCK_MS + s.timeout_ms);
+    if (c === undefined) {
+        drop_connection(err);
+        return false;
+    }
+    // step() pipelines COMMIT with XREAD, where a NOSCRIPT could not fall back to EVAL
+    const load = new LuaTable<number, string>();
+    load.set(1, "SCRIPT");
+    load.set(2, "LOAD");
+    load.set(3, COMMIT.body);
+    const [sha, lerr] = resp.call(c, load, 3);
+    if (sha === undefined) {
+        c.close();
+        drop_connection(lerr);
+        return false;
+    }
+    sock = c;
+    if (down_since !== undefined) {
+        counters.reconnects += 1;
+        ngx.update_time();
+        ngx.log(ngx.NOTICE, "ngx.ipc: cluster reader: redis at ", resp.label(s.reader_endpoint), " is back after ",
+            string.format("%.1f", ngx.now() - down_since), " s");
+        down_since = undefined;
+    }
+    return true;
+}
+
+/** A holder on this host that is no longer a worker of this master has died: its lease can go. */
+function holder_dead(holder: string): boolean {
+    const [pid] = string.match(holder, "^(%d+):");
+    if (pid === undefined) {
+        return false;
+    }
+    return !state.our_worker(pid);
+}
+
+/** Takes the lease when it is free (or its holder died); false when someone else holds it. */
+function acquire(expect: string): boolean | undefined {
+    const [args, count] = args_of("4", state.lease_key, state.pos_key, state.settings!.stream, state.settings!.seq_key,
+        token, tostring(LEASE_MS), expect);
+    const [r, err] = run(sock!, ACQUIRE, args, count);
+    if (r === undefined || type(r) !== "table") {
+        drop_connection(err ?? "bad reply to the lease script");
+        return undefined;
+    }
+    const reply = r as LuaTable<number, resp.Reply>;
+    if (reply.get(1) !== 1) {
+        const holder = tostring(reply.get(2));
+        if (expect === "" && holder_dead(holder)) {
+            return acquire(holder);
+        }
+        return false;
+    }
+    const [id, seq] = string.match(tostring(reply.get(2)), "^(%S+) (%d+)$");
+    // This worker's own position wins over one made fresh (the key had expired or was
+    // lost) and over an older one (the last save did not reach Redis).
+    if (last_id === "" || (reply.get(3) !== 1 && after(id, last_id))) {
+        last_id = id ?? "0-0";
+        last_seq = tonumber(seq) ?? 0;
+    }
+    holding = true;
+    ngx.log(ngx.NOTICE, "ngx.ipc: cluster reader: worker ", ngx.worker.pid(), " reads ", state.settings!.stream,
+        " for ", state.instance, " after ", last_id);
+    return true;
+}
+
+/** COMMIT's arguments: save the position, and renew the lease ("0") or release it ("1"). */
+function commit_args(release: string): LuaMultiReturn<[LuaTable<number, string>, number]> {
+    return args_of("2", state.lease_key, state.pos_key, token, tostring(LEASE_MS), position(), release);
+}
+
+/** Saves the position and renews the lease (or releases it): false when it was lost. */
+function commit(release: boolean): boolean | undefined {
+    const [args, count] = commit_args(release ? "1" : "0");
+    const [r, err] = run(sock!, COMMIT, args, count);
+    if (r === undefined) {
+        drop_connection(err);
+        return undefined;
+    }
+    if (r !== 1) {
+        lost_lease();
+        return false;
+    }
+    return true;
+}
+
+function lost_lease(): void {
+    holding = false;
+    ngx.log(ngx.WARN, "ngx.ipc: cluster reader: worker ", ngx.worker.pid(), " lost the lease of ", state.instance,
+        " (it was not renewed in time); stops reading after ", last_id);
+}
+
+function fits(size: number): boolean {
+    return (queued === 0 || queued + size <= FLOW) && (held === 0 || held + size <= FLOW);
+}
+
+/**
+ * Waits until an entry of `size` bytes can be handed over without a backlog refusing
+ * it (FLOW), renewing the lease meanwhile. false: the worker is exiting, or the lease
+ * or the connection was lost.
+ */
+function room(size: number): boolean {
+    let renewed = ngx.now();
+    while (!fits(size)) {
+        const c = shim.counters();
+        queued = c.send_queued;
+        held = c.receive_ready + c.receive_partial;
+        if (fits(size)) {
+            break;
+        }
+        // the receive loop of this worker, and the pipes, drain meanwhile
+        if (!pause(0.001)) {
+            return false;
+        }
+        if (ngx.now() - renewed >= BLOCK_MS / 1000) {
+            if (commit(false) !== true) {
+                return false;
+            }
+            renewed = ngx.now();
+        }
+    }
+    queued += size;
+    held += size;
+    return true;
+}
+
+/** Field value of a stream entry's field list, or undefined. */
+function field(f: LuaTable<number, resp.Reply>, key: string): string | undefined {
+    for (let i = 1; i < f.length(); i += 2) {
+        if (f.get(i) === key) {
+            const v = f.get(i + 1);
+            return type(v) === "string" ? (v as string) : undefined;
+        }
+    }
+    return undefined;
+}
+
+function count_gap(seq: number, id: string): void {
+    if (last_seq > 0 && seq > last_seq + 1) {
+        const n = seq - last_seq - 1;
+        counters.gaps += 1;
+        counters.lost += n;
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", n, " alert(s) between ", last_id, " and ", id,
+            " were trimmed from ", state.settings!.stream, " (maxlen ", state.settings!.maxlen,
+            ") before this instance read them; they are lost for it");
+    }
+}
+
+/** Hands one entry to every worker of the instance; false when it must stop first. */
+function hand_over(id: string, f: LuaTable<number, resp.Reply>): boolean {
+    const seq = tonumber(field(f, "s"));
+    const inst = field(f, "i");
+    const pid = field(f, "p");
+    const wid = field(f, "w");
+    const name = field(f, "n");
+    const data = field(f, "d");
+    if (seq === undefined || inst === undefined || pid === undefined || wid === undefined
+        || name === undefined || data === undefined) {
+        counters.malformed += 1;
+        ngx.log(ngx.WARN, "ngx.ipc: cluster reader: entry ", id, " of ", state.settings!.stream,
+            " is not an ngx.ipc alert; skipped");
+        last_id = id;
+        return true;
+    }
+    count_gap(seq, id);
+    const env = encode(inst, pid, wid, name, data);
+    let delay = 0.01;
+    while (true) {
+        if (ngx.worker.exiting() || !room(packed(env.length))) {
+            return false;
+        }
+        const [ok, err] = shim.broadcast(LOCAL_NAME, env);
+        if (ok !== undefined) {
+            break;
+        }
+        // Not expected (room() keeps the backlogs from refusing): retry after a pause.
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: handing ", id, " to the workers failed: ", err, "; retrying");
+        queued = FLOW;
+        if (!pause(delay)) {
+            return false;
+        }
+        delay = math.min(delay * 2, 0.5);
+    }
+    last_id = id;
+    last_seq = seq;
+    counters.relayed += 1;
+    return true;
+}
+
+/** One turn: save the position and renew the lease, read what follows, hand it over. */
+function step(): void {
+    const s = state.settings!;
+    const out = new LuaTable<number, string>();
+    let n = 1;
+    // Saving on every turn would double the commands per entry when alerts trickle in
+    // one by one; what a reader killed between saves relayed is relayed again.
+    ngx.update_time();
+    const save = ngx.now() - saved_at >= SAVE_EVERY;
+    if (save) {
+        const [cargs, ccount] = commit_args("0");
+        script_args(COMMIT, cargs, true);
+        n = resp.encode(out, n, cargs, ccount);
+        saved_at = ngx.now();
+    }
+    const xargs = new LuaTable<number, string>();
+    const list = ["XREAD", "COUNT", s.batch, "BLOCK", tostring(BLOCK_MS), "STREAMS", s.stream, last_id];
+    for (let i = 0; i < list.length; i++) {
+        xargs.set(i + 1, list[i]);
+    }
+    resp.encode(out, n, xargs, list.length);
+    const [sent, serr] = sock!.send(out);
+    if (sent === undefined) {
+        drop_connection(serr);
+        return;
+    }
+    let c: resp.Reply | undefined = 1;
+    let cerr: string | undefined = undefined;
+    if (save) {
+        [c, cerr] = resp.read(sock!);
+    }
+    const [r, rerr] = resp.read(sock!);
+    if (c === undefined || r === undefined) {
+        // NOSCRIPT (SCRIPT FLUSH) included: the next connection loads the script again
+        drop_connection(c === undefined ? cerr! : rerr!);
+        return;
+    }
+    failures = 0;
+    if (c !== 1) {
+        lost_lease();
+        return;
+    }
+    if (r === false) {
+        return;
+    }
+    const streams = r as LuaTable<number, LuaTable<number, resp.Reply>>;
+    const entries = streams.get(1).get(2) as LuaTable<number, LuaTable<number, resp.Reply>>;
+    const c0 = shim.counters();
+    queued = c0.send_queued;
+    held = c0.receive_ready + c0.receive_partial;
+    for (let i = 1; i <= entries.length(); i++) {
+        const e = entries.get(i);
+        if (!hand_over(e.get(1) as string, e.get(2) as LuaTable<number, resp.Reply>) || !holding || sock === undefined) {
+            return;
+        }
+    }
+}
+
+function read_loop(premature: boolean): void {
+    if (premature) {
+        return;
+    }
+    token = `${ngx.worker.pid()}:${ngx.now()}`;
+    while (!ngx.worker.exiting()) {
+        if (sock === undefined && !open()) {
+            continue;
+        }
+        if (!holding) {
+            const got = acquire("");
+            if (got === false && !pause(LEASE_POLL)) {
+                break;
+            }
+            continue;
+        }
+        step();
+    }
+    // The next reader (the next generation's worker 0) starts after what this one handed over.
+    if (sock !== undefined && holding) {
+        commit(true);
+    }
+    holding = false;
+    if (sock !== undefined) {
+        sock.close();
+        sock = undefined;
+    }
+}
+
+/** Starts the reader (worker 0): a timer that reads until the worker exits. */
+export function start(): void {
+    const [ok, err] = ngx.timer.at(0, read_loop);
+    if (ok === undefined) {
+        ngx.log(ngx.ERR, "ngx.ipc: cannot start the cluster reader: ", err);
+    }
+}
+
+/** Whether this worker holds the lease and reads. */
+export function reading(): boolean {
+    return holding;
+}
+
+/** The last entry handed over, or undefined before the lease was first taken. */
+export function last_relayed(): string | undefined {
+    return last_id === "" ? undefined : last_id;
+}
