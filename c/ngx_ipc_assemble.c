@@ -21,7 +21,8 @@
 /*
  * An alert being reassembled, then waiting in the ready queue.  "buf" holds
  * the name followed by the data; while the alert is pending it grows with
- * what arrives, never by more than NGX_IPC_AHEAD_MAX beyond it.
+ * what arrives, doubling, never to more than twice that plus
+ * NGX_IPC_AHEAD_MAX: a header that claims 2 GiB reserves nothing for it.
  */
 
 typedef struct ngx_ipc_msg_s  ngx_ipc_msg_t;
@@ -320,8 +321,16 @@ ngx_ipc_msg_grow(ngx_ipc_msg_t *m, size_t need)
     if (cap < NGX_IPC_AHEAD_MAX) {
         cap = NGX_IPC_AHEAD_MAX;     /* alerts up to 1 MiB: one allocation */
     }
-    if (cap > need + NGX_IPC_AHEAD_MAX) {
-        cap = need + NGX_IPC_AHEAD_MAX;
+
+    /*
+     * Doubling, not a step at a time: few copies for a large alert, and a
+     * process short of memory finds out while it still holds half of what
+     * it asked for, not when the last step takes its last megabyte (other
+     * code of the worker, LuaJIT's included, runs between reads).
+     */
+
+    if (cap > 2 * need + NGX_IPC_AHEAD_MAX) {
+        cap = 2 * need + NGX_IPC_AHEAD_MAX;
     }
     if (cap > full) {
         cap = full;

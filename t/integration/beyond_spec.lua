@@ -10,15 +10,6 @@ local function tag(s)
   return (s or "t") .. seq
 end
 
--- every worker: its id and pid, as ngx.worker reports them
-local function ids_of(inst)
-  local by_id = {}
-  for pid, id in pairs(inst:run_all("return ngx.worker.id()")) do
-    by_id[id] = pid
-  end
-  return by_id
-end
-
 -- handlers used by several cases, registered in every worker's init_worker
 local HANDLERS = [[
   local ipc = require "ngx.ipc"
@@ -58,7 +49,7 @@ describe("worker ids", function()
   setup(function()
     inst = nginx.start { workers = 3, init_worker = HANDLERS }
     pids = inst:workers()
-    by_id = ids_of(inst)
+    by_id = inst:by_id()
   end)
 
   teardown(function()
@@ -131,7 +122,7 @@ describe("ipc.call", function()
         }
       ]],
     }
-    local by_id = ids_of(inst)
+    local by_id = inst:by_id()
     a, b = by_id[0], by_id[1]
   end)
 
@@ -262,7 +253,7 @@ describe("ipc.sender in its handler's coroutine only", function()
         }
       ]],
     }
-    local by_id = ids_of(inst)
+    local by_id = inst:by_id()
     local a, b = by_id[0], by_id[1]
     assert.is_true(inst:run(a, "return ipc.send_worker(1, 'hold', '')"))
     inst:wait_for(function()
@@ -299,7 +290,7 @@ describe("ipc.send_any", function()
 
   it("takes turns over the other joined workers, and each alert is handled once, where it said", function()
     inst = nginx.start { workers = 3, init_worker = HANDLERS }
-    local by_id = ids_of(inst)
+    local by_id = inst:by_id()
     local a = by_id[0]
     local chosen = { inst:run(a, [[
       local out = {}
@@ -346,7 +337,7 @@ describe("ipc.send_any", function()
         ngx.sleep(60)
       end)
     ]] }
-    local by_id = ids_of(inst)
+    local by_id = inst:by_id()
     local a, victim = by_id[0], by_id[1]
     assert.is_true(inst:run(a, "return ipc.send_worker(1, 'block', '')"))
     inst:wait_for(function()

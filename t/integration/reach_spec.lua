@@ -53,7 +53,7 @@ describe("a worker that has not joined yet", function()
     end)
   end
 
-  it("is sent to while still in its init_worker, and handles what waited, in order, once it joins", function()
+  it("is sent to (by pid and by id) while still in its init_worker, and handles what waited, in order, once it joins", function()
     -- worker id 1 spins in init_worker until told to go on
     inst = nginx.start { workers = 2, min_workers = 1, init_worker = [[
       local ipc = require "ngx.ipc"
@@ -74,16 +74,19 @@ describe("a worker that has not joined yet", function()
       out[1] = { ipc.send(%d, "early", "one") }
       out[2] = { ipc.broadcast("early", "two") }
       out[3] = { ipc.send(%d, "early", "three") }
+      out[4] = { ipc.send_worker(1, "early", "four") }
+      out[5] = ipc.workers()
       return out
     ]]):format(b, b))
-    for i = 1, 3 do
+    for i = 1, 4 do
       assert.are.same({ true }, res[i], "call " .. i .. " to the starting worker")
     end
+    assert.are.same({ { id = 0, pid = a } }, res[5], "ipc.workers() while worker id 1 has not joined")
     -- nothing can be handled before it joins
     assert.are.same({}, inst:list("early:" .. b), "handled before it joined")
     inst:run(a, "T.dict:set('go on', true) return true")
-    local got = inst:wait_count("early:" .. b, 3, 10)
-    assert.are.same({ "one", "two", "three" }, got, "what the starting worker handled")
+    local got = inst:wait_count("early:" .. b, 4, 10)
+    assert.are.same({ "one", "two", "three", "four" }, got, "what the starting worker handled")
     assert.are.same({ "two" }, inst:wait_count("early:" .. a, 1, 5), "what the sender handled")
     -- the copies that went to other worker ids in case one of them was b's
     -- are let go quietly: nothing counted as lost
