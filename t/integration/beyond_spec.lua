@@ -327,26 +327,10 @@ describe("ipc.send_any", function()
   it("is handled by the replacement when the chosen worker is killed before handling it", function()
     -- the chosen worker stops reading (a small receive_backlog full of what its
     -- sleeping handler has not taken): what send_any sends next waits in its pipe
-    inst = nginx.start { workers = 2, init_worker = [[
-      local ipc = require "ngx.ipc"
-      local me = ngx.worker.pid()
-      ipc.configure { receive_backlog = 65536 }
-      ipc.receive("m", function(d) T.add("m:" .. me, d) end)
-      ipc.receive("block", function()
-        T.dict:set("blocking", me)
-        ngx.sleep(60)
-      end)
-    ]] }
+    inst = nginx.start { workers = 2, init_worker = nginx.STALL_HANDLERS }
     local by_id = inst:by_id()
     local a, victim = by_id[0], by_id[1]
-    assert.is_true(inst:run(a, "return ipc.send_worker(1, 'block', '')"))
-    inst:wait_for(function()
-      return inst:run(a, "return T.dict:get('blocking')") == victim
-    end, 10, "the victim's handler to hold its receive loop")
-    assert.is_true(inst:run(a, "return ipc.send_worker(1, 'm', string.rep('f', 40000))"))
-    inst:wait_for(function()
-      return inst:run(victim, "return ipc.stats().receive_ready") >= 32768
-    end, 10, "the victim to hold 32 KiB and stop reading")
+    inst:stall(a, victim)
     local chosen = { inst:run(a, [[
       local out = {}
       for i = 1, 50 do

@@ -112,31 +112,13 @@ describe("a worker killed with kill -9 under alerts", function()
 
   for _, nworkers in ipairs { 2, 3 } do
     it(("leaves the broadcasts on their way to it to its replacement, and unicasts to nobody (%d workers)"):format(nworkers), function()
-      -- a small receive_backlog: once the victim holds 32 KiB of complete
-      -- alerts that its (sleeping) handler has not taken, it stops reading,
-      -- and what comes next stays in its pipe; its event loop stays free
-      inst = nginx.start { workers = nworkers, init_worker = [[
-        local ipc = require "ngx.ipc"
-        local me = ngx.worker.pid()
-        ipc.configure { receive_backlog = 65536 }
-        ipc.receive("m", function(d) T.add("m:" .. me, d) end)
-        ipc.receive("block", function()
-          T.dict:set("blocking", me)
-          ngx.sleep(60)
-        end)
-      ]] }
+      -- the victim stops reading: what comes next stays in its pipe
+      inst = nginx.start { workers = nworkers, init_worker = nginx.STALL_HANDLERS }
       local pids = inst:workers()
       local victim, others = pids[#pids], {}
       for i = 1, #pids - 1 do others[i] = pids[i] end
       local a = others[1]
-      assert.is_true(inst:run(a, ("return ipc.send(%d, 'block', '')"):format(victim)))
-      inst:wait_for(function()
-        return inst:run(a, "return T.dict:get('blocking')") == victim
-      end, 10, "the victim's handler to hold its receive loop")
-      assert.is_true(inst:run(a, ("return ipc.send(%d, 'm', string.rep('f', 40000))"):format(victim)))
-      inst:wait_for(function()
-        return inst:run(victim, "return ipc.stats().receive_ready") >= 32768
-      end, 10, "the victim to hold 32 KiB and stop reading")
+      inst:stall(a, victim)
       -- every other worker broadcasts twice and sends the victim one unicast
       for _, p in ipairs(others) do
         assert.is_true(inst:run(p, ([[

@@ -919,6 +919,35 @@ function Inst:install(code, pids)
   return self:run_all(code .. "\nreturn true", nil, pids)
 end
 
+-- init_worker code for Inst:stall(): handlers "m" (records what it gets under
+-- "m:<pid>") and "block" (holds the receive loop for a minute), and a 64 KiB
+-- receive_backlog
+M.STALL_HANDLERS = [[
+  local ipc = require "ngx.ipc"
+  local me = ngx.worker.pid()
+  ipc.configure { receive_backlog = 65536 }
+  ipc.receive("m", function(d) T.add("m:" .. me, d) end)
+  ipc.receive("block", function()
+    T.dict:set("blocking", me)
+    ngx.sleep(60)
+  end)
+]]
+
+-- with M.STALL_HANDLERS: worker `victim` stops reading its pipe, its event
+-- loop free: its sleeping handler holds the receive loop, and a 40,000-byte
+-- alert from `from` fills half its receive_backlog, so what comes next stays
+-- in its pipe
+function Inst:stall(from, victim)
+  assert(self:run(from, ("return ipc.send(%d, 'block', '')"):format(victim)))
+  self:wait_for(function()
+    return self:run(from, "return T.dict:get('blocking')") == victim
+  end, 10, "the victim's handler to hold its receive loop")
+  assert(self:run(from, ("return ipc.send(%d, 'm', string.rep('f', 40000))"):format(victim)))
+  self:wait_for(function()
+    return self:run(victim, "return ipc.stats().receive_ready") >= 32768
+  end, 10, "the victim to hold 32 KiB and stop reading")
+end
+
 -- wait until the T.add() list `key` has at least n entries; returns the list
 function Inst:wait_count(key, n, timeout)
   local pid = self:workers()[1]

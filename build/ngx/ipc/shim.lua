@@ -1,5 +1,4 @@
 local ____exports = {}
-local workers_size, workers_ids, workers_pids
 local ffi = require("ffi")
 --- The FFI block of c/ngx_ipc.h, verbatim; t/unit/cdef_spec.lua keeps the two equal.
 ____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     writes;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_memory;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema, int32_t id, int32_t count);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_send_any(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_worker_id(int32_t pid);\nint ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\ndouble ngx_ipc_dropped(void);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nvoid ngx_ipc_release(void);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
@@ -11,9 +10,29 @@ local ffi_new = ffi.new
 local lib
 local alert
 local counters_out
-local backlog_size = 64
-local backlog_pids
-local backlog_bytes
+local function pair_of(a_type, b_type)
+    local size = 64
+    return {
+        size = size,
+        a_type = a_type,
+        b_type = b_type,
+        a = ffi_new(a_type, size),
+        b = ffi_new(b_type, size)
+    }
+end
+--- Calls `fill` on the pair, growing it once if need be; how many entries it holds.
+local function fill_pair(p, fill)
+    local n = fill(p.a, p.b, p.size)
+    if n <= p.size then
+        return n
+    end
+    p.size = n * 2
+    p.a = ffi_new(p.a_type, p.size)
+    p.b = ffi_new(p.b_type, p.size)
+    return fill(p.a, p.b, p.size)
+end
+local backlog_pair
+local workers_pair
 local c_send
 local c_broadcast
 local c_send_worker
@@ -31,10 +50,8 @@ local function load()
     local loaded = ffi.load(path)
     alert = ffi_new("ngx_ipc_alert_t")
     counters_out = ffi_new("ngx_ipc_counters_t")
-    backlog_pids = ffi_new("int32_t[?]", backlog_size)
-    backlog_bytes = ffi_new("uint64_t[?]", backlog_size)
-    workers_ids = ffi_new("int32_t[?]", workers_size)
-    workers_pids = ffi_new("int32_t[?]", workers_size)
+    backlog_pair = pair_of("int32_t[?]", "uint64_t[?]")
+    workers_pair = pair_of("int32_t[?]", "int32_t[?]")
     c_send = loaded.ngx_ipc_send
     c_broadcast = loaded.ngx_ipc_broadcast
     c_send_worker = loaded.ngx_ipc_send_worker
@@ -107,24 +124,19 @@ function ____exports.worker_id(pid)
     end
     return ____temp_0
 end
-workers_size = 64
 --- The joined workers of this generation, sorted by id.
 function ____exports.workers()
-    local shim = load()
-    local n = shim.ngx_ipc_workers(workers_ids, workers_pids, workers_size)
-    if n > workers_size then
-        workers_size = n * 2
-        workers_ids = ffi_new("int32_t[?]", workers_size)
-        workers_pids = ffi_new("int32_t[?]", workers_size)
-        n = shim.ngx_ipc_workers(workers_ids, workers_pids, workers_size)
-    end
+    local n = fill_pair(
+        workers_pair,
+        load().ngx_ipc_workers
+    )
     local list = {}
     do
         local i = 0
         while i < n do
             list[i + 1] = {
-                id = tonumber(workers_ids[i]),
-                pid = tonumber(workers_pids[i])
+                id = tonumber(workers_pair.a[i]),
+                pid = tonumber(workers_pair.b[i])
             }
             i = i + 1
         end
@@ -189,19 +201,15 @@ function ____exports.dropped()
 end
 --- Bytes queued per destination pid.
 function ____exports.backlog()
-    local shim = load()
+    local n = fill_pair(
+        backlog_pair,
+        load().ngx_ipc_backlog
+    )
     local out = {}
-    local n = shim.ngx_ipc_backlog(backlog_pids, backlog_bytes, backlog_size)
-    if n > backlog_size then
-        backlog_size = n * 2
-        backlog_pids = ffi_new("int32_t[?]", backlog_size)
-        backlog_bytes = ffi_new("uint64_t[?]", backlog_size)
-        n = shim.ngx_ipc_backlog(backlog_pids, backlog_bytes, backlog_size)
-    end
     do
         local i = 0
         while i < n do
-            out[tonumber(backlog_pids[i])] = tonumber(backlog_bytes[i])
+            out[tonumber(backlog_pair.a[i])] = tonumber(backlog_pair.b[i])
             i = i + 1
         end
     end

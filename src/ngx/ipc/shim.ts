@@ -66,9 +66,43 @@ const ffi_new = ffi.new;
 let lib: IpcShimLib | undefined;
 let alert: IpcAlert;
 let counters_out: IpcCounters;
-let backlog_size = 64;
-let backlog_pids: CArray;
-let backlog_bytes: CArray;
+/**
+ * Two C arrays a shim function fills in side by side (ids and pids, pids and
+ * bytes), grown when it says it has more than they hold.
+ */
+interface ArrayPair {
+    size: number;
+    a: CArray;
+    b: CArray;
+    readonly a_type: string;
+    readonly b_type: string;
+}
+
+type Fill = (this: void, a: CArray, b: CArray, n: number) => number;
+
+function pair_of(a_type: string, b_type: string): ArrayPair {
+    const size = 64;
+    return {
+        size, a_type, b_type,
+        a: ffi_new(a_type, size) as CArray,
+        b: ffi_new(b_type, size) as CArray,
+    };
+}
+
+/** Calls `fill` on the pair, growing it once if need be; how many entries it holds. */
+function fill_pair(p: ArrayPair, fill: Fill): number {
+    const n = fill(p.a, p.b, p.size);
+    if (n <= p.size) {
+        return n;
+    }
+    p.size = n * 2;
+    p.a = ffi_new(p.a_type, p.size) as CArray;
+    p.b = ffi_new(p.b_type, p.size) as CArray;
+    return fill(p.a, p.b, p.size);
+}
+
+let backlog_pair: ArrayPair;
+let workers_pair: ArrayPair;
 // Cached C functions: the per-alert paths make one FFI call each.
 let c_send: IpcShimLib["ngx_ipc_send"];
 let c_broadcast: IpcShimLib["ngx_ipc_broadcast"];
@@ -90,10 +124,8 @@ function load(): IpcShimLib {
     const loaded = ffi.load(path) as IpcShimLib;
     alert = ffi_new("ngx_ipc_alert_t") as IpcAlert;
     counters_out = ffi_new("ngx_ipc_counters_t") as IpcCounters;
-    backlog_pids = ffi_new("int32_t[?]", backlog_size) as CArray;
-    backlog_bytes = ffi_new("uint64_t[?]", backlog_size) as CArray;
-    workers_ids = ffi_new("int32_t[?]", workers_size) as CArray;
-    workers_pids = ffi_new("int32_t[?]", workers_size) as CArray;
+    backlog_pair = pair_of("int32_t[?]", "uint64_t[?]");
+    workers_pair = pair_of("int32_t[?]", "int32_t[?]");
     c_send = loaded.ngx_ipc_send;
     c_broadcast = loaded.ngx_ipc_broadcast;
     c_send_worker = loaded.ngx_ipc_send_worker;
@@ -166,23 +198,12 @@ export interface Worker {
     pid: number;
 }
 
-let workers_size = 64;
-let workers_ids: CArray;
-let workers_pids: CArray;
-
 /** The joined workers of this generation, sorted by id. */
 export function workers(): Worker[] {
-    const shim = load();
-    let n = shim.ngx_ipc_workers(workers_ids, workers_pids, workers_size);
-    if (n > workers_size) {
-        workers_size = n * 2;
-        workers_ids = ffi_new("int32_t[?]", workers_size) as CArray;
-        workers_pids = ffi_new("int32_t[?]", workers_size) as CArray;
-        n = shim.ngx_ipc_workers(workers_ids, workers_pids, workers_size);
-    }
+    const n = fill_pair(workers_pair, load().ngx_ipc_workers);
     const list: Worker[] = [];
     for (let i = 0; i < n; i++) {
-        list[i] = { id: tonumber(workers_ids[i])!, pid: tonumber(workers_pids[i])! };
+        list[i] = { id: tonumber(workers_pair.a[i])!, pid: tonumber(workers_pair.b[i])! };
     }
     return list;
 }
@@ -247,17 +268,10 @@ export function dropped(): number {
 
 /** Bytes queued per destination pid. */
 export function backlog(): LuaTable<number, number> {
-    const shim = load();
+    const n = fill_pair(backlog_pair, load().ngx_ipc_backlog);
     const out = new LuaTable<number, number>();
-    let n = shim.ngx_ipc_backlog(backlog_pids, backlog_bytes, backlog_size);
-    if (n > backlog_size) {
-        backlog_size = n * 2;
-        backlog_pids = ffi_new("int32_t[?]", backlog_size) as CArray;
-        backlog_bytes = ffi_new("uint64_t[?]", backlog_size) as CArray;
-        n = shim.ngx_ipc_backlog(backlog_pids, backlog_bytes, backlog_size);
-    }
     for (let i = 0; i < n; i++) {
-        out.set(tonumber(backlog_pids[i])!, tonumber(backlog_bytes[i])!);
+        out.set(tonumber(backlog_pair.a[i])!, tonumber(backlog_pair.b[i])!);
     }
     return out;
 }
