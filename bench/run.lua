@@ -230,7 +230,8 @@ local function machine()
   local model = cpuinfo:match("model name%s*:%s*([^\n]+)") or "?"
   local _, ncpu = sh("nproc")
   local _, kernel = sh("uname -sr")
-  local _, ngx_v = sh("/usr/sbin/nginx -v")
+  -- the nginx under test (t/lib/nginx.lua's NGX_IPC_T_NGINX: an OpenResty build, say)
+  local _, ngx_v = sh(nginx.shq(os.getenv("NGX_IPC_T_NGINX") or "/usr/sbin/nginx") .. " -v")
   local _, lj = sh("luajit -v")
   -- the module under test: this tree, or NGX_IPC_ROOT (t/lib/nginx.lua)
   local _, commit = sh("cd " .. nginx.shq(nginx.root) .. " && git rev-parse --short HEAD")
@@ -239,7 +240,7 @@ local function machine()
   return {
     cpu = model, cpus = tonumber(ncpu), kernel = kernel:gsub("%s+$", ""),
     memory_gib = mem and math.floor(tonumber(mem) / 1048576 + 0.5),
-    nginx = ngx_v:match("nginx/([%d.]+)") or "?",
+    nginx = ngx_v:match("version: (%S+)") or "?",
     luajit = lj:match("LuaJIT ([%w.-]+)") or "?",
     commit = commit:match("^(%x+)%s*$") or os.getenv("NGX_IPC_BENCH_COMMIT") or "?",
     module_root = nginx.root,
@@ -980,7 +981,7 @@ local function report(M, L, W, O)
     return (table.concat(parts, "  "):gsub("%s+$", ""))
   end
   local out = {}
-  out[#out + 1] = ("ngx.ipc bench — %s, %d × %s, %s, nginx %s, LuaJIT %s, commit %s%s"):format(
+  out[#out + 1] = ("ngx.ipc bench — %s, %d × %s, %s, %s, LuaJIT %s, commit %s%s"):format(
     M.date, M.cpus or 0, M.cpu, M.kernel, M.nginx, M.luajit, M.commit,
     M.uncommitted_changes and " + uncommitted changes" or "")
   out[#out + 1] = ("each figure: median of %d runs after a warm-up; W runs %.1f s each; whole = every alert counted, in order, intact")
