@@ -45,11 +45,15 @@ local function check_timeout(fn, value)
     end
     return value
 end
-local function check_name(fn, value)
-    local name = check_string(fn, 1, value)
+--- Called only from a check_* function that receive calls directly: level 4 is receive's caller.
+local function check_unreserved(name)
     if dispatch.is_reserved(name) then
-        error(("bad argument #1 to '" .. fn) .. "' (names starting with a NUL byte are reserved for ngx.ipc)", 3)
+        error("bad argument #1 to 'receive' (names starting with a NUL byte are reserved for ngx.ipc)", 4)
     end
+end
+local function check_name(value)
+    local name = check_string("receive", 1, value)
+    check_unreserved(name)
     return name
 end
 local function check_handler(n, value)
@@ -64,8 +68,8 @@ local function check_handlers(list)
         if kt ~= "string" and kt ~= "number" then
             bad_argument("receive", 1, "table of name = function", key)
         end
-        if kt == "string" and dispatch.is_reserved(key) then
-            error("bad argument #1 to 'receive' (names starting with a NUL byte are reserved for ngx.ipc)", 4)
+        if kt == "string" then
+            check_unreserved(key)
         end
         if type(fn) ~= "function" then
             bad_argument("receive", 1, "table of name = function", fn)
@@ -260,7 +264,7 @@ local function receive(name, handler)
         end
         return true
     end
-    local n = check_name("receive", name)
+    local n = check_name(name)
     check_handler(2, handler)
     start("receive")
     dispatch.set(n, handler)

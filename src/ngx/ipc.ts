@@ -61,11 +61,16 @@ function check_timeout(fn: string, value: unknown): number {
     return value as number;
 }
 
-function check_name(fn: string, value: unknown): string {
-    const name = check_string(fn, 1, value);
+/** Called only from a check_* function that receive calls directly: level 4 is receive's caller. */
+function check_unreserved(name: string): void {
     if (dispatch.is_reserved(name)) {
-        error(`bad argument #1 to '${fn}' (names starting with a NUL byte are reserved for ngx.ipc)`, 3);
+        error("bad argument #1 to 'receive' (names starting with a NUL byte are reserved for ngx.ipc)", 4);
     }
+}
+
+function check_name(value: unknown): string {
+    const name = check_string("receive", 1, value);
+    check_unreserved(name);
     return name;
 }
 
@@ -82,8 +87,8 @@ function check_handlers(list: LuaTable<AnyNotNil, unknown>): void {
         if (kt !== "string" && kt !== "number") {
             bad_argument("receive", 1, "table of name = function", key);
         }
-        if (kt === "string" && dispatch.is_reserved(key as string)) {
-            error("bad argument #1 to 'receive' (names starting with a NUL byte are reserved for ngx.ipc)", 4);
+        if (kt === "string") {
+            check_unreserved(key as string);
         }
         if (type(fn) !== "function") {
             bad_argument("receive", 1, "table of name = function", fn);
@@ -272,7 +277,7 @@ function receive(name: unknown, handler?: unknown): true {
         }
         return true;
     }
-    const n = check_name("receive", name);
+    const n = check_name(name);
     check_handler(2, handler);
     start("receive");
     dispatch.set(n, handler as Handler | undefined);
