@@ -87,69 +87,22 @@ ngx_ipc_msg_size(const ngx_ipc_msg_t *m)
 
 
 /*
- * Buffers of alerts that needed one of their own (up to 1 MiB and a name),
- * kept for the next ones, up to NGX_IPC_POOL_BYTES in all: a stream of such
- * alerts would otherwise allocate and free one per alert, and glibc hands
- * the top of its heap back and takes it again, a page fault per page each
- * time.  Alerts a worker sends itself take theirs here too from
- * NGX_IPC_POOL_MIN on.
+ * Buffers of alerts that needed one of their own (up to 1 MiB and a name)
+ * go back to a cache (ngx_ipc_cache.c): a stream of such alerts would
+ * otherwise allocate and free one per alert, and glibc hands the top of its
+ * heap back and takes it again, a page fault per page each time.  8 MiB are
+ * always worth keeping, a burst's worth while bursts go on.  Alerts a
+ * worker sends itself take theirs here too from NGX_IPC_POOL_MIN on.
  */
 
-#define NGX_IPC_SPARE_MAX    (NGX_IPC_AHEAD_MAX + NGX_IPC_NAME_MAX)
-#define NGX_IPC_POOL_BYTES   (8 * 1024 * 1024)
-#define NGX_IPC_POOL_N       64
 #define NGX_IPC_POOL_MIN     8192
 
-typedef struct {
-    u_char  *buf;
-    size_t   cap;
-} ngx_ipc_spare_t;
-
-static ngx_ipc_spare_t  ngx_ipc_pool[NGX_IPC_POOL_N];
-static size_t           ngx_ipc_pool_n;
-static size_t           ngx_ipc_pool_bytes;
-
-
-/* a kept buffer of at least "need" bytes (at most twice that), or NULL */
-
-static u_char *
-ngx_ipc_pool_take(size_t need, size_t *cap)
-{
-    size_t   i;
-    u_char  *buf;
-
-    for (i = ngx_ipc_pool_n; i-- > 0; ) {
-        if (ngx_ipc_pool[i].cap < need || ngx_ipc_pool[i].cap / 2 > need) {
-            continue;
-        }
-
-        buf = ngx_ipc_pool[i].buf;
-        *cap = ngx_ipc_pool[i].cap;
-        ngx_ipc_pool_bytes -= *cap;
-        ngx_ipc_pool[i] = ngx_ipc_pool[--ngx_ipc_pool_n];
-
-        return buf;
-    }
-
-    return NULL;
-}
-
-
-static void
-ngx_ipc_pool_give(u_char *buf, size_t cap)
-{
-    if (cap > NGX_IPC_SPARE_MAX || ngx_ipc_pool_n == NGX_IPC_POOL_N
-        || ngx_ipc_pool_bytes + cap > NGX_IPC_POOL_BYTES)
-    {
-        free(buf);
-        return;
-    }
-
-    ngx_ipc_pool[ngx_ipc_pool_n].buf = buf;
-    ngx_ipc_pool[ngx_ipc_pool_n].cap = cap;
-    ngx_ipc_pool_n++;
-    ngx_ipc_pool_bytes += cap;
-}
+static ngx_ipc_cache_t  ngx_ipc_bufs = {
+    8 * 1024 * 1024,
+    64 * 1024 * 1024,
+    NGX_IPC_AHEAD_MAX + NGX_IPC_NAME_MAX,
+    0, 0, 0, 0, 0, { NULL }
+};
 
 
 /* a buffer of its own for an alert of "size" bytes of name and data */
@@ -157,18 +110,9 @@ ngx_ipc_pool_give(u_char *buf, size_t cap)
 static int
 ngx_ipc_msg_buf(ngx_ipc_msg_t *m, size_t size)
 {
-    m->buf = ngx_ipc_pool_take(size, &m->cap);
+    m->buf = ngx_ipc_cache_get(&ngx_ipc_bufs, size, &m->cap);
 
-    if (m->buf == NULL) {
-        m->buf = malloc(size);
-        if (m->buf == NULL) {
-            return -1;
-        }
-
-        m->cap = size;
-    }
-
-    return 0;
+    return m->buf ? 0 : -1;
 }
 
 
@@ -176,7 +120,7 @@ static void
 ngx_ipc_msg_free(ngx_ipc_msg_t *m)
 {
     if (m->buf && m->buf != (u_char *) (m + 1)) {
-        ngx_ipc_pool_give(m->buf, m->cap);
+        ngx_ipc_cache_put(&ngx_ipc_bufs, m->buf, m->cap);
     }
 
     free(m);
@@ -340,7 +284,7 @@ ngx_ipc_msg_grow(ngx_ipc_msg_t *m, size_t need)
         return ngx_ipc_msg_buf(m, cap);
     }
 
-    p = realloc(m->buf, cap);
+    p = ngx_ipc_cache_resize(&ngx_ipc_bufs, m->buf, m->cap, cap);
     if (p == NULL) {
         return -1;
     }
@@ -419,7 +363,7 @@ ngx_ipc_swallow(ngx_ipc_msg_t *m)
     ngx_ipc_counters_data.receive_partial -= ngx_ipc_msg_size(m);
 
     if (m->buf != (u_char *) (m + 1)) {
-        free(m->buf);
+        ngx_ipc_cache_put(&ngx_ipc_bufs, m->buf, m->cap);
     }
 
     m->buf = NULL;

@@ -6,6 +6,7 @@
  * The files, lowest first; each uses only those before it:
  *
  *   ngx_ipc_core.c     errors, mode, hooks
+ *   ngx_ipc_cache.c    buffers kept for reuse, freed after bursts
  *   ngx_ipc_assemble.c reassembly per sender, ready queue, counters
  *   ngx_ipc_wire.c     packing alerts into packets, parsing a stream of them
  *   ngx_ipc_proc.c     facts about processes (/proc, kill(pid, 0))

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "ngx_ipc.h"
 
@@ -143,6 +144,29 @@ extern ngx_ipc_hooks_t  ngx_ipc_hooks;
 void ngx_ipc_set_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 void ngx_ipc_close(int *fd);
+
+/* ngx_ipc_cache.c */
+
+#define NGX_IPC_CACHE_CLASSES  32           /* size classes: 2^k bytes */
+
+typedef struct ngx_ipc_spare_s  ngx_ipc_spare_t;
+
+typedef struct {
+    size_t            floor;        /* spares always worth keeping */
+    size_t            ceiling;      /* spares never kept beyond */
+    size_t            largest;      /* a larger buffer is never kept */
+    size_t            used;         /* bytes handed out */
+    size_t            kept;         /* bytes of spares */
+    size_t            peak;         /* the most used this second */
+    size_t            peak_before;  /* ... and in the second before */
+    time_t            second;
+    ngx_ipc_spare_t  *free[NGX_IPC_CACHE_CLASSES];
+} ngx_ipc_cache_t;
+
+u_char *ngx_ipc_cache_get(ngx_ipc_cache_t *c, size_t need, size_t *cap);
+void    ngx_ipc_cache_put(ngx_ipc_cache_t *c, u_char *buf, size_t cap);
+u_char *ngx_ipc_cache_resize(ngx_ipc_cache_t *c, u_char *buf, size_t cap,
+    size_t new_cap);
 
 /* ngx_ipc_assemble.c */
 

@@ -22,32 +22,31 @@ struct ngx_ipc_item_s {
 
 
 /*
- * Written items are kept for the next ones, up to this many: a queue that
- * fills and drains all the time would otherwise make malloc grow and trim
- * the heap's top at every few items, each time faulting its pages in again.
+ * Written items go back to a cache for the next ones (ngx_ipc_cache.c): a
+ * queue that fills and drains all the time would otherwise make malloc grow
+ * and trim the heap's top at every burst, faulting its pages in again.
+ * 256 items are always worth keeping; a burst's worth while bursts go on.
  */
 
-#define NGX_IPC_SPARE_ITEMS  256
-
-static ngx_ipc_item_t  *ngx_ipc_spare;
-static size_t           ngx_ipc_nspare;
+static ngx_ipc_cache_t  ngx_ipc_items = {
+    256 * sizeof(ngx_ipc_item_t),
+    64 * 1024 * 1024,
+    sizeof(ngx_ipc_item_t),
+    0, 0, 0, 0, 0, { NULL }
+};
 
 
 static ngx_ipc_item_t *
 ngx_ipc_item_new(void)
 {
+    size_t           cap;
     ngx_ipc_item_t  *it;
 
-    if (ngx_ipc_spare) {
-        it = ngx_ipc_spare;
-        ngx_ipc_spare = it->next;
-        ngx_ipc_nspare--;
-
-    } else {
-        it = malloc(sizeof(ngx_ipc_item_t));
-        if (it == NULL) {
-            return NULL;
-        }
+    it = (ngx_ipc_item_t *) (void *) ngx_ipc_cache_get(&ngx_ipc_items,
+                                                        sizeof(ngx_ipc_item_t),
+                                                        &cap);
+    if (it == NULL) {
+        return NULL;
     }
 
     it->next = NULL;
@@ -61,14 +60,7 @@ ngx_ipc_item_new(void)
 static void
 ngx_ipc_item_free(ngx_ipc_item_t *it)
 {
-    if (ngx_ipc_nspare >= NGX_IPC_SPARE_ITEMS) {
-        free(it);
-        return;
-    }
-
-    it->next = ngx_ipc_spare;
-    ngx_ipc_spare = it;
-    ngx_ipc_nspare++;
+    ngx_ipc_cache_put(&ngx_ipc_items, (u_char *) it, sizeof(ngx_ipc_item_t));
 }
 
 
