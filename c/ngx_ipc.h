@@ -11,6 +11,13 @@
  * ngx_ipc_worker_id a joined worker's id, both -1 on failure.
  * ngx_ipc_configure takes 0 for "keep the current value".
  *
+ * Lending: ngx_ipc_lend(ref) says that the data of the next send, send_worker
+ * or broadcast of this process stays alive in the caller under "ref" (not 0)
+ * until ngx_ipc_recv hands back an alert whose "lent" is ref; the copy to this
+ * process itself then refers to it instead of copying it ("data" is NULL),
+ * and the call returns 1 instead of 0 to say the loan was taken.  Any of
+ * those calls ends the loan, taken or not.
+ *
  * Counters: writes counts write() calls that put packets into a pipe;
  * refused_* count sends refused with an error to the caller
  * (send_backlog full; no such worker), lost_exited queued alerts dropped
@@ -33,6 +40,7 @@ typedef struct {
     int32_t      sender;
     uint32_t     name_len;
     uint32_t     data_len;
+    uint32_t     lent;
     const char  *name;
     const char  *data;
 } ngx_ipc_alert_t;
@@ -68,6 +76,7 @@ int32_t ngx_ipc_send_any(const char *name, size_t name_len,
     const char *data, size_t data_len);
 int32_t ngx_ipc_worker_id(int32_t pid);
 int ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);
+void ngx_ipc_lend(uint32_t ref);
 int ngx_ipc_recv(ngx_ipc_alert_t *alert);
 int ngx_ipc_poll(void);
 int ngx_ipc_feed(const char *buf, size_t len);

@@ -38,6 +38,8 @@ struct ngx_ipc_msg_s {
     uint32_t        skip;       /* dropped: swallow the rest unseen */
     uint64_t        doomed;     /* its sender seen dead: drop it once the
                                    pipe was emptied this many times */
+    uint32_t        lent;       /* to oneself: the data stays with the
+                                   caller under this ref (buf: the name) */
 };
 
 #define NGX_IPC_SENDERS      256            /* buckets of pending alerts */
@@ -448,6 +450,7 @@ ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p)
     m->received = 0;
     m->skip = 0;
     m->doomed = 0;
+    m->lent = 0;
 
     if (m->buf == NULL && ngx_ipc_msg_grow(m, n) != 0) {
         free(m);
@@ -557,7 +560,14 @@ ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
         return NGX_IPC_FULL;
     }
 
-    if (size < NGX_IPC_POOL_MIN) {
+    if (out->lent) {
+        m = malloc(sizeof(ngx_ipc_msg_t) + out->name_len);
+        if (m != NULL) {
+            m->buf = (u_char *) (m + 1);
+            m->cap = out->name_len;
+        }
+
+    } else if (size < NGX_IPC_POOL_MIN) {
         m = malloc(sizeof(ngx_ipc_msg_t) + size);
         if (m != NULL) {
             m->buf = (u_char *) (m + 1);
@@ -584,18 +594,19 @@ ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
     m->received = out->total;
     m->skip = 0;
     m->doomed = 0;
+    m->lent = out->lent;
 
     if (out->name_len) {
         memcpy(m->buf, out->name, out->name_len);
     }
 
-    if (out->total) {
+    if (out->total && !out->lent) {
         memcpy(m->buf + out->name_len, out->data, out->total);
     }
 
     ngx_ipc_ready_push(m);
 
-    return 0;
+    return out->lent ? NGX_IPC_LENT : 0;
 }
 
 
@@ -659,8 +670,9 @@ ngx_ipc_recv(ngx_ipc_alert_t *alert)
     alert->sender = m->sender;
     alert->name_len = m->name_len;
     alert->data_len = m->total;
+    alert->lent = m->lent;
     alert->name = (const char *) m->buf;
-    alert->data = (const char *) m->buf + m->name_len;
+    alert->data = m->lent ? NULL : (const char *) m->buf + m->name_len;
 
     if (ngx_ipc_paused
         && ngx_ipc_counters_data.receive_ready

@@ -105,6 +105,7 @@ typedef struct {
     uint32_t       first;       /* the FIRST packet is still to be packed */
     int32_t        dest;        /* unicast: the worker's pid; 0: broadcast */
     uint32_t       candidate;   /* a copy to a worker that may be dest */
+    uint32_t       lent;        /* the caller keeps the data under this ref */
 } ngx_ipc_out_t;
 
 
@@ -181,6 +182,7 @@ void   ngx_ipc_first(const ngx_ipc_hdr_t *h, const u_char *p);
 void   ngx_ipc_next(const ngx_ipc_hdr_t *h, const u_char *p);
 void   ngx_ipc_discard(size_t bytes);
 int    ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out);
+#define NGX_IPC_LENT             1        /* ngx_ipc_local: took the loan */
 int    ngx_ipc_ready_empty(void);
 int    ngx_ipc_ready_full(void);
 int    ngx_ipc_take_notice(void);

@@ -73,6 +73,48 @@ ngx_ipc_check(size_t name_len, size_t data_len)
 }
 
 
+/*
+ * Lending (ngx_ipc.h): the ref the next send may refer to, and whether the
+ * current one did.  A copy to oneself that refers to the caller's string
+ * saves a copy into C and one back into Lua.
+ */
+
+static uint32_t  ngx_ipc_loan;
+static int       ngx_ipc_loan_taken;
+
+
+void
+ngx_ipc_lend(uint32_t ref)
+{
+    ngx_ipc_loan = ref;
+}
+
+
+/* the loan for the send that starts (first thing: even a refused send
+ * ends it), or 0 */
+
+static uint32_t
+ngx_ipc_loan_end(void)
+{
+    uint32_t  ref;
+
+    ref = ngx_ipc_loan;
+    ngx_ipc_loan = 0;
+    ngx_ipc_loan_taken = 0;
+
+    return ref;
+}
+
+
+/* a send's result: 1 instead of 0 when the copy to oneself took the loan */
+
+static int
+ngx_ipc_sent(int rc)
+{
+    return rc == 0 ? ngx_ipc_loan_taken : -1;
+}
+
+
 /* to this very process: no pipe, no packets, no write */
 
 static int
@@ -81,6 +123,11 @@ ngx_ipc_deliver_self(const ngx_ipc_out_t *alert)
     int  rc;
 
     rc = ngx_ipc_local(ngx_ipc_self, alert);
+    if (rc == NGX_IPC_LENT) {
+        ngx_ipc_loan_taken = 1;
+        rc = 0;
+    }
+
     if (rc != 0) {
         return rc;
     }
@@ -261,14 +308,18 @@ ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
     const char *data, size_t data_len)
 {
     int            rc;
+    uint32_t       lent;
     int32_t        key;
     ngx_ipc_out_t  out;
+
+    lent = ngx_ipc_loan_end();
 
     if (ngx_ipc_check(name_len, data_len) != 0) {
         return -1;
     }
 
     ngx_ipc_out_init(&out, name, name_len, data, data_len);
+    out.lent = lent;
 
     if (pid <= 0) {
         ngx_ipc_set_error("no such worker: %" PRId32, pid);
@@ -294,7 +345,7 @@ ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
         }
     }
 
-    return ngx_ipc_count(rc, &out) == 0 ? 0 : -1;
+    return ngx_ipc_sent(ngx_ipc_count(rc, &out));
 }
 
 
@@ -345,7 +396,10 @@ ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,
     const char *data, size_t data_len)
 {
     int            rc;
+    uint32_t       lent;
     ngx_ipc_out_t  out;
+
+    lent = ngx_ipc_loan_end();
 
     if (ngx_ipc_check(name_len, data_len) != 0) {
         return -1;
@@ -357,9 +411,10 @@ ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,
     }
 
     ngx_ipc_out_init(&out, name, name_len, data, data_len);
+    out.lent = lent;
     rc = ngx_ipc_send_id(id, &out);
 
-    return ngx_ipc_count(rc, &out) == 0 ? 0 : -1;
+    return ngx_ipc_sent(ngx_ipc_count(rc, &out));
 }
 
 
@@ -377,6 +432,8 @@ ngx_ipc_send_any(const char *name, size_t name_len, const char *data,
     int            rc;
     int32_t        i, id, count, holder;
     ngx_ipc_out_t  out;
+
+    (void) ngx_ipc_loan_end();          /* no loan: it may go elsewhere */
 
     if (ngx_ipc_check(name_len, data_len) != 0) {
         return -1;
@@ -533,17 +590,21 @@ ngx_ipc_broadcast(const char *name, size_t name_len,
     const char *data, size_t data_len)
 {
     int                    rc;
+    uint32_t               lent;
     size_t                 i, n;
     int32_t                id, count, pid;
     ngx_ipc_out_t          out;
     ngx_ipc_skipped_t      sk;
     const ngx_ipc_name_t  *names;
 
+    lent = ngx_ipc_loan_end();
+
     if (ngx_ipc_check(name_len, data_len) != 0) {
         return -1;
     }
 
     ngx_ipc_out_init(&out, name, name_len, data, data_len);
+    out.lent = lent;
 
     sk.len = 0;
     sk.n = 0;
@@ -596,7 +657,7 @@ ngx_ipc_broadcast(const char *name, size_t name_len,
         return -1;
     }
 
-    return 0;
+    return ngx_ipc_loan_taken;
 }
 
 

@@ -36,6 +36,7 @@ ngx_ipc_out_init(ngx_ipc_out_t *out, const char *name, size_t name_len,
     out->first = 1;
     out->dest = 0;
     out->candidate = 0;
+    out->lent = 0;
 }
 
 

@@ -4,6 +4,7 @@ declare interface IpcAlert extends CData {
     sender: number;
     name_len: number;
     data_len: number;
+    lent: number;
     name: CData;
     data: CData;
 }
@@ -29,6 +30,7 @@ declare interface IpcShimLib {
     ngx_ipc_send_any(name: string, nameLen: number, data: string, dataLen: number): number;
     ngx_ipc_worker_id(pid: number): number;
     ngx_ipc_workers(ids: CArray, pids: CArray, n: number): number;
+    ngx_ipc_lend(ref: number): void;
     ngx_ipc_recv(alert: IpcAlert): number;
     ngx_ipc_poll(): number;
     ngx_ipc_feed(buf: string, len: number): number;

@@ -341,3 +341,88 @@ describe("alerts to the own pid", function()
                                   helper.collect(1), "the peer's copy"))
     end)
 end)
+
+
+-- Lending (ngx_ipc_lend): the C calls themselves, through ffi, then the
+-- binding that uses them for alerts of 4 KiB and more to the own pid.
+describe("a loan (ngx_ipc_lend)", function()
+    local ffi = require "ffi"
+    local C = helper.lib()
+    local alert = ffi.new("ngx_ipc_alert_t")
+
+    -- the next alert straight from C: sender, name, data (nil when lent), lent
+    local function recv_c()
+        helper.poll()
+        assert.are.equal(1, C.ngx_ipc_recv(alert), "an alert waits")
+        local data = alert.data ~= nil and ffi.string(alert.data, alert.data_len) or nil
+        return alert.sender, ffi.string(alert.name, alert.name_len), data,
+               alert.lent, alert.data_len
+    end
+
+    it("is taken by a send to the own pid: 1, and the alert refers to it",
+       function()
+        helper.drain()
+        C.ngx_ipc_lend(7)
+        assert.are.equal(1, C.ngx_ipc_send(pid, "lent", 4, "abcdef", 6))
+        local sender, name, data, lent, len = recv_c()
+        assert.are.same({ pid, "lent", nil, 7, 6 }, { sender, name, data, lent, len })
+    end)
+
+    it("is not taken by a send to another worker, and ends with it",
+       function()
+        helper.drain()
+        C.ngx_ipc_lend(8)
+        assert.are.equal(0, C.ngx_ipc_send(peer, "away", 4, "xyz", 3))
+        assert.are.equal(0, C.ngx_ipc_send(pid, "own", 3, "copied", 6))
+        local _, name, data, lent = recv_c()
+        assert.are.same({ "own", "copied", 0 }, { name, data, lent })
+        helper.collect(1)                       -- the peer's
+    end)
+
+    it("ends with a refused send", function()
+        helper.drain()
+        C.ngx_ipc_lend(9)
+        assert.are.equal(-1, C.ngx_ipc_send(pid, string.rep("n", 255), 255, "x", 1))
+        assert.are.equal(0, C.ngx_ipc_send(pid, "after", 5, "copied", 6))
+        local _, name, data, lent = recv_c()
+        assert.are.same({ "after", "copied", 0 }, { name, data, lent })
+    end)
+
+    it("is ended, never taken, by send_any", function()
+        helper.drain()
+        C.ngx_ipc_lend(10)
+        C.ngx_ipc_send_any("any", 3, "x", 1)
+        helper.drain()
+        assert.are.equal(0, C.ngx_ipc_send(pid, "after", 5, "copied", 6))
+        local _, name, data, lent = recv_c()
+        assert.are.same({ "after", "copied", 0 }, { name, data, lent })
+    end)
+
+    it("keeps the order of lent and copied alerts to the own pid, byte-exact",
+       function()
+        helper.drain()
+        local sent = {}
+        for i = 1, 50 do
+            local data = helper.bytes(i % 2 == 0 and 5000 + i or i, i)
+            sent[i] = { sender = pid, name = "n" .. i, data = data }
+            assert(shim.send(pid, "n" .. i, data))
+        end
+        assert(helper.same_alerts(sent, helper.collect(50), "mixed"))
+    end)
+
+    it("is taken by a broadcast's copy to the own pid, byte-exact",
+       function()
+        helper.drain()
+        local data = helper.bytes(70000, 4)
+        C.ngx_ipc_lend(11)
+        assert.are.equal(1, C.ngx_ipc_broadcast("b", 1, data, #data))
+        local sender, name, got, lent, len = recv_c()
+        assert.are.same({ pid, "b", nil, 11, #data }, { sender, name, got, lent, len })
+        helper.drain()                               -- the peer's copy
+        -- through the binding: its own copy, then the peer's (whose pipe
+        -- this process reads too)
+        assert(shim.broadcast("b", data))
+        local copy = { sender = pid, name = "b", data = data }
+        assert(helper.same_alerts({ copy, copy }, helper.collect(2), "lent by the binding"))
+    end)
+end)

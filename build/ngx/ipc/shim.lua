@@ -1,7 +1,7 @@
 local ____exports = {}
 local ffi = require("ffi")
 --- The FFI block of c/ngx_ipc.h, verbatim; t/unit/cdef_spec.lua keeps the two equal.
-____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     writes;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_memory;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema, int32_t id, int32_t count);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_send_any(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_worker_id(int32_t pid);\nint ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\ndouble ngx_ipc_dropped(void);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nvoid ngx_ipc_release(void);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
+____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    uint32_t     lent;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     writes;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_memory;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema, int32_t id, int32_t count);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_send_any(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_worker_id(int32_t pid);\nint ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);\nvoid ngx_ipc_lend(uint32_t ref);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\ndouble ngx_ipc_dropped(void);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nvoid ngx_ipc_release(void);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
 ffi.cdef(____exports.cdef)
 --- File name of the shim, searched for in package.cpath like a C module.
 local LIBRARY = "ngx_ipc_shim"
@@ -37,8 +37,13 @@ local c_send
 local c_broadcast
 local c_send_worker
 local c_send_any
+local c_lend
 local c_recv
 local c_release
+local lent = {}
+local last_ref = 0
+local self_pid = -1
+local self_id = -1
 local function load()
     if lib ~= nil then
         return lib
@@ -56,6 +61,7 @@ local function load()
     c_broadcast = loaded.ngx_ipc_broadcast
     c_send_worker = loaded.ngx_ipc_send_worker
     c_send_any = loaded.ngx_ipc_send_any
+    c_lend = loaded.ngx_ipc_lend
     c_recv = loaded.ngx_ipc_recv
     c_release = loaded.ngx_ipc_release
     lib = loaded
@@ -77,13 +83,54 @@ end
 -- `id` is its ngx.worker.id() (-1 for a process without one, such as the
 -- privileged agent), `count` ngx.worker.count().
 function ____exports.start(sema, id, count)
-    return result(load().ngx_ipc_start(sema, id, count))
+    local rc = load().ngx_ipc_start(sema, id, count)
+    if rc == 0 then
+        self_pid = ngx.worker.pid()
+        self_id = id
+    end
+    return result(rc)
 end
 --- Without nginx (tests, tools): `dir` is the instance directory; poll() pumps.
 function ____exports.start_standalone(dir, pid)
-    return result(load().ngx_ipc_start_standalone(dir, pid))
+    local rc = load().ngx_ipc_start_standalone(dir, pid)
+    if rc == 0 then
+        self_pid = pid
+    end
+    return result(rc)
+end
+local LEND_MIN = 4096
+local function lend(data)
+    last_ref = last_ref >= 2147483647 and 1 or last_ref + 1
+    lent[last_ref] = data
+    c_lend(last_ref)
+    return last_ref
+end
+--- The result of a send that may have taken a loan: 1 it did, 0 it did not. A
+-- refused broadcast may still have taken it (the other copies went out): its
+-- string stays until the receive loop finds nothing waiting (recv).
+local function settle(ref, rc, partial)
+    if rc ~= 1 and not (rc < 0 and partial) then
+        lent[ref] = nil
+    end
+    if rc < 0 then
+        return failure()
+    end
+    return true
 end
 function ____exports.send(pid, name, data)
+    if pid == self_pid and #data >= LEND_MIN then
+        return settle(
+            lend(data),
+            c_send(
+                pid,
+                name,
+                #name,
+                data,
+                #data
+            ),
+            false
+        )
+    end
     return result(c_send(
         pid,
         name,
@@ -93,10 +140,30 @@ function ____exports.send(pid, name, data)
     ))
 end
 function ____exports.broadcast(name, data)
+    if #data >= LEND_MIN and self_pid > 0 then
+        return settle(
+            lend(data),
+            c_broadcast(name, #name, data, #data),
+            true
+        )
+    end
     return result(c_broadcast(name, #name, data, #data))
 end
 --- To whichever worker holds worker id `id`, now or once it joins.
 function ____exports.send_worker(id, name, data)
+    if id == self_id and #data >= LEND_MIN then
+        return settle(
+            lend(data),
+            c_send_worker(
+                id,
+                name,
+                #name,
+                data,
+                #data
+            ),
+            false
+        )
+    end
     return result(c_send_worker(
         id,
         name,
@@ -149,10 +216,19 @@ local RELEASE_MIN = 1048576
 --- The next complete alert, or nothing when none waits.
 function ____exports.recv()
     if c_recv(alert) == 0 then
+        if (next(lent)) ~= nil then
+            lent = {}
+        end
         return
     end
     local sender = alert.sender
     local name = ffi_string(alert.name, alert.name_len)
+    local ref = alert.lent
+    if ref ~= 0 then
+        local data = lent[ref]
+        lent[ref] = nil
+        return sender, name, data
+    end
     local size = alert.data_len
     local data = ffi_string(alert.data, size)
     if size >= RELEASE_MIN then

@@ -9,6 +9,7 @@ typedef struct {
     int32_t      sender;
     uint32_t     name_len;
     uint32_t     data_len;
+    uint32_t     lent;
     const char  *name;
     const char  *data;
 } ngx_ipc_alert_t;
@@ -44,6 +45,7 @@ int32_t ngx_ipc_send_any(const char *name, size_t name_len,
     const char *data, size_t data_len);
 int32_t ngx_ipc_worker_id(int32_t pid);
 int ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);
+void ngx_ipc_lend(uint32_t ref);
 int ngx_ipc_recv(ngx_ipc_alert_t *alert);
 int ngx_ipc_poll(void);
 int ngx_ipc_feed(const char *buf, size_t len);
@@ -108,10 +110,17 @@ let c_send: IpcShimLib["ngx_ipc_send"];
 let c_broadcast: IpcShimLib["ngx_ipc_broadcast"];
 let c_send_worker: IpcShimLib["ngx_ipc_send_worker"];
 let c_send_any: IpcShimLib["ngx_ipc_send_any"];
+let c_lend: IpcShimLib["ngx_ipc_lend"];
 let c_recv: IpcShimLib["ngx_ipc_recv"];
 let c_release: IpcShimLib["ngx_ipc_release"];
 
 type Result = LuaMultiReturn<[true] | [undefined, string]>;
+
+// Lending (below): the strings lent, by ref; this worker as a destination.
+let lent = new LuaTable<number, string>();
+let last_ref = 0;
+let self_pid = -1;
+let self_id = -1;
 
 function load(): IpcShimLib {
     if (lib !== undefined) {
@@ -130,6 +139,7 @@ function load(): IpcShimLib {
     c_broadcast = loaded.ngx_ipc_broadcast;
     c_send_worker = loaded.ngx_ipc_send_worker;
     c_send_any = loaded.ngx_ipc_send_any;
+    c_lend = loaded.ngx_ipc_lend;
     c_recv = loaded.ngx_ipc_recv;
     c_release = loaded.ngx_ipc_release;
     lib = loaded;
@@ -157,24 +167,73 @@ function result(rc: number): Result {
  * privileged agent), `count` ngx.worker.count().
  */
 export function start(sema: CData, id: number, count: number): Result {
-    return result(load().ngx_ipc_start(sema, id, count));
+    const rc = load().ngx_ipc_start(sema, id, count);
+    if (rc === 0) {
+        self_pid = ngx.worker.pid();
+        self_id = id;
+    }
+    return result(rc);
 }
 
 /** Without nginx (tests, tools): `dir` is the instance directory; poll() pumps. */
 export function start_standalone(dir: string, pid: number): Result {
-    return result(load().ngx_ipc_start_standalone(dir, pid));
+    const rc = load().ngx_ipc_start_standalone(dir, pid);
+    if (rc === 0) {
+        self_pid = pid;
+    }
+    return result(rc);
+}
+
+/*
+ * Lending (ngx_ipc_lend in c/ngx_ipc.h): an alert of LEND_MIN bytes or more that
+ * this worker sends itself is not copied into C and back into a new Lua string:
+ * the C copy refers to the sender's own string, kept here under a ref until recv
+ * hands it to the handler. Lent only where this worker is a destination, so the
+ * table holds no string that is not on its way here.
+ */
+const LEND_MIN = 4096;
+
+function lend(data: string): number {
+    last_ref = last_ref >= 0x7fffffff ? 1 : last_ref + 1;
+    lent.set(last_ref, data);
+    c_lend(last_ref);
+    return last_ref;
+}
+
+/**
+ * The result of a send that may have taken a loan: 1 it did, 0 it did not. A
+ * refused broadcast may still have taken it (the other copies went out): its
+ * string stays until the receive loop finds nothing waiting (recv).
+ */
+function settle(ref: number, rc: number, partial: boolean): Result {
+    if (rc !== 1 && !(rc < 0 && partial)) {
+        lent.delete(ref);
+    }
+    if (rc < 0) {
+        return failure();
+    }
+    return $multi(true);
 }
 
 export function send(pid: number, name: string, data: string): Result {
+    if (pid === self_pid && data.length >= LEND_MIN) {
+        return settle(lend(data), c_send(pid, name, name.length, data, data.length), false);
+    }
     return result(c_send(pid, name, name.length, data, data.length));
 }
 
 export function broadcast(name: string, data: string): Result {
+    if (data.length >= LEND_MIN && self_pid > 0) {
+        return settle(lend(data), c_broadcast(name, name.length, data, data.length), true);
+    }
     return result(c_broadcast(name, name.length, data, data.length));
 }
 
 /** To whichever worker holds worker id `id`, now or once it joins. */
 export function send_worker(id: number, name: string, data: string): Result {
+    if (id === self_id && data.length >= LEND_MIN) {
+        return settle(lend(data), c_send_worker(id, name, name.length, data, data.length), false);
+    }
     return result(c_send_worker(id, name, name.length, data, data.length));
 }
 
@@ -217,10 +276,21 @@ const RELEASE_MIN = 1048576;
 /** The next complete alert, or nothing when none waits. */
 export function recv(): LuaMultiReturn<[number, string, string] | []> {
     if (c_recv(alert) === 0) {
+        // Every alert that took a loan waits in the queue just emptied: what is
+        // left are loans of refused broadcasts that no copy took.
+        if (next(lent)[0] !== undefined) {
+            lent = new LuaTable<number, string>();
+        }
         return $multi();
     }
     const sender = alert.sender;
     const name = ffi_string(alert.name, alert.name_len);
+    const ref = alert.lent;
+    if (ref !== 0) {
+        const data = lent.get(ref) as string;
+        lent.delete(ref);
+        return $multi(sender, name, data);
+    }
     const size = alert.data_len;
     const data = ffi_string(alert.data, size);
     if (size >= RELEASE_MIN) {
