@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "ngx_ipc.h"
@@ -269,7 +270,9 @@ typedef struct {
 int  ngx_ipc_queue_add(ngx_ipc_queue_t *q, ngx_ipc_out_t *out, int counted);
 int  ngx_ipc_queue_push_front(ngx_ipc_queue_t *q, const u_char *buf,
     size_t len, uint32_t alerts);
-const u_char *ngx_ipc_queue_head(const ngx_ipc_queue_t *q, size_t *len);
+int  ngx_ipc_queue_iov(const ngx_ipc_queue_t *q, struct iovec *iov, int max,
+    size_t *size);
+void ngx_ipc_queue_written(ngx_ipc_queue_t *q, size_t n);
 void ngx_ipc_queue_pop(ngx_ipc_queue_t *q);
 uint64_t ngx_ipc_queue_clear(ngx_ipc_queue_t *q);
 

@@ -3,7 +3,8 @@
  * of one write's worth of whole packets, packed when the alert was sent
  * (the caller's memory is gone by the time the pipe has room).  Items fill
  * up in order: only the last one has room left.  Knows nothing of fds:
- * ngx_ipc_dest.c writes the head and pops it.
+ * ngx_ipc_dest.c writes the head (with the whole pages after it) and says
+ * how much was written.
  */
 
 #include <inttypes.h>
@@ -182,17 +183,65 @@ ngx_ipc_queue_push_front(ngx_ipc_queue_t *q, const u_char *buf, size_t len,
 }
 
 
-/* the first write's worth of packets, or NULL when the queue is empty */
+/*
+ * iovecs for one write: the head item and, when it is a whole page
+ * (NGX_IPC_WRITE_MAX bytes), the whole pages that follow it, at most "max"
+ * in all; the number of iovecs (0: empty queue), their bytes in *size.  A
+ * write of whole pages splits only between them (ngx_ipc_dest.c).
+ */
 
-const u_char *
-ngx_ipc_queue_head(const ngx_ipc_queue_t *q, size_t *len)
+int
+ngx_ipc_queue_iov(const ngx_ipc_queue_t *q, struct iovec *iov, int max,
+    size_t *size)
 {
-    if (q->head == NULL) {
-        return NULL;
+    int              n;
+    ngx_ipc_item_t  *it;
+
+    n = 0;
+    *size = 0;
+
+    for (it = q->head; it && n < max; it = it->next) {
+        if (n && it->len != NGX_IPC_WRITE_MAX) {
+            break;
+        }
+
+        iov[n].iov_base = it->buf;
+        iov[n++].iov_len = it->len;
+        *size += it->len;
+
+        if (it->len != NGX_IPC_WRITE_MAX) {
+            break;
+        }
     }
 
-    *len = q->head->len;
-    return q->head->buf;
+    return n;
+}
+
+
+/*
+ * "n" bytes from the head were written: whole items are popped; a part of
+ * one (a write that stopped inside a page, which Linux does not do) leaves
+ * the rest of that item at the head, to go first.
+ */
+
+void
+ngx_ipc_queue_written(ngx_ipc_queue_t *q, size_t n)
+{
+    ngx_ipc_item_t  *it;
+
+    while (n && (it = q->head) != NULL) {
+        if (n >= it->len) {
+            n -= it->len;
+            ngx_ipc_queue_pop(q);
+            continue;
+        }
+
+        memmove(it->buf, it->buf + n, it->len - n);
+        it->len -= (uint32_t) n;
+        q->queued -= n;
+        ngx_ipc_counters_data.send_queued -= n;
+        n = 0;
+    }
 }
 
 

@@ -162,4 +162,72 @@ describe("payloads under contention", function()
     end
     assert.are.same({}, inst:error_lines())
   end)
+
+  -- Writes of whole pages (c/ngx_ipc_dest.c) are more than PIPE_BUF: they
+  -- must never leave half a packet in a pipe that 4 writers fill up.
+  it("delivers large and small alerts from 4 workers to one whole, in order, in writes of whole pages", function()
+    local pagesize = io.popen("getconf PAGESIZE"):read("*n")
+    if pagesize ~= 4096 then
+      pending("page size " .. tostring(pagesize) .. ": every write is one page or less")
+      return
+    end
+    inst = nginx.start { workers = 4 }
+    local pids = inst:workers()
+    local dst = pids[3]
+    local CHECK = [[
+      local function expected(sender, i)
+        local head = sender .. ":" .. i .. ":"
+        local size = i % 4 == 0 and 40 + i or 150000 + i * 37
+        return head .. string.rep(string.char(65 + i % 26), size - #head)
+      end
+    ]]
+    inst:run(dst, CHECK .. [[
+      local st = { n = 0, next = {}, bad = {} }
+      T.state.pages = st
+      ipc.receive("pages", function(d)
+        st.n = st.n + 1
+        local sender, i = d:match("^(%d+):(%d+):")
+        sender, i = tonumber(sender), tonumber(i)
+        if sender ~= ipc.sender or d ~= expected(sender, i) then
+          st.bad[#st.bad + 1] = "alert from " .. ipc.sender .. " damaged (" .. #d .. " bytes)"
+        elseif i ~= (st.next[sender] or 1) then
+          st.bad[#st.bad + 1] = "from " .. sender .. ": got #" .. i .. ", expected #" .. (st.next[sender] or 1)
+        end
+        st.next[sender] = (i or 0) + 1
+      end)
+    ]])
+    local results = inst:run_all(CHECK .. ([[
+      ngx.sleep(0.05)  -- let every worker get its command before anyone starts
+      local me, failures, bytes = ngx.worker.pid(), 0, 0
+      local writes = ipc.stats().writes
+      for i = 1, 400 do
+        local data = expected(me, i)
+        local ok, err = ipc.send(%d, "pages", data)
+        if not ok then failures = failures + 1; T.state.send_err = err end
+        bytes = bytes + #data
+        if i %% 16 == 0 then ngx.sleep(0.001) end
+      end
+      T.wait(function() return ipc.stats().send_queued == 0 end, 60, 0.001)
+      return { failures = failures, bytes = bytes, writes = ipc.stats().writes - writes }
+    ]]):format(dst), 120)
+    for p, r in pairs(results) do
+      assert.are.equal(0, r.failures, "failed sends from worker " .. p)
+      if p ~= dst then
+        -- one write per 4 KiB would be about bytes / 4080
+        assert.is_true(r.writes < r.bytes / 4080 / 4, ("worker %d: %d writes for %d bytes"):format(p, r.writes, r.bytes))
+      end
+    end
+    inst:wait_for(function()
+      local n = inst:run(dst, "return T.state.pages.n")
+      return n >= 1600, n
+    end, 60, "1,600 alerts at worker " .. dst)
+    local n, bad, nexts, st = inst:run(dst, "local s = T.state.pages return s.n, s.bad, s.next, ipc.stats()")
+    assert.are.same({}, bad, "damaged or out-of-order alerts")
+    assert.are.equal(1600, n, "alerts received")
+    assert.are.same({ 0, 0 }, { st.dropped.corrupt_packets, st.dropped.truncated }, "corrupt packets, truncated alerts")
+    for _, p in ipairs(pids) do
+      assert.are.equal(401, nexts[p], "next expected alert number from " .. p)
+    end
+    assert.are.same({}, inst:error_lines())
+  end)
 end)
