@@ -110,22 +110,16 @@ describe("payloads under contention", function()
     if inst then inst:stop(); inst = nil end
   end)
 
-  it("delivers 2,000 alerts of 5 KB from each of 4 workers to one worker whole and in per-sender order", function()
-    inst = nginx.start { workers = 4 }
-    local pids = inst:workers()
-    local dst = pids[2]
-    local CHECK = [[
-      local function expected(sender, i)
-        local head = sender .. ":" .. i .. ":"
-        return head .. string.rep(string.char(65 + i % 26), 5120 - #head)
-      end
-    ]]
-    inst:run(dst, CHECK .. [[
+  -- Arms worker `dst` to check alerts `name` ("<sender>:<i>:..."): each is
+  -- what `check` (Lua defining expected(sender, i)) says, from the sender it
+  -- names, in per-sender order; T.state[name] holds n, bad and next.
+  local function arm_checker(dst, name, check)
+    inst:run(dst, check .. ([[
       local st = { n = 0, next = {}, bad = {} }
-      T.state.many = st
-      ipc.receive("many", function(d)
+      T.state[%q] = st
+      ipc.receive(%q, function(d)
         st.n = st.n + 1
-        local sender, i = d:match("^(%d+):(%d+):")
+        local sender, i = d:match("^(%%d+):(%%d+):")
         sender, i = tonumber(sender), tonumber(i)
         if sender ~= ipc.sender then
           st.bad[#st.bad + 1] = "alert from " .. ipc.sender .. " claims sender " .. tostring(sender)
@@ -136,7 +130,20 @@ describe("payloads under contention", function()
         end
         st.next[sender] = (i or 0) + 1
       end)
-    ]])
+    ]]):format(name, name))
+  end
+
+  it("delivers 2,000 alerts of 5 KB from each of 4 workers to one worker whole and in per-sender order", function()
+    inst = nginx.start { workers = 4 }
+    local pids = inst:workers()
+    local dst = pids[2]
+    local CHECK = [[
+      local function expected(sender, i)
+        local head = sender .. ":" .. i .. ":"
+        return head .. string.rep(string.char(65 + i % 26), 5120 - #head)
+      end
+    ]]
+    arm_checker(dst, "many", CHECK)
     local results = inst:run_all(CHECK .. ([[
       ngx.sleep(0.05)  -- let every worker get its command before anyone starts
       local me, failures = ngx.worker.pid(), 0
@@ -181,21 +188,7 @@ describe("payloads under contention", function()
         return head .. string.rep(string.char(65 + i % 26), size - #head)
       end
     ]]
-    inst:run(dst, CHECK .. [[
-      local st = { n = 0, next = {}, bad = {} }
-      T.state.pages = st
-      ipc.receive("pages", function(d)
-        st.n = st.n + 1
-        local sender, i = d:match("^(%d+):(%d+):")
-        sender, i = tonumber(sender), tonumber(i)
-        if sender ~= ipc.sender or d ~= expected(sender, i) then
-          st.bad[#st.bad + 1] = "alert from " .. ipc.sender .. " damaged (" .. #d .. " bytes)"
-        elseif i ~= (st.next[sender] or 1) then
-          st.bad[#st.bad + 1] = "from " .. sender .. ": got #" .. i .. ", expected #" .. (st.next[sender] or 1)
-        end
-        st.next[sender] = (i or 0) + 1
-      end)
-    ]])
+    arm_checker(dst, "pages", CHECK)
     local results = inst:run_all(CHECK .. ([[
       ngx.sleep(0.05)  -- let every worker get its command before anyone starts
       local me, failures, bytes = ngx.worker.pid(), 0, 0

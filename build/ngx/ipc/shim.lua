@@ -117,12 +117,13 @@ local function settle(ref, rc, partial)
     end
     return true
 end
-function ____exports.send(pid, name, data)
-    if pid == self_pid and #data >= LEND_MIN then
+--- A send to `to` (a pid or a worker id), lending `data` when `to` is this worker (`own`).
+local function send_to(c, to, own, name, data)
+    if to == own and #data >= LEND_MIN then
         return settle(
             lend(data),
-            c_send(
-                pid,
+            c(
+                to,
                 name,
                 #name,
                 data,
@@ -131,13 +132,22 @@ function ____exports.send(pid, name, data)
             false
         )
     end
-    return result(c_send(
-        pid,
+    return result(c(
+        to,
         name,
         #name,
         data,
         #data
     ))
+end
+function ____exports.send(pid, name, data)
+    return send_to(
+        c_send,
+        pid,
+        self_pid,
+        name,
+        data
+    )
 end
 function ____exports.broadcast(name, data)
     if #data >= LEND_MIN and self_pid > 0 then
@@ -151,26 +161,13 @@ function ____exports.broadcast(name, data)
 end
 --- To whichever worker holds worker id `id`, now or once it joins.
 function ____exports.send_worker(id, name, data)
-    if id == self_id and #data >= LEND_MIN then
-        return settle(
-            lend(data),
-            c_send_worker(
-                id,
-                name,
-                #name,
-                data,
-                #data
-            ),
-            false
-        )
-    end
-    return result(c_send_worker(
+    return send_to(
+        c_send_worker,
         id,
+        self_id,
         name,
-        #name,
-        data,
-        #data
-    ))
+        data
+    )
 end
 --- To one joined worker, taking turns; the pid it went to.
 function ____exports.send_any(name, data)

@@ -215,11 +215,19 @@ function settle(ref: number, rc: number, partial: boolean): Result {
     return $multi(true);
 }
 
-export function send(pid: number, name: string, data: string): Result {
-    if (pid === self_pid && data.length >= LEND_MIN) {
-        return settle(lend(data), c_send(pid, name, name.length, data, data.length), false);
+type SendTo = (this: void, to: number, name: string, nameLen: number, data: string,
+    dataLen: number) => number;
+
+/** A send to `to` (a pid or a worker id), lending `data` when `to` is this worker (`own`). */
+function send_to(c: SendTo, to: number, own: number, name: string, data: string): Result {
+    if (to === own && data.length >= LEND_MIN) {
+        return settle(lend(data), c(to, name, name.length, data, data.length), false);
     }
-    return result(c_send(pid, name, name.length, data, data.length));
+    return result(c(to, name, name.length, data, data.length));
+}
+
+export function send(pid: number, name: string, data: string): Result {
+    return send_to(c_send, pid, self_pid, name, data);
 }
 
 export function broadcast(name: string, data: string): Result {
@@ -231,10 +239,7 @@ export function broadcast(name: string, data: string): Result {
 
 /** To whichever worker holds worker id `id`, now or once it joins. */
 export function send_worker(id: number, name: string, data: string): Result {
-    if (id === self_id && data.length >= LEND_MIN) {
-        return settle(lend(data), c_send_worker(id, name, name.length, data, data.length), false);
-    }
-    return result(c_send_worker(id, name, name.length, data, data.length));
+    return send_to(c_send_worker, id, self_id, name, data);
 }
 
 /** To one joined worker, taking turns; the pid it went to. */
