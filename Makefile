@@ -9,7 +9,7 @@ SHIM_LDFLAGS = -shared $(LDFLAGS)
 
 SHIM_SRC = c/ngx_ipc_core.c c/ngx_ipc_cache.c c/ngx_ipc_assemble.c c/ngx_ipc_wire.c \
            c/ngx_ipc_proc.c c/ngx_ipc_dir.c c/ngx_ipc_names.c \
-           c/ngx_ipc_queue.c c/ngx_ipc_dest.c c/ngx_ipc_send.c \
+           c/ngx_ipc_queue.c c/ngx_ipc_dest.c c/ngx_ipc_deliver.c c/ngx_ipc_send.c \
            c/ngx_ipc_nginx.c
 SHIM_HDR = c/ngx_ipc.h c/ngx_ipc_internal.h
 SHIM     = lib/ngx_ipc_shim.so

@@ -5,7 +5,7 @@
  *
  * The files, lowest first; each uses only those before it:
  *
- *   ngx_ipc_core.c     errors, mode, hooks
+ *   ngx_ipc_core.c     errors, mode, hooks, clock
  *   ngx_ipc_cache.c    buffers kept for reuse, freed after bursts
  *   ngx_ipc_assemble.c reassembly per sender, ready queue, counters
  *   ngx_ipc_wire.c     packing alerts into packets, parsing a stream of them
@@ -13,13 +13,15 @@
  *   ngx_ipc_dir.c      the pipe directory, this process's FIFO, clean-up
  *   ngx_ipc_names.c    the instance's workers by name, opening their pipes
  *   ngx_ipc_queue.c    a send queue: packed packets waiting for room
- *   ngx_ipc_dest.c     a destination: its fd, shared writes, its queue
+ *   ngx_ipc_dest.c     a destination: its fd, writes, queue, write event
+ *   ngx_ipc_deliver.c  an alert to a destination: shared writes, pages
  *   ngx_ipc_send.c     send and broadcast: routes, worker ids, candidates
  *   ngx_ipc_nginx.c    the nginx ABI, event handlers, start-up; sets the hooks
  */
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ngx_ipc_internal.h"
@@ -72,4 +74,19 @@ ngx_ipc_close(int *fd)
         (void) close(*fd);
         *fd = -1;
     }
+}
+
+
+/* a monotonic clock, in nanoseconds (0 if it fails) */
+
+int64_t
+ngx_ipc_now(void)
+{
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        return 0;
+    }
+
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }

@@ -1,9 +1,10 @@
 /*
  * ngx_ipc_dest.c: a destination: one pipe, a worker id's (the FIFO w<id>,
  * which outlives a killed worker and exists before one joins) or, for a
- * process without an id, a pid's.  Its cached write fd, the packets small
- * alerts share (obuf), its send queue and the write event that drains it.
- * ngx_ipc_names.c opens the pipes; ngx_ipc_wire.c packs what is written.
+ * process without an id, a pid's.  Its cached write fd, its send queue,
+ * writes to its pipe (a page or less, or whole pages) and the write event
+ * that drains the queue.  ngx_ipc_names.c opens the pipes;
+ * ngx_ipc_deliver.c decides what to write and when.
  */
 
 #include <errno.h>
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ngx_ipc_internal.h"
@@ -21,46 +21,14 @@
 #define NGX_IPC_DESTS        64             /* hash buckets */
 
 
-typedef struct ngx_ipc_dest_s  ngx_ipc_dest_t;
-
-/*
- * Small alerts sent in one event-loop turn share writes: packets collect in
- * "obuf" until it is full or the turn ends (ngx_ipc_pipe_flush_dirty).  obuf
- * holds bytes only while the queue is empty, so order is kept.
- */
-
-struct ngx_ipc_dest_s {
-    ngx_ipc_dest_t  *next;          /* hash chain */
-    ngx_ipc_dest_t  *dirty_next;    /* obuf to write at the end of the turn */
-    ngx_ipc_queue_t  queue;         /* what waits for room in the pipe */
-    int32_t          key;           /* > 0: a pid; < 0: worker id -1 - key */
-    int              fd;            /* cached write fd, -1: not open */
-    int              wfd;           /* write event fd, -1: not armed */
-    int              dirty;         /* on the dirty list */
-    int              kept;          /* a worker id's pipe held open both
-                                       ways: no worker holds the id */
-    uint32_t         generation;    /* of the names when kept was checked */
-    uint32_t         oalerts;       /* alerts that started in obuf */
-    uint64_t         retry_at;      /* queue.added that makes a send try
-                                       to write the queue */
-    size_t           olen;
-    u_char           obuf[NGX_IPC_WRITE_MAX];
-};
-
-
 static ngx_ipc_dest_t   *ngx_ipc_dests[NGX_IPC_DESTS];
-static ngx_ipc_dest_t   *ngx_ipc_dirty;
-static int64_t           ngx_ipc_lone_end;   /* see ngx_ipc_burst() */
 static uint32_t          ngx_ipc_epoch;      /* routes older are stale */
 
-static void ngx_ipc_dest_dirty(ngx_ipc_dest_t *d);
-static int ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
-    ngx_ipc_out_t *out, int counted);
 
 
 /* what error messages call a destination */
 
-static const char *
+const char *
 ngx_ipc_dest_label(const ngx_ipc_dest_t *d)
 {
     static char  buf[48];
@@ -121,7 +89,7 @@ ngx_ipc_dest_get(int32_t key)
 
 /* frees d once nothing refers to it any more */
 
-static void
+void
 ngx_ipc_dest_release(ngx_ipc_dest_t *d)
 {
     ngx_ipc_dest_t  **slot;
@@ -139,7 +107,7 @@ ngx_ipc_dest_release(ngx_ipc_dest_t *d)
 /* the destination exited: drop its fd and queue (its write event, if
  * armed, fires with EPOLLERR and releases it) */
 
-static void
+void
 ngx_ipc_dest_forget(ngx_ipc_dest_t *d)
 {
     ngx_ipc_close(&d->fd);
@@ -179,7 +147,7 @@ ngx_ipc_dest_open(ngx_ipc_dest_t *d)
  * until a replacement joins, waits in it.  0: the destination goes on.
  */
 
-static int
+int
 ngx_ipc_dest_keep(ngx_ipc_dest_t *d)
 {
     int  fd, gone;
@@ -228,6 +196,45 @@ ngx_ipc_dest_check_kept(ngx_ipc_dest_t *d)
 
 
 /*
+ * The destination for "key", with its pipe open; NULL with *rc set to
+ * NGX_IPC_GONE or NGX_IPC_FAILED (and the error) when there is none.
+ */
+
+ngx_ipc_dest_t *
+ngx_ipc_dest_ready(int32_t key, int *rc)
+{
+    uint32_t         gen;
+    ngx_ipc_dest_t  *d;
+
+    d = ngx_ipc_dest_get(key);
+    if (d == NULL) {
+        ngx_ipc_set_error("out of memory");
+        *rc = NGX_IPC_FAILED;
+        return NULL;
+    }
+
+    if (d->fd == -1) {
+        *rc = ngx_ipc_dest_open(d);
+        if (*rc != 0) {
+            ngx_ipc_dest_release(d);
+            return NULL;
+        }
+    }
+
+    if (d->kept) {
+        gen = ngx_ipc_dir_generation();
+
+        if (d->generation != gen) {
+            d->generation = gen;
+            ngx_ipc_dest_check_kept(d);
+        }
+    }
+
+    return d;
+}
+
+
+/*
  * Writes of more than PIPE_BUF (NGX_IPC_WRITE_MAX) bytes: every pipe has
  * several writers, and POSIX lets such a write be split and interleaved with
  * theirs.  Linux does neither for a non-blocking write: it holds the pipe's
@@ -240,9 +247,7 @@ ngx_ipc_dest_check_kept(ngx_ipc_dest_t *d)
  * the page size is 4096 bytes; elsewhere every write is one page or less.
  */
 
-#define NGX_IPC_PAGES_MAX  64               /* pages in one write: 256 KiB */
-
-static int
+int
 ngx_ipc_pages_max(void)
 {
     static int  max;
@@ -262,7 +267,7 @@ ngx_ipc_pages_max(void)
  * NGX_IPC_GONE or NGX_IPC_FAILED with the error set.
  */
 
-static ssize_t
+ssize_t
 ngx_ipc_dest_write_some(ngx_ipc_dest_t *d, const struct iovec *iov, int n)
 {
     ssize_t  w;
@@ -301,7 +306,7 @@ ngx_ipc_dest_write_some(ngx_ipc_dest_t *d, const struct iovec *iov, int n)
  * when the pipe is full, NGX_IPC_GONE or NGX_IPC_FAILED on error.
  */
 
-static int
+int
 ngx_ipc_dest_writev(ngx_ipc_dest_t *d, const struct iovec *iov, int n,
     size_t size)
 {
@@ -331,7 +336,7 @@ ngx_ipc_dest_writev(ngx_ipc_dest_t *d, const struct iovec *iov, int n,
 /* writes the queue while the pipe takes it; returns -1 (and forgets d)
  * when the destination is gone */
 
-static int
+int
 ngx_ipc_dest_flush(ngx_ipc_dest_t *d)
 {
     int           n;
@@ -366,7 +371,7 @@ ngx_ipc_dest_flush(ngx_ipc_dest_t *d)
 
 /* nginx mode: wait for room with a write event on a second fd */
 
-static void
+void
 ngx_ipc_dest_arm(ngx_ipc_dest_t *d)
 {
     int  fd, gone;
@@ -432,12 +437,10 @@ ngx_ipc_pipe_write_event(int fd)
 
 
 void
-ngx_ipc_pipe_flush_all(void)
+ngx_ipc_dest_flush_all(void)
 {
     size_t           i;
     ngx_ipc_dest_t  *d, *next;
-
-    ngx_ipc_lone_end = 0;                    /* standalone: a new turn */
 
     for (i = 0; i < NGX_IPC_DESTS; i++) {
         for (d = ngx_ipc_dests[i]; d; d = next) {
@@ -448,494 +451,6 @@ ngx_ipc_pipe_flush_all(void)
             }
         }
     }
-}
-
-
-/*
- * Is this alert part of a burst?  A burst's alerts share writes, flushed at
- * the end of the turn; an alert on its own (a reply in a ping-pong, say) is
- * written at once, without the cost of arming the end of the turn.  nginx
- * does not tell where a turn starts, so a burst is an alert that starts less
- * than NGX_IPC_BURST_NS after the last write of an alert on its own ended,
- * whatever its destination: a process that sends again that soon is in a
- * loop of sends (or a broadcast), however long the write took to wake its
- * reader.  In standalone mode ngx_ipc_poll() ends a turn, so a burst is any
- * alert after the first one written on its own in the turn.
- */
-
-#define NGX_IPC_BURST_NS  2000
-
-int64_t
-ngx_ipc_now(void)
-{
-    struct timespec  ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
-        return 0;
-    }
-
-    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-
-static int
-ngx_ipc_burst(void)
-{
-    if (ngx_ipc_mode == NGX_IPC_MODE_STANDALONE) {
-        return ngx_ipc_lone_end != 0;
-    }
-
-    return ngx_ipc_now() - ngx_ipc_lone_end < NGX_IPC_BURST_NS;
-}
-
-
-static void
-ngx_ipc_lone_written(void)
-{
-    ngx_ipc_lone_end = (ngx_ipc_mode == NGX_IPC_MODE_STANDALONE)
-                       ? 1 : ngx_ipc_now();
-}
-
-
-/* the pipe is full: obuf's packets become the head of the (empty) queue */
-
-static int
-ngx_ipc_dest_hold(ngx_ipc_dest_t *d)
-{
-    if (d->olen == 0) {
-        return 0;
-    }
-
-    if (ngx_ipc_queue_push_front(&d->queue, d->obuf, d->olen, d->oalerts)
-        != 0)
-    {
-        return -1;
-    }
-
-    d->olen = 0;
-    d->oalerts = 0;
-
-    return 0;
-}
-
-
-static void
-ngx_ipc_dest_dirty(ngx_ipc_dest_t *d)
-{
-    if (d->dirty) {
-        return;
-    }
-
-    d->dirty = 1;
-    d->dirty_next = ngx_ipc_dirty;
-    ngx_ipc_dirty = d;
-
-    ngx_ipc_hooks.arm_turn();
-}
-
-
-/* the end of an event-loop turn: what small alerts left in obufs goes out */
-
-void
-ngx_ipc_pipe_flush_dirty(void)
-{
-    ngx_ipc_dest_t  *d;
-
-    while (ngx_ipc_dirty) {
-        d = ngx_ipc_dirty;
-        ngx_ipc_dirty = d->dirty_next;
-        d->dirty = 0;
-
-        if (d->olen == 0 || d->fd == -1) {
-            ngx_ipc_dest_release(d);
-            continue;
-        }
-
-        (void) ngx_ipc_dest_put(d, NULL, NULL, 0);
-    }
-}
-
-
-/*
- * Writes obuf's packets, then, if p is not NULL, that packet with its name
- * and data straight from the caller's memory: one write, no copy.
- */
-
-static int
-ngx_ipc_dest_write_packet(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p)
-{
-    int           n;
-    size_t        size;
-    struct iovec  iov[5];
-
-    n = 0;
-    size = d->olen;
-
-    if (d->olen) {
-        iov[n].iov_base = d->obuf;
-        iov[n++].iov_len = d->olen;
-    }
-
-    if (p) {
-        iov[n].iov_base = (void *) &p->h;
-        iov[n++].iov_len = NGX_IPC_HDR_SIZE;
-
-        if (p->h.flags & NGX_IPC_FLAG_UNICAST) {
-            iov[n].iov_base = (void *) &p->dest;
-            iov[n++].iov_len = NGX_IPC_DEST_SIZE;
-        }
-
-        if (p->h.name_len) {
-            iov[n].iov_base = (void *) p->name;
-            iov[n++].iov_len = p->h.name_len;
-        }
-
-        if (p->data_len) {
-            iov[n].iov_base = (void *) p->data;
-            iov[n++].iov_len = p->data_len;
-        }
-
-        size += NGX_IPC_HDR_SIZE + p->h.len;
-    }
-
-    return ngx_ipc_dest_writev(d, iov, n, size);
-}
-
-
-/*
- * One write of obuf's packets and p (if not NULL).  Returns 0 when written
- * (obuf is empty then), 1 when the pipe was full and obuf's packets and the
- * rest of "out" (p included; out may be NULL) now wait in the queue, or an
- * error.  "counted": the alert being sent has packets in obuf already, so
- * obuf counts it (once, for lost_exited), and if the write fails it is not
- * lost: the send that returns the error does not take it.
- */
-
-static int
-ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
-    ngx_ipc_out_t *out, int counted)
-{
-    int  rc;
-
-    rc = ngx_ipc_dest_write_packet(d, p);
-
-    if (rc == NGX_IPC_GONE && ngx_ipc_dest_keep(d) == 0) {
-        if (out != NULL && out->dest > 0) {
-
-            /* a unicast to the pid that just died is refused; obuf's
-             * packets (earlier alerts) go at the turn's end */
-
-            if (d->olen) {
-                ngx_ipc_dest_dirty(d);
-            }
-
-            ngx_ipc_set_error("no such worker: %" PRId32 " (exited)",
-                              out->dest);
-            return NGX_IPC_GONE;
-        }
-
-        rc = ngx_ipc_dest_write_packet(d, p);
-    }
-
-    if (rc == 1) {
-        if (ngx_ipc_dest_hold(d) != 0
-            || (out && ngx_ipc_queue_add(&d->queue, out, counted) != 0))
-        {
-            return NGX_IPC_FAILED;
-        }
-
-        ngx_ipc_dest_arm(d);
-        return 1;
-    }
-
-    if (rc < 0) {
-        d->oalerts -= counted;
-        ngx_ipc_dest_forget(d);
-        return rc;
-    }
-
-    d->olen = 0;
-    d->oalerts = 0;
-
-    return 0;
-}
-
-
-/*
- * A packet carrying at least this much data goes out from the caller's
- * memory (writev) rather than being copied into obuf: the copy would cost
- * more than the extra iovecs.
- */
-
-#define NGX_IPC_SLICE_MIN  1024
-
-/* while a queue waits, every this many bytes queued a send tries to write it */
-#define NGX_IPC_RETRY_BYTES  (64 * 1024)
-
-/*
- * The whole-page packets that "out" has next, in one write (obuf must be
- * empty: its bytes go first).  Returns 0 when they were written, or when
- * there were fewer than two or the write failed (the packet-by-packet path
- * then goes on, and meets the error itself); 1 when the pipe filled up and
- * the rest of the alert now waits in the queue; NGX_IPC_FAILED when out of
- * memory queueing it.
- */
-
-static int
-ngx_ipc_deliver_pages(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
-{
-    int               i, n, np;
-    size_t            k, r;
-    ssize_t           w;
-    ngx_ipc_out_t     next;
-    ngx_ipc_packet_t  p[NGX_IPC_PAGES_MAX];
-    struct iovec      iov[4 * NGX_IPC_PAGES_MAX];
-    u_char            page[NGX_IPC_WRITE_MAX];
-
-    next = *out;
-    n = 0;
-
-    for (np = 0; np < ngx_ipc_pages_max(); np++) {
-        k = ngx_ipc_packet_next(&p[np], NGX_IPC_WRITE_MAX, ngx_ipc_self,
-                                &next);
-        if (k != NGX_IPC_WRITE_MAX) {
-            break;
-        }
-
-        ngx_ipc_packet_take(&next, &p[np]);
-
-        iov[n].iov_base = (void *) &p[np].h;
-        iov[n++].iov_len = NGX_IPC_HDR_SIZE;
-
-        if (p[np].h.flags & NGX_IPC_FLAG_UNICAST) {
-            iov[n].iov_base = (void *) &p[np].dest;
-            iov[n++].iov_len = NGX_IPC_DEST_SIZE;
-        }
-
-        if (p[np].h.name_len) {
-            iov[n].iov_base = (void *) p[np].name;
-            iov[n++].iov_len = p[np].h.name_len;
-        }
-
-        iov[n].iov_base = (void *) p[np].data;
-        iov[n++].iov_len = p[np].data_len;
-    }
-
-    if (np < 2) {
-        return 0;
-    }
-
-    w = ngx_ipc_dest_write_some(d, iov, n);
-    if (w < 0) {
-        return 0;
-    }
-
-    for (i = 0; i < np && (size_t) w >= (size_t) (i + 1) * NGX_IPC_WRITE_MAX;
-         i++)
-    {
-        ngx_ipc_packet_take(out, &p[i]);
-    }
-
-    if ((size_t) w == (size_t) np * NGX_IPC_WRITE_MAX) {
-        return 0;
-    }
-
-    /* the pipe is full: the rest waits, a part of a page first (see above:
-     * Linux does not leave one; if it did, it is the part to go next) */
-
-    r = (size_t) w - (size_t) i * NGX_IPC_WRITE_MAX;
-    if (r) {
-        ngx_ipc_packet_copy(page, &p[i]);
-        ngx_ipc_packet_take(out, &p[i]);
-    }
-
-    if (ngx_ipc_queue_add(&d->queue, out, r && (p[i].h.flags
-                                                & NGX_IPC_FLAG_FIRST)) != 0
-        || (r && ngx_ipc_queue_push_front(&d->queue, page + r,
-                                          NGX_IPC_WRITE_MAX - r,
-                                          (p[i].h.flags & NGX_IPC_FLAG_FIRST)
-                                          != 0) != 0))
-    {
-        return NGX_IPC_FAILED;
-    }
-
-    ngx_ipc_dest_arm(d);
-    return 1;
-}
-
-
-static int
-ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
-{
-    int               rc, lone, wrote, counted;
-    size_t            k, room;
-    int32_t           key;
-    uint32_t          off;
-    ngx_ipc_out_t     out;
-    ngx_ipc_packet_t  p;
-
-    out = *alert;
-
-    if (d->queue.head && d->queue.added >= d->retry_at) {
-
-        /*
-         * The write event that drains the queue comes only when this worker
-         * is back in its event loop; a sender that sends many alerts before
-         * it yields would leave the reader idle meanwhile, its pipe empty.
-         */
-
-        d->retry_at = d->queue.added + NGX_IPC_RETRY_BYTES;
-        key = d->key;
-
-        if (ngx_ipc_dest_flush(d) != 0) {
-            return key > 0 ? NGX_IPC_GONE : NGX_IPC_FAILED;   /* d is gone */
-        }
-    }
-
-    if (d->queue.head) {
-
-        /* keep the order: behind what is queued already */
-
-        if (d->queue.queued + ngx_ipc_out_packed(&out)
-            > ngx_ipc_limits.send_backlog)
-        {
-            if (out.dest > 0) {
-                ngx_ipc_set_error("send backlog to %" PRId32 " is full "
-                                  "(send_backlog is %" PRIu64 " bytes)",
-                                  out.dest, ngx_ipc_limits.send_backlog);
-
-            } else {
-                ngx_ipc_set_error("send backlog to %s is full "
-                                  "(send_backlog is %" PRIu64 " bytes)",
-                                  ngx_ipc_dest_label(d),
-                                  ngx_ipc_limits.send_backlog);
-            }
-            return NGX_IPC_FULL;
-        }
-
-        if (ngx_ipc_queue_add(&d->queue, &out, 0) != 0) {
-            return NGX_IPC_FAILED;
-        }
-
-        ngx_ipc_dest_arm(d);
-        return 0;
-    }
-
-    lone = !d->dirty && !ngx_ipc_burst();
-    wrote = 0;
-    counted = 0;
-
-    while (!ngx_ipc_out_done(&out)) {
-
-        if (d->olen == 0 && ngx_ipc_pages_max() > 1) {
-            off = out.off;
-
-            rc = ngx_ipc_deliver_pages(d, &out);
-            if (rc != 0) {
-                return rc == 1 ? 0 : rc;
-            }
-
-            if (out.off != off) {
-                wrote = 1;
-                continue;
-            }
-        }
-
-        room = sizeof(d->obuf) - d->olen;
-        k = ngx_ipc_packet_next(&p, room, ngx_ipc_self, &out);
-
-        if (k && (p.data_len < NGX_IPC_SLICE_MIN
-                  || (p.last && k < room && (!lone || wrote))))
-        {
-            /*
-             * Small packets, and the tail of an alert that is to wait for
-             * the turn's end, are copied into obuf to share a write with
-             * what follows.
-             */
-
-            ngx_ipc_packet_copy(d->obuf + d->olen, &p);
-            ngx_ipc_packet_take(&out, &p);
-            d->olen += k;
-            d->oalerts += !counted;
-            counted = 1;
-            continue;
-        }
-
-        /* obuf is full, or the packet is large: one write */
-
-        rc = ngx_ipc_dest_put(d, k ? &p : NULL, &out, counted);
-        if (rc != 0) {
-            return rc == 1 ? 0 : rc;
-        }
-
-        if (k) {
-            ngx_ipc_packet_take(&out, &p);
-        }
-
-        counted = 0;
-        wrote = 1;
-    }
-
-    rc = 0;
-
-    if (d->olen && (!lone || wrote)) {
-
-        /* part of a burst, or the tail of a long alert: at the turn's end */
-
-        ngx_ipc_dest_dirty(d);
-
-    } else if (d->olen) {
-
-        /*
-         * An alert on its own goes out at once: no latency added, and a
-         * destination that died is reported to this very send.
-         */
-
-        rc = ngx_ipc_dest_put(d, NULL, &out, counted);
-        if (rc == 1) {
-            rc = 0;
-        }
-    }
-
-    if (lone) {
-        ngx_ipc_lone_written();
-    }
-
-    return rc;
-}
-
-
-int
-ngx_ipc_dest_deliver(int32_t key, const ngx_ipc_out_t *alert)
-{
-    int              rc;
-    uint32_t         gen;
-    ngx_ipc_dest_t  *d;
-
-    d = ngx_ipc_dest_get(key);
-    if (d == NULL) {
-        ngx_ipc_set_error("out of memory");
-        return NGX_IPC_FAILED;
-    }
-
-    if (d->fd == -1) {
-        rc = ngx_ipc_dest_open(d);
-        if (rc != 0) {
-            ngx_ipc_dest_release(d);
-            return rc;
-        }
-    }
-
-    if (d->kept) {
-        gen = ngx_ipc_dir_generation();
-
-        if (d->generation != gen) {
-            d->generation = gen;
-            ngx_ipc_dest_check_kept(d);
-        }
-    }
-
-    return ngx_ipc_deliver_to(d, alert);
 }
 
 

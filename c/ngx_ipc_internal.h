@@ -143,6 +143,7 @@ typedef struct {
 extern int              ngx_ipc_mode;
 extern ngx_ipc_hooks_t  ngx_ipc_hooks;
 
+int64_t ngx_ipc_now(void);
 void ngx_ipc_set_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 void ngx_ipc_close(int *fd);
@@ -278,12 +279,55 @@ uint64_t ngx_ipc_queue_clear(ngx_ipc_queue_t *q);
 
 /* ngx_ipc_dest.c */
 
-int64_t  ngx_ipc_now(void);
-int      ngx_ipc_dest_deliver(int32_t key, const ngx_ipc_out_t *alert);
+typedef struct ngx_ipc_dest_s  ngx_ipc_dest_t;
+
+/*
+ * Small alerts sent in one event-loop turn share writes: packets collect in
+ * "obuf" until it is full or the turn ends (ngx_ipc_pipe_flush_dirty).  obuf
+ * holds bytes only while the queue is empty, so order is kept.
+ */
+
+struct ngx_ipc_dest_s {
+    ngx_ipc_dest_t  *next;          /* hash chain */
+    ngx_ipc_dest_t  *dirty_next;    /* obuf to write at the end of the turn */
+    ngx_ipc_queue_t  queue;         /* what waits for room in the pipe */
+    int32_t          key;           /* > 0: a pid; < 0: worker id -1 - key */
+    int              fd;            /* cached write fd, -1: not open */
+    int              wfd;           /* write event fd, -1: not armed */
+    int              dirty;         /* on the dirty list */
+    int              kept;          /* a worker id's pipe held open both
+                                       ways: no worker holds the id */
+    uint32_t         generation;    /* of the names when kept was checked */
+    uint32_t         oalerts;       /* alerts that started in obuf */
+    uint64_t         retry_at;      /* queue.added that makes a send try
+                                       to write the queue */
+    size_t           olen;
+    u_char           obuf[NGX_IPC_WRITE_MAX];
+};
+
+#define NGX_IPC_PAGES_MAX  64    /* whole pages in one write: 256 KiB */
+
+ngx_ipc_dest_t *ngx_ipc_dest_ready(int32_t key, int *rc);
+const char *ngx_ipc_dest_label(const ngx_ipc_dest_t *d);
+void     ngx_ipc_dest_release(ngx_ipc_dest_t *d);
+void     ngx_ipc_dest_forget(ngx_ipc_dest_t *d);
+int      ngx_ipc_dest_keep(ngx_ipc_dest_t *d);
+int      ngx_ipc_pages_max(void);
+ssize_t  ngx_ipc_dest_write_some(ngx_ipc_dest_t *d, const struct iovec *iov,
+    int n);
+int      ngx_ipc_dest_writev(ngx_ipc_dest_t *d, const struct iovec *iov,
+    int n, size_t size);
+int      ngx_ipc_dest_flush(ngx_ipc_dest_t *d);
+void     ngx_ipc_dest_arm(ngx_ipc_dest_t *d);
+void     ngx_ipc_dest_flush_all(void);
 uint32_t ngx_ipc_dest_epoch(void);
 int      ngx_ipc_dest_queued(int32_t *keys, uint64_t *bytes, int n);
+void     ngx_ipc_pipe_write_event(int fd);
+
+/* ngx_ipc_deliver.c */
+
+int      ngx_ipc_dest_deliver(int32_t key, const ngx_ipc_out_t *alert);
 void     ngx_ipc_pipe_flush_all(void);
 void     ngx_ipc_pipe_flush_dirty(void);
-void     ngx_ipc_pipe_write_event(int fd);
 
 #endif /* NGX_IPC_INTERNAL_H */
