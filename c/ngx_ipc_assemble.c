@@ -100,10 +100,9 @@ ngx_ipc_msg_size(const ngx_ipc_msg_t *m)
 #define NGX_IPC_POOL_MIN     8192
 
 static ngx_ipc_cache_t  ngx_ipc_bufs = {
-    8 * 1024 * 1024,
-    64 * 1024 * 1024,
-    NGX_IPC_AHEAD_MAX + NGX_IPC_NAME_MAX,
-    0, 0, 0, 0, 0, { NULL }
+    .floor = 8 * 1024 * 1024,
+    .ceiling = 64 * 1024 * 1024,
+    .largest = NGX_IPC_AHEAD_MAX + NGX_IPC_NAME_MAX
 };
 
 

@@ -33,6 +33,9 @@ struct ngx_ipc_spare_s {
 };
 
 
+#define NGX_IPC_CACHE_LOOKS  8
+
+
 static unsigned
 ngx_ipc_cache_class(size_t n)
 {
@@ -114,7 +117,7 @@ ngx_ipc_cache_tick(ngx_ipc_cache_t *c)
 u_char *
 ngx_ipc_cache_get(ngx_ipc_cache_t *c, size_t need, size_t *cap)
 {
-    unsigned          k, j;
+    unsigned          k, j, looks;
     ngx_ipc_spare_t  *s, **p;
 
     ngx_ipc_cache_tick(c);
@@ -126,10 +129,18 @@ ngx_ipc_cache_get(ngx_ipc_cache_t *c, size_t need, size_t *cap)
     s = NULL;
     k = ngx_ipc_cache_class(need);
 
-    /* class k holds [2^k, 2^(k+1)), class k + 1 up to 2^(k+2): a few looks */
+    /*
+     * Class k holds [2^k, 2^(k+1)), class k + 1 up to 2^(k+2).  A few looks
+     * in each: a list of spares just too small for this need must not make
+     * every get walk all of it.
+     */
 
     for (j = k; s == NULL && j <= k + 1 && j < NGX_IPC_CACHE_CLASSES; j++) {
-        for (p = &c->free[j]; *p; p = &(*p)->next) {
+        looks = 0;
+
+        for (p = &c->free[j]; *p && looks++ < NGX_IPC_CACHE_LOOKS;
+             p = &(*p)->next)
+        {
             if ((*p)->cap >= need && (*p)->cap / 2 <= need) {
                 s = *p;
                 *p = s->next;

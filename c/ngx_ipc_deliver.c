@@ -382,7 +382,11 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 
     while (!ngx_ipc_out_done(&out)) {
 
-        if (d->olen == 0 && ngx_ipc_pages_max() > 1) {
+        /* whole pages: only for what is left of a large alert */
+
+        if (d->olen == 0 && out.total - out.off > NGX_IPC_PAYLOAD_MAX
+            && ngx_ipc_pages_max() > 1)
+        {
             off = out.off;
 
             rc = ngx_ipc_deliver_pages(d, &out);

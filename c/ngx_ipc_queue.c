@@ -30,10 +30,9 @@ struct ngx_ipc_item_s {
  */
 
 static ngx_ipc_cache_t  ngx_ipc_items = {
-    256 * sizeof(ngx_ipc_item_t),
-    64 * 1024 * 1024,
-    sizeof(ngx_ipc_item_t),
-    0, 0, 0, 0, 0, { NULL }
+    .floor = 256 * sizeof(ngx_ipc_item_t),
+    .ceiling = 64 * 1024 * 1024,
+    .largest = sizeof(ngx_ipc_item_t)
 };
 
 
