@@ -36,12 +36,13 @@ $(SHIM): $(SHIM_SRC) $(SHIM_HDR)
 lua:
 	npm run --silent build
 
+# every generated module, at its path under build/ (the drop-ins included)
 install: $(SHIM)
-	install -d $(INST_LIBDIR) $(INST_LUADIR)/ngx/ipc $(INST_LUADIR)/ngx/ipc/cluster
+	install -d $(INST_LIBDIR)
 	install -m 0644 $(SHIM) $(INST_LIBDIR)/ngx_ipc_shim.so
-	install -m 0644 build/ngx/ipc.lua $(INST_LUADIR)/ngx/ipc.lua
-	install -m 0644 build/ngx/ipc/*.lua $(INST_LUADIR)/ngx/ipc/
-	install -m 0644 build/ngx/ipc/cluster/*.lua $(INST_LUADIR)/ngx/ipc/cluster/
+	cd build && find . -name '*.lua' | while read -r f; do \
+	    install -d "$(INST_LUADIR)/$$(dirname "$$f")" && \
+	    install -m 0644 "$$f" "$(INST_LUADIR)/$$f" || exit 1; done
 	install -d $(INST_METADIR)/ngx
 	install -m 0644 meta/ngx/ipc.lua $(INST_METADIR)/ngx/ipc.lua
 
