@@ -22,7 +22,7 @@ INST_LUADIR ?= /usr/local/share/lua/5.1
 # them in its own directory (rockspec/)
 INST_METADIR ?= /usr/local/share/ngx-ipc/meta
 
-.PHONY: all shim lua install demo test deps bench clean
+.PHONY: all shim lua install demo test deps bench clean dist
 
 all: shim
 
@@ -76,8 +76,14 @@ bench: deps shim
 	  fi; }
 	luajit bench/run.lua $(if $(ORIGINAL),--original=$(abspath $(ORIGINAL))) $(ARGS)
 
+# the release artifacts (source rock, npm tarball, checksums) into dist/; fails
+# when package.json's version and the other places that name it disagree
+DIST ?= dist
+dist:
+	DIST=$(DIST) t/dist.sh
+
 clean:
-	rm -rf lib
+	rm -rf lib dist
 
 # --- hardening: fuzzing, sanitizers, stress (issue 3) ----------------------
 #   make fuzz        libFuzzer over the packet decoder, FUZZ_SECONDS (20) s

@@ -203,6 +203,9 @@ declare module "ngx.ipc" {
      */
     export const sender: number | undefined;
 
+    /** The release of the module, "1.0.0": the same as the npm package's and the rock's. */
+    export const _VERSION: string;
+
     /** Inside a receive handler's own coroutine: the sender's `ngx.worker.id()`. */
     export const sender_id: number | undefined;
 

@@ -6,6 +6,8 @@ local cluster_ = require("ngx.ipc.cluster")
 local dispatch = require("ngx.ipc.dispatch")
 local loop = require("ngx.ipc.loop")
 local shim = require("ngx.ipc.shim")
+--- This release (package.json is the source; `make dist` checks every copy).
+local VERSION = "1.0.0"
 --- The longest alert name: its length travels in one byte, 255 is reserved.
 local MAX_NAME = 254
 --- The longest alert data: LuaJIT's longest string (LJ_MAX_STR - 1, on Debian's
@@ -337,6 +339,7 @@ local function stats()
     }
 end
 local ipc = {
+    _VERSION = VERSION,
     send = send,
     send_worker = send_worker,
     send_any = send_any,

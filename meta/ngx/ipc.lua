@@ -100,6 +100,9 @@ function cluster.broadcast(name, data) end
 ---@field cluster ngx.ipc.cluster
 local ipc = {}
 
+---The release of the module, the same as the rock's and the npm package's.
+ipc._VERSION = "1.0.0"
+
 ---Sends an alert to the worker whose pid is `pid`, this one included; it is handled
 ---from that worker's receive loop, never inside `send`.
 ---Context: `init_worker_by_lua*` and later, receive handlers included.

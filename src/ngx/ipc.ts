@@ -14,6 +14,9 @@ import * as shim from "./ipc/shim";
 // users may pass and get back; the implementation takes those types from it.
 import type { Handler, Stats } from "ngx.ipc";
 
+/** This release (package.json is the source; `make dist` checks every copy). */
+const VERSION = "1.0.0";
+
 /** The longest alert name: its length travels in one byte, 255 is reserved. */
 const MAX_NAME = 254;
 /**
@@ -356,6 +359,7 @@ function stats(): Stats {
 }
 
 const ipc = {
+    _VERSION: VERSION,
     send, send_worker, send_any, broadcast, reply, call, call_worker, receive, workers,
     configure, stats,
     cluster: { configure: cluster_.configure, broadcast: cluster_.broadcast },
