@@ -20,9 +20,9 @@
 # COMPAT_TEST_TIMEOUT  TEST_NGINX_TIMEOUT, seconds per request (default 10)
 # COMPAT_FILE_TIMEOUT  seconds per .t file before it is killed (default 900)
 # COMPAT_WORKER_USER   worker user when run as root (default `nobody nogroup`)
-# COMPAT_LOCK    lock taken around each .t file so that no two runners start
-#                nginx at once: the suites listen on fixed ports (default
-#                /tmp/ngx-ipc-compat.lock)
+# COMPAT_LOCK    prefix of the lock taken around each .t file so that no two
+#                runners run one library's suite at once: each suite listens
+#                on fixed ports (default /tmp/ngx-ipc-compat; <prefix>.<lib>.lock)
 #
 # The last line is `N passed, N failed`: assertions that pass with `real` and
 # with `ours`, and those that pass with `real` only and are not excused by
@@ -44,7 +44,7 @@ NGINXES=${COMPAT_NGINX:-debian=/usr/sbin/nginx}
 MODES=${COMPAT_MODES:-real ours}
 TEST_TIMEOUT=${COMPAT_TEST_TIMEOUT:-10}
 FILE_TIMEOUT=${COMPAT_FILE_TIMEOUT:-900}
-LOCK=${COMPAT_LOCK:-/tmp/ngx-ipc-compat.lock}
+LOCK=${COMPAT_LOCK:-/tmp/ngx-ipc-compat}
 if [[ -n "${COMPAT_LIBS:-}" ]]; then
   LIBS=$COMPAT_LIBS
 else
@@ -193,7 +193,7 @@ run_mode() {
              LUA_PATH="$(lua_paths "$lib" "$mode")" LUA_CPATH="$ROOT/lib/?.so;;"
       unset TEST_NGINX_RANDOMIZE TEST_NGINX_USE_HUP TEST_NGINX_NO_CLEAN
       [[ -n $WORKER_USER ]] && export TEST_NGINX_WORKER_USER=$WORKER_USER
-      exec 9>>"$LOCK"
+      exec 9>>"$LOCK.$lib.lock"
       flock 9
       timeout -k 10 "$FILE_TIMEOUT" prove -v -I"$PEERS/test-nginx/lib" "$f"
     ) >"$log" 2>&1
