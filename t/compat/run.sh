@@ -173,6 +173,11 @@ run_mode() {
   fi
   chmod -R a+rX "$out"
 
+  # a short servroot: the suites put unix sockets in it (108 bytes at most)
+  local short
+  short=$(mktemp -d /tmp/ncx.XXXXXX) || die "mktemp failed"
+  chmod 0755 "$short"
+  CUR_SHORT=$short
   local files f want
   files=$(cd "$out/lib" && find t -name '*.t' -type f | sort)
   : >"$out/results"
@@ -182,7 +187,7 @@ run_mode() {
       for w in $COMPAT_FILES; do [[ $f == "$w" || $(basename "$f") == "$w" ]] && want=1; done
       [[ -n $want ]] || continue
     fi
-    local servroot="$out/servroot" log="$out/logs/${f//\//_}.tap" port rc
+    local servroot="$short/s" log="$out/logs/${f//\//_}.tap" port rc
     port=$(free_port) || die "no free port"
     (
       cd "$out/lib" || exit 2
@@ -199,10 +204,13 @@ run_mode() {
     ) >"$log" 2>&1
     rc=$?
     stop_leftover "$servroot"
+    # the error log of the file's last TEST, often what explains a failure
+    cp "$servroot/logs/error.log" "${log%.tap}.error.log" 2>/dev/null
     [[ $rc -eq 124 || $rc -eq 137 ]] && echo "# $f killed after ${FILE_TIMEOUT}s" >>"$log"
     tap_results "$log" | sed "s#^\([a-z]*\)\t#\1\t$f\t#" >>"$out/results"
   done
-  rm -rf "$out/servroot"
+  rm -rf "$short"
+  CUR_SHORT=
 }
 
 # "file<TAB>description" of each assertion excused by t/compat/<lib>/skip
@@ -227,6 +235,11 @@ excused() {
       }
     }' "$list"
 }
+
+# an interrupted run leaves no nginx and no servroot behind
+CUR_SHORT=
+trap '[[ -n $CUR_SHORT ]] && { stop_leftover "$CUR_SHORT/s"; rm -rf "$CUR_SHORT"; }' EXIT
+trap 'exit 130' INT TERM
 
 total_pass=0
 total_fail=0
