@@ -1,5 +1,6 @@
 -- ngx_ipc_start checks the nginx it runs in before touching anything: an event
--- method other than epoll, a process that is not a worker, or no cycle yet are
+-- method other than epoll, a process that is neither a worker nor OpenResty's
+-- privileged agent, an unknown subsystem, or no cycle yet are
 -- refused with a message that says which. The nginx symbols come from a small
 -- library (fixtures/fake_nginx.c) loaded globally, whose values each test sets.
 
@@ -26,7 +27,7 @@ describe("ngx_ipc_start's checks of the nginx it runs in", function()
     end)
 
     local function start_error()
-        assert.are.equal(-1, C.ngx_ipc_start(sema, 0, 1))
+        assert.are.equal(-1, C.ngx_ipc_start(sema, "http", 0, 1))
         return ffi.string(C.ngx_ipc_last_error())
     end
 
@@ -41,12 +42,19 @@ describe("ngx_ipc_start's checks of the nginx it runs in", function()
         assert.are.equal("ngx.ipc needs the epoll event method", start_error())
     end)
 
-    it("refuses the master, the privileged agent and other helpers", function()
+    -- kind 4 without ngx_is_privileged_agent set: a cache manager or loader
+    it("refuses the master, the signaller and helpers other than the privileged agent", function()
         for _, kind in ipairs { 1, 2, 4 } do
             fake.ngx_process = kind
             assert.are.equal("ngx.ipc: only nginx worker processes can use ngx.ipc",
                              start_error(), "ngx_process = " .. kind)
         end
+    end)
+
+    it("refuses a subsystem other than http and stream", function()
+        assert.are.equal(-1, C.ngx_ipc_start(sema, "mail", 0, 1))
+        assert.are.equal('ngx.ipc: unknown subsystem "mail" (http or stream)',
+                         ffi.string(C.ngx_ipc_last_error()))
     end)
 
     it("refuses to start before nginx has a cycle", function()
