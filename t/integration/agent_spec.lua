@@ -35,7 +35,25 @@ local function tag(s)
   return (s or "t") .. seq
 end
 
--- the directory (and owner) of the pipe named after `pid`, seen from the test
+-- waits until `pid` has handled "rec" with `want` ("sender|sender_id|data"; a
+-- leading "*" matches any sender); how many times it did
+local function wait_rec(inst, pid, want, what)
+  local any = want:sub(1, 1) == "*"
+  local function hits(l)
+    local n = 0
+    for _, v in ipairs(l) do
+      if v == want or (any and v:sub(-(#want - 1)) == want:sub(2)) then n = n + 1 end
+    end
+    return n
+  end
+  local l = inst:wait_for(function()
+    local got = inst:list("rec:" .. pid)
+    return hits(got) > 0 and got, table.concat(got, "; ")
+  end, 10, what .. " in " .. pid)
+  return hits(l)
+end
+
+-- the owner and type of the pipe named after `pid` in `dir`, seen from the test
 local function pipe_of(dir, pid)
   local ok, out = nginx.sh("stat -c '%u %F' " .. nginx.shq(dir .. "/" .. pid))
   return ok and out:gsub("%s+$", "") or nil
@@ -85,18 +103,7 @@ describe("the privileged agent", function()
     assert.is_true(inst:run(workers[1], ("return ipc.broadcast('rec', %q)"):format(t)))
     local from = workers[1] .. "|" .. inst:run(workers[1], "return ngx.worker.id()") .. "|" .. t
     for _, pid in ipairs { workers[1], workers[2], agent } do
-      local got = inst:wait_for(function()
-        local l = inst:list("rec:" .. pid)
-        for _, v in ipairs(l) do
-          if v == from then return l end
-        end
-        return false, table.concat(l, "; ")
-      end, 10, "the broadcast in " .. pid)
-      local n = 0
-      for _, v in ipairs(got) do
-        if v == from then n = n + 1 end
-      end
-      assert.are.equal(1, n, "copies of the broadcast handled by " .. pid)
+      assert.are.equal(1, wait_rec(inst, pid, from, "the broadcast"), "copies of the broadcast handled by " .. pid)
     end
   end)
 
@@ -104,24 +111,14 @@ describe("the privileged agent", function()
     local t = tag("a")
     assert.is_true(inst:run(agent, ("return ipc.broadcast('rec', %q)"):format(t)))
     for _, pid in ipairs { workers[1], workers[2], agent } do
-      inst:wait_for(function()
-        for _, v in ipairs(inst:list("rec:" .. pid)) do
-          if v == agent .. "|nil|" .. t then return true end
-        end
-        return false, table.concat(inst:list("rec:" .. pid), "; ")
-      end, 10, "the agent's broadcast in " .. pid)
+      wait_rec(inst, pid, agent .. "|nil|" .. t, "the agent's broadcast")
     end
   end)
 
   it("is reached by send and call to its pid; it replies, sends and calls workers", function()
     local t = tag("s")
     assert.is_true(inst:run(workers[2], ("return ipc.send(%d, 'hello', %q)"):format(agent, t)))
-    inst:wait_for(function()
-      for _, v in ipairs(inst:list("rec:" .. workers[2])) do
-        if v == agent .. "|nil|reply to " .. t then return true end
-      end
-      return false, table.concat(inst:list("rec:" .. workers[2]), "; ")
-    end, 10, "the agent's reply")
+    wait_rec(inst, workers[2], agent .. "|nil|reply to " .. t, "the agent's reply")
     assert.are.equal("echo x from " .. agent, inst:run(workers[1], ("return ipc.call(%d, 'echo', 'x')"):format(agent)))
     assert.are.equal("echo y from " .. workers[1],
       inst:run(agent, ("return ipc.call(%d, 'echo', 'y')"):format(workers[1])))
@@ -129,12 +126,7 @@ describe("the privileged agent", function()
       inst:run(agent, "return ipc.call_worker(1, 'echo', 'z')"))
     local id = inst:run(workers[1], "return ngx.worker.id()")
     assert.is_true(inst:run(workers[1], ("return ipc.send(%d, 'rec', 'u')"):format(agent)))
-    inst:wait_for(function()
-      for _, v in ipairs(inst:list("rec:" .. agent)) do
-        if v == workers[1] .. "|" .. id .. "|u" then return true end
-      end
-      return false, table.concat(inst:list("rec:" .. agent), "; ")
-    end, 10, "the unicast in the agent with sender and sender_id")
+    wait_rec(inst, agent, workers[1] .. "|" .. id .. "|u", "the unicast with sender and sender_id")
   end)
 end)
 
@@ -166,12 +158,7 @@ describe("the privileged agent's life", function()
     assert.truthy(tostring(err):find("no such worker", 1, true), "its error: " .. tostring(err))
     local t = tag("k")
     assert.is_true(inst:run(w[2], ("return ipc.broadcast('rec', %q)"):format(t)))
-    inst:wait_for(function()
-      for _, v in ipairs(inst:list("rec:" .. new)) do
-        if v:sub(-#t) == t then return true end
-      end
-      return false, table.concat(inst:list("rec:" .. new), "; ")
-    end, 10, "the broadcast in the respawned agent")
+    wait_rec(inst, new, "*|" .. t, "the broadcast in the respawned agent")
     assert.is_nil(pipe_of(dir, old), "the killed agent's pipe is swept")
     local list = inst:run(w[1], "return ipc.workers()")
     assert.are.same({ pid = new, agent = true }, list[3], "ipc.workers() names the new agent")
@@ -189,12 +176,7 @@ describe("the privileged agent's life", function()
     local w = inst:workers()
     local t = tag("r")
     assert.is_true(inst:run(w[1], ("return ipc.broadcast('rec', %q)"):format(t)))
-    inst:wait_for(function()
-      for _, v in ipairs(inst:list("rec:" .. new)) do
-        if v:sub(-#t) == t then return true end
-      end
-      return false, table.concat(inst:list("rec:" .. new), "; ")
-    end, 10, "the new generation's broadcast in the new agent")
+    wait_rec(inst, new, "*|" .. t, "the new generation's broadcast in the new agent")
     assert.are.same({}, inst:list("rec:" .. old), "the old agent handled nothing")
     assert.are_not.equal(old_dir, inst:run(new, "return require('ngx.ipc.shim').dir()"),
       "the new agent's directory is the new generation's")

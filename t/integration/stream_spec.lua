@@ -23,7 +23,11 @@ local HTTP = [[
       T.add(kind .. ":" .. me, table.concat({ "http", tostring(ipc.sender), tostring(ipc.sender_id), d }, "|"))
     end
   end
-  ipc.receive { rec = rec("rec"), honly = rec("honly"), hecho = function(d) return "http echo " .. d end }
+  ipc.receive { rec = rec("rec"), honly = rec("honly"), hecho = function(d) return "http echo " .. d end,
+    big = function(d) T.add("big:" .. me, "http|" .. #d .. "|" .. ngx.crc32_long(d)) end,
+    both = function(d) T.add("both", "http|" .. me .. "|" .. d); return "http" end }
+  -- before the stream VM has joined: its copy to this worker waits in the queue
+  assert(ipc.broadcast("early", "from " .. me))
 ]]
 
 -- the stream VM: its handlers, a shared dict of what they got, and a server that
@@ -49,8 +53,10 @@ local STREAM = [[
         add(kind .. ":" .. me, table.concat({ "stream", tostring(ipc.sender), tostring(ipc.sender_id), d }, "|"))
       end
     end
-    local ok, err = pcall(ipc.receive, { rec = rec("rec"), sonly = rec("sonly"),
-      secho = function(d) return "stream echo " .. d .. " from " .. me end })
+    local ok, err = pcall(ipc.receive, { rec = rec("rec"), sonly = rec("sonly"), early = rec("early"),
+      secho = function(d) return "stream echo " .. d .. " from " .. me end,
+      big = function(d) add("big:" .. me, "stream|" .. #d .. "|" .. ngx.crc32_long(d)) end,
+      both = function(d) add("both", "stream|" .. me .. "|" .. d); return "stream" end })
     if not ok then add("init_errors", tostring(err)) end
   }
   server {
@@ -101,6 +107,19 @@ local function has(l, v)
     if x == v then return true end
   end
   return false
+end
+
+-- waits until worker `pid`'s http VM has "http" .. want under "<key>:<pid>",
+-- and its stream VM "stream" .. want
+local function wait_both(inst, key, pid, want, what)
+  inst:wait_for(function()
+    local l = inst:list(key .. ":" .. pid)
+    return has(l, "http" .. want), table.concat(l, "; ")
+  end, 10, what .. " in the http VM of " .. pid)
+  inst:wait_for(function()
+    local l = slist(inst, key .. ":" .. pid)
+    return has(l, "stream" .. want), table.concat(l, "; ")
+  end, 10, what .. " in the stream VM of " .. pid)
 end
 
 describe("stream {} Lua beside http {} Lua", function()
@@ -155,29 +174,15 @@ describe("stream {} Lua beside http {} Lua", function()
     local a = pids[1]
     assert.is_true(inst:run(a, "return ipc.broadcast('rec', 'from http')"))
     for _, pid in ipairs(pids) do
-      local want = "|" .. a .. "|" .. id_of[a] .. "|from http"
-      inst:wait_for(function()
-        return has(inst:list("rec:" .. pid), "http" .. want), table.concat(inst:list("rec:" .. pid), "; ")
-      end, 10, "the http handler of " .. pid)
-      inst:wait_for(function()
-        local l = slist(inst, "rec:" .. pid)
-        return has(l, "stream" .. want), table.concat(l, "; ")
-      end, 10, "the stream handler of " .. pid)
+      wait_both(inst, "rec", pid, "|" .. a .. "|" .. id_of[a] .. "|from http", "the broadcast from http")
     end
   end)
 
   it("a broadcast from stream Lua reaches both VMs of every worker, with the sender right", function()
     local ok, from = ask(inst, "return ipc.broadcast('rec', 'from stream')")
     assert.is_true(ok)
-    local want = "|" .. from .. "|" .. id_of[from] .. "|from stream"
     for _, pid in ipairs(pids) do
-      inst:wait_for(function()
-        return has(inst:list("rec:" .. pid), "http" .. want), table.concat(inst:list("rec:" .. pid), "; ")
-      end, 10, "the http handler of " .. pid)
-      inst:wait_for(function()
-        local l = slist(inst, "rec:" .. pid)
-        return has(l, "stream" .. want), table.concat(l, "; ")
-      end, 10, "the stream handler of " .. pid)
+      wait_both(inst, "rec", pid, "|" .. from .. "|" .. id_of[from] .. "|from stream", "the broadcast from stream")
     end
   end)
 
@@ -211,6 +216,42 @@ describe("stream {} Lua beside http {} Lua", function()
     assert.truthy(tostring(err):find("no handler", 1, true), "a call to a name no VM has: " .. tostring(err))
     local calls = inst:run(a, "return ipc.stats().calls")
     assert.are.equal(0, calls.late, "late answers in " .. a)
+  end)
+
+  it("an alert the http init_worker sent before the stream VM joined reaches the stream handlers", function()
+    for _, pid in ipairs(pids) do
+      inst:wait_for(function()
+        local l = slist(inst, "early:" .. pid)
+        return has(l, "stream|" .. pids[1] .. "|" .. id_of[pids[1]] .. "|from " .. pids[1])
+          and has(l, "stream|" .. pids[2] .. "|" .. id_of[pids[2]] .. "|from " .. pids[2])
+          and #l == 2, table.concat(l, "; ")
+      end, 10, "both workers' early broadcasts in the stream VM of " .. pid)
+    end
+  end)
+
+  it("a large broadcast (its own copy no longer lent) arrives whole in both VMs of the sender", function()
+    local a = pids[1]
+    local sum = inst:run(a, [[
+      local d = string.rep("0123456789abcdef", 4096)
+      assert(ipc.broadcast("big", d))
+      return #d .. "|" .. ngx.crc32_long(d)
+    ]])
+    for _, pid in ipairs(pids) do
+      wait_both(inst, "big", pid, "|" .. sum, "the large alert")
+    end
+  end)
+
+  it("a call to a name both VMs handle runs one handler, the first VM's", function()
+    local a, b = pids[1], pids[2]
+    assert.are.equal("http", inst:run(a, ("return ipc.call(%d, 'both', 'c1')"):format(b)))
+    assert.are.equal("http", (ask(inst, ("return ipc.call(%d, 'both', 'c2')"):format(b))))
+    -- a plain alert to the same name reaches both; then nothing more can come
+    assert.is_true(inst:run(a, ("return ipc.send(%d, 'both', 'plain')"):format(b)))
+    inst:wait_for(function()
+      return #slist(inst, "both") == 1 and #inst:list("both") == 3, #inst:list("both")
+    end, 10, "the plain alert in both VMs")
+    assert.are.same({ "http|" .. b .. "|c1", "http|" .. b .. "|c2", "http|" .. b .. "|plain" }, inst:list("both"))
+    assert.are.same({ "stream|" .. b .. "|plain" }, slist(inst, "both"))
   end)
 
   it("works from preread and from a timer in stream Lua", function()
