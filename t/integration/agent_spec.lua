@@ -101,9 +101,12 @@ describe("the privileged agent", function()
   it("gets a worker's broadcast once, as every worker does", function()
     local t = tag("b")
     assert.is_true(inst:run(workers[1], ("return ipc.broadcast('rec', %q)"):format(t)))
-    local from = workers[1] .. "|" .. inst:run(workers[1], "return ngx.worker.id()") .. "|" .. t
+    local from = workers[1] .. "|" .. inst:run(workers[1], "return ngx.worker.id()") .. "|"
+    -- a second one after it: once it is in, a duplicate of the first would be too
+    assert.is_true(inst:run(workers[1], ("return ipc.broadcast('rec', %q)"):format(t .. "-after")))
     for _, pid in ipairs { workers[1], workers[2], agent } do
-      assert.are.equal(1, wait_rec(inst, pid, from, "the broadcast"), "copies of the broadcast handled by " .. pid)
+      wait_rec(inst, pid, from .. t .. "-after", "the second broadcast")
+      assert.are.equal(1, wait_rec(inst, pid, from .. t, "the broadcast"), "copies of the broadcast handled by " .. pid)
     end
   end)
 
