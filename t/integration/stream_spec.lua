@@ -56,7 +56,8 @@ local STREAM = [[
     local ok, err = pcall(ipc.receive, { rec = rec("rec"), sonly = rec("sonly"), early = rec("early"),
       secho = function(d) return "stream echo " .. d .. " from " .. me end,
       big = function(d) add("big:" .. me, "stream|" .. #d .. "|" .. ngx.crc32_long(d)) end,
-      both = function(d) add("both", "stream|" .. me .. "|" .. d); return "stream" end })
+      both = function(d) add("both", "stream|" .. me .. "|" .. d); return "stream" end,
+      sslow = function(d) ngx.sleep(tonumber(d)); add("sslow:" .. me, "done") end })
     if not ok then add("init_errors", tostring(err)) end
   }
   server {
@@ -252,6 +253,20 @@ describe("stream {} Lua beside http {} Lua", function()
     end, 10, "the plain alert in both VMs")
     assert.are.same({ "http|" .. b .. "|c1", "http|" .. b .. "|c2", "http|" .. b .. "|plain" }, inst:list("both"))
     assert.are.same({ "stream|" .. b .. "|plain" }, slist(inst, "both"))
+  end)
+
+  it("while a stream handler yields, the http VM of the same worker still gets its alerts", function()
+    local a, b = pids[1], pids[2]
+    assert.is_true(inst:run(a, ("return ipc.send(%d, 'sslow', '4')"):format(b)))
+    assert.is_true(inst:run(a, ("return ipc.send(%d, 'honly', 'meanwhile')"):format(b)))
+    inst:wait_for(function()
+      local l = inst:list("honly:" .. b)
+      return has(l, "http|" .. a .. "|" .. id_of[a] .. "|meanwhile"), table.concat(l, "; ")
+    end, 3, "the http alert while the stream handler sleeps 4 s")
+    assert.are.same({}, slist(inst, "sslow:" .. b), "the stream handler is still asleep")
+    inst:wait_for(function()
+      return #slist(inst, "sslow:" .. b) == 1
+    end, 10, "the stream handler to finish")
   end)
 
   it("works from preread and from a timer in stream Lua", function()
