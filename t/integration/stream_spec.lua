@@ -287,3 +287,33 @@ describe("stream {} Lua beside http {} Lua", function()
     end
   end)
 end)
+
+describe("stream {} Lua in the privileged agent", function()
+  local ok_agent = nginx.sh("nm -D " .. nginx.shq(NGINX) .. " | grep -q ngx_is_privileged_agent")
+  if not has_stream_lua() or not ok_agent then
+    pending("needs an nginx with stream Lua and the privileged agent (NGX_IPC_T_NGINX=" .. NGINX .. ")")
+    return
+  end
+
+  local inst
+
+  teardown(function()
+    if inst then inst:stop() end
+  end)
+
+  it("the agent's two VMs join as one process: a worker's broadcast reaches both", function()
+    inst = nginx.start { workers = 2, agent = true, init_worker = HTTP, stream = STREAM }
+    local agent = inst:agent()
+    local a = inst:workers()[1]
+    local id = inst:run(a, "return ngx.worker.id()")
+    assert.is_true(inst:run(a, "return ipc.broadcast('rec', 'to the agent')"))
+    wait_both(inst, "rec", agent, "|" .. a .. "|" .. id .. "|to the agent", "the broadcast")
+    local dir = inst:run(agent, "return require('ngx.ipc.shim').dir()")
+    local mine = 0
+    for _, name in ipairs(nginx.listdir(dir)) do
+      if name == tostring(agent) then mine = mine + 1 end
+    end
+    assert.are.equal(1, mine, "one pipe for the agent's two VMs")
+    assert.are.equal(2, inst:run(agent, "return require('ngx.ipc.shim').consumers()"))
+  end)
+end)
