@@ -169,8 +169,8 @@ ngx_ipc_resolve(ngx_ipc_abi_t *abi)
         && *abi->process != NGX_IPC_PROCESS_WORKER
         && !abi->agent)
     {
-        ngx_ipc_set_error("ngx.ipc: only nginx worker processes can use "
-                          "ngx.ipc");
+        ngx_ipc_set_error("ngx.ipc: only nginx worker processes and "
+                          "OpenResty's privileged agent can use ngx.ipc");
         return -1;
     }
 

@@ -46,7 +46,7 @@ describe("ngx_ipc_start's checks of the nginx it runs in", function()
     it("refuses the master, the signaller and helpers other than the privileged agent", function()
         for _, kind in ipairs { 1, 2, 4 } do
             fake.ngx_process = kind
-            assert.are.equal("ngx.ipc: only nginx worker processes can use ngx.ipc",
+            assert.are.equal("ngx.ipc: only nginx worker processes and OpenResty's privileged agent can use ngx.ipc",
                              start_error(), "ngx_process = " .. kind)
         end
     end)
