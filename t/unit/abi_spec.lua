@@ -7,21 +7,11 @@
 local ffi = require "ffi"
 local helper = require "t.unit.helper"
 
-ffi.cdef [[
-    uintptr_t  ngx_event_flags;
-    uintptr_t  ngx_process;
-    void      *ngx_cycle;
-]]
-
 describe("ngx_ipc_start's checks of the nginx it runs in", function()
     local fake, C, sema
 
     setup(function()
-        local so = os.tmpname() .. ".so"
-        assert(helper.sh("cc -shared -fPIC -Wall -Werror -o " .. so
-                         .. " t/unit/fixtures/fake_nginx.c"), "building the fixture")
-        fake = ffi.load(so, true)        -- global: the shim finds it with dlsym
-        os.remove(so)
+        fake = helper.fake_nginx()
         C = helper.lib()
         sema = ffi.new("char[64]")
     end)

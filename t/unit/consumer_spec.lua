@@ -7,14 +7,6 @@
 local ffi = require "ffi"
 local helper = require "t.unit.helper"
 
-ffi.cdef [[
-    uintptr_t  ngx_event_flags;
-    uintptr_t  ngx_process;
-    void      *ngx_cycle;
-    intptr_t   ngx_ipc_fake_channel_rc;
-    int        ngx_ipc_fake_posts[2];
-]]
-
 describe("two consumers of one process (http and stream Lua VMs)", function()
     local fake, C, sema, alert
     local pid = helper.pid
@@ -38,11 +30,7 @@ describe("two consumers of one process (http and stream Lua VMs)", function()
     end
 
     setup(function()
-        local so = os.tmpname() .. ".so"
-        assert(helper.sh("cc -shared -fPIC -Wall -Werror -o " .. so
-                         .. " t/unit/fixtures/fake_nginx.c"), "building the fixture")
-        fake = ffi.load(so, true)
-        os.remove(so)
+        fake = helper.fake_nginx()
         C = helper.lib()
         sema = { ffi.new("char[64]"), ffi.new("char[64]") }
         alert = ffi.new("ngx_ipc_alert_t")
