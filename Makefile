@@ -7,7 +7,8 @@ SHIM_CFLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
               -Wall -Wextra -Werror $(CFLAGS)
 SHIM_LDFLAGS = -shared $(LDFLAGS)
 
-SHIM_SRC = c/ngx_ipc_core.c c/ngx_ipc_cache.c c/ngx_ipc_assemble.c c/ngx_ipc_wire.c \
+SHIM_SRC = c/ngx_ipc_core.c c/ngx_ipc_cache.c c/ngx_ipc_consumer.c \
+           c/ngx_ipc_assemble.c c/ngx_ipc_wire.c \
            c/ngx_ipc_proc.c c/ngx_ipc_dir.c c/ngx_ipc_names.c \
            c/ngx_ipc_queue.c c/ngx_ipc_dest.c c/ngx_ipc_deliver.c c/ngx_ipc_send.c \
            c/ngx_ipc_nginx.c

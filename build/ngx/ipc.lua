@@ -86,10 +86,12 @@ local function start(fn)
     if ngx.get_phase() == "init" then
         error(("ngx.ipc: " .. fn) .. " cannot be used in init_by_lua*; use init_worker_by_lua* or a later phase", 3)
     end
-    local ok, err = loop.start(dispatch.run)
-    if ok == nil then
+    local consumer, err = loop.start(dispatch.run)
+    if consumer == nil then
         error(err, 3)
     end
+    call_.joined(consumer)
+    dispatch.join()
     shim.configure(settings.send_backlog, settings.receive_backlog)
     started = true
     cluster_.joined()
@@ -246,7 +248,8 @@ local function call_worker(id, name, data, timeout)
         timeout
     )
 end
---- The joined workers of this generation, `{ id = ..., pid = ... }`, sorted by id.
+--- The joined workers of this generation, `{ id = ..., pid = ... }`, sorted by id,
+-- then the privileged agent once it has joined, `{ pid = ..., agent = true }`.
 local function workers()
     start("workers")
     return shim.workers()
