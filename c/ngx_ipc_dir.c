@@ -3,7 +3,7 @@
  * directories, this process's FIFO (joining), the names of pipes, and
  * clean-up of what gone processes and instances left.
  *
- *   /tmp/ngx_ipc.<euid>/                       root, 0700, checked
+ *   /tmp/ngx_ipc.w<wire>.<euid>/               root, 0700, checked
  *       <pidns>-<master>-<start>-<cycle>/      instance, 0700, checked
  *           w<id>                              the FIFO of worker id <id>
  *           <pid>                              the same FIFO (a hard link)
@@ -776,8 +776,8 @@ ngx_ipc_pipe_start(const char *dir, int32_t pid, int32_t id, int32_t count,
         }
 
     } else {
-        (void) snprintf(root, sizeof(root), "/tmp/ngx_ipc.%u",
-                        (unsigned) ngx_ipc_owner());
+        (void) snprintf(root, sizeof(root), "/tmp/ngx_ipc.w%d.%u",
+                        NGX_IPC_WIRE, (unsigned) ngx_ipc_owner());
 
         dp->root_fd = ngx_ipc_open_dir(AT_FDCWD, root, root);
         if (dp->root_fd == -1) {

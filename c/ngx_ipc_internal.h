@@ -24,6 +24,16 @@
 
 /* wire format (docs/internals.md, "Packets") */
 
+/*
+ * The wire format's version, part of the root directory's name: processes
+ * that speak different formats (a reload onto another release of ngx.ipc)
+ * never share a pipe directory, so none reads packets it could misread.
+ * Raise it with any change to the packets or to the directory's layout.
+ */
+#ifndef NGX_IPC_WIRE
+#define NGX_IPC_WIRE             1
+#endif
+
 #define NGX_IPC_MAGIC            0x1A1E
 #define NGX_IPC_FLAG_FIRST       0x01
 #define NGX_IPC_FLAG_UNICAST     0x02     /* FIRST: a dest pid leads the payload */
