@@ -46,6 +46,14 @@
 -- what kind of machine this is: the pipe's bytes/s and the cost of a wake-up
 -- on the same CPU and on the other one (the L rows).
 --
+-- --waits=DIR does no table: per alert of the bulk rows (W2, W4 to 2
+-- workers; 10 KiB and 64 KiB; or --only=W2,W2_64k,W4,W4_64k), sender and
+-- receiver, with the workers on separate CPUs, on one CPU and where the
+-- scheduler puts them: CPU, run-queue and asleep time, sleeps, system calls,
+-- pipe-full and pipe-empty events, wake-ups issued, read and write events,
+-- semaphore posts (bench/profile.lua, waits()).  Counts, which repeat on a
+-- busy machine where times do not.
+--
 -- --profile=DIR does no table: it profiles W1 and W2 (or --only), with the
 -- workers on separate CPUs and on one CPU: /proc counters, system calls
 -- (perf stat on syscall tracepoints), C calls (uprobes), perf record,
@@ -96,6 +104,8 @@ do
       opts.strict = true
     elseif k == "pin" then
       opts.pin = true
+    elseif k == "waits" then
+      opts.profile, opts.waits = assert(v, "--waits needs a directory"), true
     elseif k == "help" or k == "h" then
       local head = io.open(ROOT .. "/bench/run.lua"):read("*a"):match("^(.-)\n\n")
       print((("\n" .. head):gsub("\n%-%- ?", "\n"):sub(2)))

@@ -91,7 +91,8 @@ ngx_ipc_dest_dirty(ngx_ipc_dest_t *d)
 }
 
 
-/* the end of an event-loop turn: what small alerts left in obufs goes out */
+/* the end of an event-loop turn: what small alerts left in obufs, and what
+ * a burst gathered in a queue, goes out */
 
 void
 ngx_ipc_pipe_flush_dirty(void)
@@ -102,6 +103,13 @@ ngx_ipc_pipe_flush_dirty(void)
         d = ngx_ipc_dirty;
         ngx_ipc_dirty = d->dirty_next;
         d->dirty = 0;
+
+        if (d->gathering && d->fd != -1) {
+            if (ngx_ipc_dest_flush(d) == 0) {
+                ngx_ipc_dest_arm(d);    /* the pipe is full: wait for room */
+            }
+            continue;
+        }
 
         if (d->olen == 0 || d->fd == -1) {
             ngx_ipc_dest_release(d);
@@ -243,6 +251,20 @@ ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
 #define NGX_IPC_RETRY_BYTES  (64 * 1024)
 
 /*
+ * A burst's alerts from NGX_IPC_SLICE_MIN of data up to NGX_IPC_GATHER_MAX
+ * packed are gathered in the queue and written NGX_IPC_GATHER_BYTES at a
+ * time (or at the turn's end), not one write or two each.  With reader and
+ * writer on two CPUs, every write woke the reader or met it on the pipe's
+ * mutex, and the reader, as fast as the writer, read a few KiB per wake-up
+ * (W2 10 KiB, workers on separate CPUs: 1.02 writes and 0.38 epoll_wait
+ * per alert, a quarter of the reader's time spinning on the mutex).  The
+ * copy into the queue costs less than that.  Larger alerts already go out
+ * in large writes of their own (whole pages straight from the caller).
+ */
+#define NGX_IPC_GATHER_MAX    (32 * 1024)
+#define NGX_IPC_GATHER_BYTES  (64 * 1024)
+
+/*
  * The whole-page packets that "out" has next, in one write (obuf must be
  * empty: its bytes go first).  Returns 0 when they were written, or when
  * there were fewer than two or the write failed (the packet-by-packet path
@@ -320,6 +342,37 @@ ngx_ipc_deliver_pages(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
 
 
 static int
+ngx_ipc_gather(const ngx_ipc_out_t *out)
+{
+    return out->total - out->off >= NGX_IPC_SLICE_MIN
+           && ngx_ipc_out_packed(out) < NGX_IPC_GATHER_MAX;
+}
+
+
+/* the first alert of a burst to gather, behind what obuf holds */
+
+static int
+ngx_ipc_dest_gather(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
+{
+    int  rc;
+
+    if (ngx_ipc_dest_hold(d) != 0) {
+        return NGX_IPC_FAILED;
+    }
+
+    rc = ngx_ipc_queue_add(&d->queue, out, 0);
+
+    d->gathering = 1;
+    d->retry_at = d->queue.added + NGX_IPC_GATHER_BYTES;
+
+    /* last: without the end-of-turn hook, this writes the queue at once */
+    ngx_ipc_dest_dirty(d);
+
+    return rc == 0 ? 0 : NGX_IPC_FAILED;
+}
+
+
+static int
 ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 {
     int               rc, lone, wrote, counted;
@@ -372,11 +425,19 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
             return NGX_IPC_FAILED;
         }
 
+        if (d->gathering) {
+            return 0;                   /* written at the turn's end */
+        }
+
         ngx_ipc_dest_arm(d);
         return 0;
     }
 
     lone = !d->dirty && !ngx_ipc_burst();
+
+    if (!lone && ngx_ipc_gather(&out)) {
+        return ngx_ipc_dest_gather(d, &out);
+    }
     wrote = 0;
     counted = 0;
 
