@@ -247,8 +247,16 @@ ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
 
 #define NGX_IPC_SLICE_MIN  1024
 
-/* while a queue waits, every this many bytes queued a send tries to write it */
+/*
+ * While a queue waits, every this many bytes queued a send tries to write
+ * it; each try that finds the pipe still full doubles the step, up to
+ * NGX_IPC_RETRY_MAX, a quarter of the pipe.  A try takes the pipe's mutex,
+ * which the reader holds while it copies out, so a try for every 64 KiB
+ * alert (one writev returning EAGAIN per alert, all of them spinning on
+ * that mutex) cost as much as the writes themselves.
+ */
 #define NGX_IPC_RETRY_BYTES  (64 * 1024)
+#define NGX_IPC_RETRY_MAX    (256 * 1024)
 
 /*
  * A burst's alerts from NGX_IPC_SLICE_MIN of data up to NGX_IPC_GATHER_MAX
@@ -378,6 +386,7 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
     int               rc, lone, wrote, counted;
     size_t            k, room;
     int32_t           key;
+    uint64_t          queued;
     uint32_t          off;
     ngx_ipc_out_t     out;
     ngx_ipc_packet_t  p;
@@ -392,12 +401,21 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
          * it yields would leave the reader idle meanwhile, its pipe empty.
          */
 
-        d->retry_at = d->queue.added + NGX_IPC_RETRY_BYTES;
+        queued = d->queue.queued;
         key = d->key;
 
         if (ngx_ipc_dest_flush(d) != 0) {
             return key > 0 ? NGX_IPC_GONE : NGX_IPC_FAILED;   /* d is gone */
         }
+
+        if (d->queue.queued != queued || d->retry_step == 0) {
+            d->retry_step = NGX_IPC_RETRY_BYTES;
+
+        } else if (d->retry_step < NGX_IPC_RETRY_MAX) {
+            d->retry_step *= 2;
+        }
+
+        d->retry_at = d->queue.added + d->retry_step;
     }
 
     if (d->queue.head) {
