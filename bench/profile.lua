@@ -135,6 +135,36 @@ return function(ctx)
     "readv", "recvfrom", "sendto", "accept4", "fcntl", "fstat", "newfstatat", "getdents64",
     "rt_sigreturn", "setitimer" }
 
+  -- one run (run(hooks)) with `perf stat` counting `events` (its -e
+  -- arguments) for each of `pids`, into `file`
+  local function perf_stat_during(run, events, pids, file)
+    local perf
+    run {
+      before = function()
+        perf = spawn_bg(("perf stat -x, --per-thread %s -p %s -o %s"):format(events, table.concat(pids, ","), shq(file)))
+        socket.sleep(0.5)
+      end,
+      after = function() stop_bg(perf) end,
+    }
+  end
+
+  -- writes DIR/<name>.txt (the lines printed) and DIR/<name>.json
+  local function finish(name, lines, data, more)
+    write_file(("%s/%s.txt"):format(DIR, name), table.concat(lines, "\n") .. "\n")
+    write_file(("%s/%s.json"):format(DIR, name), ctx.json(data) .. "\n")
+    say("profile written to %s (%s.txt, %s.json%s)", DIR, name, name, more)
+    return 0
+  end
+
+  -- prints a line (a format and its arguments) and keeps it in `list`
+  local function printer(list)
+    return function(fmt, ...)
+      local l = select("#", ...) > 0 and fmt:format(...) or fmt
+      list[#list + 1] = l
+      print(l)
+    end
+  end
+
   ---------------------------------------------------------------------------
   -- --waits=DIR: who waits for whom in the bulk rows (issue 18)
   ---------------------------------------------------------------------------
@@ -177,15 +207,10 @@ return function(ctx)
       { "context-switches", nil, "context switches" },
       { "cpu-migrations", nil, "CPU migrations" },
     } do EVENTS[#EVENTS + 1] = e end
-    local shim_probes = { "ngx_ipc_read_handler", "ngx_ipc_write_handler", "ngx_ipc_turn_handler",
-      "ngx_ipc_dest_enqueue", "ngx_ipc_recv" }
+    local shim_probes = { "ngx_ipc_read_handler", "ngx_ipc_write_handler", "ngx_ipc_turn_handler", "ngx_ipc_recv" }
     must("mkdir -p " .. shq(DIR))
     local results, lines = {}, {}
-    local function out(fmt, ...)
-      local l = select("#", ...) > 0 and fmt:format(...) or fmt
-      lines[#lines + 1] = l
-      print(l)
-    end
+    local out = printer(lines)
     for _, spec in ipairs(WSPECS) do
       if not opts.only or ctx.wanted(spec.id:upper()) then
         local R = { id = spec.id, what = spec.what, size = spec.size, yield = yield, by = {} }
@@ -234,15 +259,7 @@ return function(ctx)
           for _, e in ipairs(EVENTS) do
             args[#args + 1] = "-e " .. e[1] .. (e[2] and (" --filter " .. shq(e[2])) or "")
           end
-          local perf
-          run {
-            before = function()
-              perf = spawn_bg(("perf stat -x, --per-thread %s -p %s -o %s"):format(table.concat(args, " "),
-                table.concat(inst.all, ","), shq(file)))
-              socket.sleep(0.5)
-            end,
-            after = function() stop_bg(perf) end,
-          }
+          perf_stat_during(run, table.concat(args, " "), inst.all, file)
           -- (one event may appear twice, with and without a filter: keyed by
           -- the order in the file)
           local counts = {}
@@ -282,14 +299,7 @@ return function(ctx)
           local ev = {}
           for i, f in ipairs(probes) do ev[i] = "ngxbench:" .. f end
           if #ev > 0 then
-            run {
-              before = function()
-                perf = spawn_bg(("perf stat -x, --per-thread -e %s -p %s -o %s"):format(table.concat(ev, ","),
-                  table.concat(inst.all, ","), shq(pfile)))
-                socket.sleep(0.5)
-              end,
-              after = function() stop_bg(perf) end,
-            }
+            perf_stat_during(run, "-e " .. table.concat(ev, ","), inst.all, pfile)
             local pc = perf_stat_parse(pfile)
             for _, x in ipairs { { P.sender, { sender } }, { P.receiver, receivers } } do
               x[1].calls = {}
@@ -340,10 +350,7 @@ return function(ctx)
         out(table.concat(thr, " "))
       end
     end
-    write_file(DIR .. "/waits.txt", table.concat(lines, "\n") .. "\n")
-    write_file(DIR .. "/waits.json", ctx.json(results) .. "\n")
-    say("waits written to %s (waits.txt, waits.json)", DIR)
-    return 0
+    return finish("waits", lines, results, "")
   end
   if opts.waits then return waits() end
 
@@ -376,11 +383,7 @@ return function(ctx)
 
   must("mkdir -p " .. shq(DIR))
   local summary, text = {}, {}
-  local function out(fmt, ...)
-    local l = select("#", ...) > 0 and fmt:format(...) or fmt
-    text[#text + 1] = l
-    print(l)
-  end
+  local out = printer(text)
 
   for _, spec in ipairs(chosen) do
     local wdir = DIR .. "/" .. spec.key
@@ -711,8 +714,5 @@ return function(ctx)
     end
   end
 
-  write_file(DIR .. "/summary.txt", table.concat(text, "\n") .. "\n")
-  write_file(DIR .. "/summary.json", ctx.json(summary) .. "\n")
-  say("profile written to %s (summary.txt, summary.json, one folder per workload)", DIR)
-  return 0
+  return finish("summary", text, summary, ", one folder per workload")
 end
