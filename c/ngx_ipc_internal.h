@@ -328,6 +328,10 @@ struct ngx_ipc_dest_s {
     uint32_t         oalerts;       /* alerts that started in obuf */
     uint64_t         retry_at;      /* queue.added that makes a send try
                                        to write the queue */
+    int              gathering;     /* the queue holds a burst's alerts
+                                       by choice, not for want of room */
+    uint32_t         retry_step;    /* bytes queued between two tries;
+                                       grows while they find no room */
     size_t           olen;
     u_char           obuf[NGX_IPC_WRITE_MAX];
 };
