@@ -95,6 +95,15 @@ declare module "ngx.ipc" {
         reconnects: number;
         /** Entries of the stream, or local alerts, that were not ngx.ipc's: skipped. */
         malformed: number;
+        /** Times this worker found that the sentinels name another primary. */
+        failovers: number;
+        /**
+         * Alerts this worker's reader had handed over that a failover took out of the
+         * stream (other instances may have missed them).
+         */
+        rewound: number;
+        /** Publishes Redis added but that `wait` could not see on enough replicas (nil, err). */
+        unreplicated: number;
     }
 
     /**

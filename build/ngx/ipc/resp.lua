@@ -144,7 +144,54 @@ local function login(sock, ep)
     end
     return true
 end
---- A connection from the pool, or a new one (then logged in with AUTH and SELECT).
+--- Parses the client certificate and key once per worker; nil, err when they cannot be used.
+local function client_cert(tls, sock)
+    if sock.setclientcert == nil then
+        return nil, "a client certificate needs tcpsock:setclientcert (lua-resty-core 0.1.18 or later), which this nginx lacks"
+    end
+    if tls.cert == nil then
+        local ssl = require("ngx.ssl")
+        local cert, cerr = ssl.parse_pem_cert(tls.cert_pem)
+        if cert == nil then
+            return nil, "bad client certificate (ssl_cert): " .. cerr
+        end
+        local key, kerr = ssl.parse_pem_priv_key(tls.key_pem)
+        if key == nil then
+            return nil, "bad client key (ssl_key): " .. kerr
+        end
+        tls.cert = cert
+        tls.key = key
+    end
+    local ok, err = sock:setclientcert(tls.cert, tls.key)
+    if ok == nil then
+        return nil, err
+    end
+    return true
+end
+local function handshake(sock, tls)
+    if tls.cert_pem ~= nil then
+        local ok, err = client_cert(tls, sock)
+        if ok == nil then
+            return nil, err
+        end
+    end
+    local called, ok, err = pcall(
+        sock.sslhandshake,
+        sock,
+        false,
+        tls.server_name,
+        tls.verify
+    )
+    if not called then
+        return nil, "TLS handshake failed: " .. tostring(ok)
+    end
+    if ok == nil then
+        return nil, "TLS handshake failed: " .. tostring(err)
+    end
+    return true
+end
+--- A connection from the pool, or a new one (then TLS when configured, and logged in
+-- with AUTH and SELECT).
 -- `connect_ms` bounds the connect, `io_ms` each later send and receive.
 function ____exports.connect(ep, connect_ms, io_ms)
     local sock = ngx.socket.tcp()
@@ -160,6 +207,13 @@ function ____exports.connect(ep, connect_ms, io_ms)
     end
     local reused = sock:getreusedtimes()
     if reused == 0 then
+        if ep.tls ~= nil then
+            local shaken, herr = handshake(sock, ep.tls)
+            if shaken == nil then
+                sock:close()
+                return nil, herr
+            end
+        end
         local logged, lerr = login(sock, ep)
         if logged == nil then
             sock:close()

@@ -1,5 +1,5 @@
 // A small Redis client over lua-nginx-module's cosockets: RESP2 framing, connecting
-// (with AUTH and SELECT on a new connection), pipelined requests. It knows nothing of
+// (TLS, then AUTH and SELECT on a new connection), pipelined requests. It knows nothing of
 // streams or of ngx.ipc: cluster/ says which commands to send. Every call yields,
 // so it works where cosockets do (rewrite, access, content, timers), nowhere else.
 
@@ -8,6 +8,20 @@
  * null bulk string and null array (nil would end a Lua array early).
  */
 export type Reply = string | number | false | LuaTable<number, Reply>;
+
+/** TLS to Redis: what sslhandshake verifies, and the client certificate if Redis asks for one. */
+export interface Tls {
+    /** Verify the chain against lua_ssl_trusted_certificate (and server_name, when set). */
+    verify: boolean;
+    /** SNI, and the name the certificate must carry when verify is on. */
+    server_name: string | undefined;
+    /** PEM of the client certificate chain and its key, read by configure. */
+    cert_pem: string | undefined;
+    key_pem: string | undefined;
+    /** The same, parsed for setclientcert in this worker (once, at the first connect). */
+    cert?: CData;
+    key?: CData;
+}
 
 /** Where Redis listens and how to log in; timeouts in milliseconds. */
 export interface Endpoint {
@@ -21,6 +35,8 @@ export interface Endpoint {
     /** Connections with the same pool name are reused by setkeepalive/connect. */
     pool: string;
     pool_size: number;
+    /** undefined: plain TCP. */
+    tls: Tls | undefined;
 }
 
 export type Result<T> = LuaMultiReturn<[T] | [undefined, string]>;
@@ -171,8 +187,53 @@ function login(sock: NgxTcpSocket, ep: Endpoint): Result<true> {
     return $multi(true);
 }
 
+/** Parses the client certificate and key once per worker; nil, err when they cannot be used. */
+function client_cert(tls: Tls, sock: NgxTcpSocket): Result<true> {
+    if (sock.setclientcert === undefined) {
+        return $multi(undefined, "a client certificate needs tcpsock:setclientcert (lua-resty-core 0.1.18 or later), which this nginx lacks");
+    }
+    if (tls.cert === undefined) {
+        // ngx.ssl is required here, not at load: it is only needed with a client certificate
+        const ssl = require("ngx.ssl") as typeof import("ngx.ssl");
+        const [cert, cerr] = ssl.parse_pem_cert(tls.cert_pem!);
+        if (cert === undefined) {
+            return $multi(undefined, `bad client certificate (ssl_cert): ${cerr}`);
+        }
+        const [key, kerr] = ssl.parse_pem_priv_key(tls.key_pem!);
+        if (key === undefined) {
+            return $multi(undefined, `bad client key (ssl_key): ${kerr}`);
+        }
+        tls.cert = cert;
+        tls.key = key;
+    }
+    const [ok, err] = sock.setclientcert(tls.cert, tls.key!);
+    if (ok === undefined) {
+        return $multi(undefined, err);
+    }
+    return $multi(true);
+}
+
+function handshake(sock: NgxTcpSocket, tls: Tls): Result<true> {
+    if (tls.cert_pem !== undefined) {
+        const [ok, err] = client_cert(tls, sock);
+        if (ok === undefined) {
+            return $multi(undefined, err);
+        }
+    }
+    // pcall: Debian's lua-resty-core can raise an assertion on a failed verification
+    const [called, ok, err] = pcall(sock.sslhandshake, sock, false, tls.server_name, tls.verify);
+    if (!called) {
+        return $multi(undefined, `TLS handshake failed: ${tostring(ok)}`);
+    }
+    if (ok === undefined) {
+        return $multi(undefined, `TLS handshake failed: ${err}`);
+    }
+    return $multi(true);
+}
+
 /**
- * A connection from the pool, or a new one (then logged in with AUTH and SELECT).
+ * A connection from the pool, or a new one (then TLS when configured, and logged in
+ * with AUTH and SELECT).
  * `connect_ms` bounds the connect, `io_ms` each later send and receive.
  */
 export function connect(ep: Endpoint, connect_ms: number, io_ms: number): Result<NgxTcpSocket> {
@@ -187,6 +248,13 @@ export function connect(ep: Endpoint, connect_ms: number, io_ms: number): Result
     }
     const [reused] = sock.getreusedtimes();
     if (reused === 0) {
+        if (ep.tls !== undefined) {
+            const [shaken, herr] = handshake(sock, ep.tls);
+            if (shaken === undefined) {
+                sock.close();
+                return $multi(undefined, herr);
+            }
+        }
         const [logged, lerr] = login(sock, ep);
         if (logged === undefined) {
             sock.close();

@@ -9,8 +9,13 @@ local function script(body)
 end
 --- KEYS: stream, seq, pos. Returns the position.
 ____exports.FLOOR = script(FLOOR_BODY .. "\nreturn (floor(KEYS[1], KEYS[2], KEYS[3]))")
---- KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, name, data. Returns the id.
-____exports.PUBLISH = script("\nlocal seq = redis.call('INCR', KEYS[2])\nreturn redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', seq,\n  'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[5], 'd', ARGV[6])")
+--- KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, name, data, floor.
+-- Returns the sequence number. floor is the highest number the caller has seen
+-- given out: after a failover that lost the last entries (and the counter's last
+-- increments), numbering goes on above it, so readers see the loss as a gap.
+____exports.PUBLISH = script("\nlocal seq = redis.call('INCR', KEYS[2])\nlocal floor = tonumber(ARGV[7])\nif seq <= floor then\n  seq = floor + 1\n  redis.call('SET', KEYS[2], seq)\nend\nredis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', seq,\n  'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[5], 'd', ARGV[6])\nreturn seq")
+--- KEYS: seq. ARGV: floor. Raises the counter to floor (a reader's last number, after a reconnect).
+____exports.RAISE = script("\nif tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then\n  redis.call('SET', KEYS[1], ARGV[1])\nend\nreturn 1")
 --- KEYS: lease, pos, stream, seq. ARGV: token, lease ms, the token of a holder known
 -- to be dead (or ""). Returns {1, position, 1 if the position was made now} or {0, holder}.
 ____exports.ACQUIRE = script(FLOOR_BODY .. "\nlocal cur = redis.call('GET', KEYS[1])\nif cur and cur ~= ARGV[1] and cur ~= ARGV[3] then return {0, cur} end\nredis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\nlocal pos, fresh = floor(KEYS[3], KEYS[4], KEYS[2])\nreturn {1, pos, fresh}")

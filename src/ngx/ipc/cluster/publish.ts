@@ -1,10 +1,15 @@
-// Publishing: ipc.cluster.broadcast adds the alert to the stream with one script
-// call, over a connection from the publishers' pool (keepalive).
+// Publishing: ipc.cluster.broadcast queues the alert for this worker's publisher and
+// waits for its own reply. The publisher, one timer per worker that owns one
+// connection to the primary, sends everything queued in one turn of the event loop
+// as one pipelined write (one script call per alert, then WAIT when configured) and
+// hands each caller its reply: a burst of publishes costs one round trip, not one each.
+import * as semaphore from "ngx.semaphore";
 import { check_string } from "../args";
 import * as dispatch from "../dispatch";
 import * as resp from "../resp";
 import type { Settings } from "./config";
-import { args_of, FLOOR, PUBLISH, run } from "./scripts";
+import * as link from "./link";
+import { args_of, FLOOR, PUBLISH, run, script_args } from "./scripts";
 import * as state from "./state";
 
 const counters = state.counters;
@@ -13,9 +18,26 @@ type Result = LuaMultiReturn<[true] | [undefined, string]>;
 
 /** Alert names travel in one byte locally (ipc.ts's MAX_NAME). */
 const MAX_NAME = 254;
+/** At most this many alerts, or about this many bytes, go in one pipelined write. */
+const BATCH = 256;
+const BATCH_BYTES = 4194304;
+/** A broadcast whose reply was NOSCRIPT or READONLY (not run) is sent again at most this often. */
+const RETRIES = 3;
 
-/** Publishers in this worker have made sure the instance's position exists (see FLOOR). */
-let floor_done = false;
+/** Queued, sent (its reply awaited), or answered; abandoned once its caller stopped waiting. */
+const QUEUED = 0;
+const SENT = 1;
+const DONE = 2;
+
+interface Item {
+    name: string;
+    data: string;
+    sema: NgxSemaphore;
+    status: number;
+    abandoned: boolean;
+    tries: number;
+    err: string | undefined;
+}
 
 /** Phases without cosockets. */
 const NO_SOCKETS = new LuaTable<string, boolean>();
@@ -23,49 +45,314 @@ for (const p of ["init", "init_worker", "set", "header_filter", "body_filter", "
     NO_SOCKETS.set(p, true);
 }
 
-function publish(s: Settings, name: string, data: string): Result {
-    ngx.update_time();
-    const t0 = ngx.now();
-    const [sock, err] = resp.connect(s.endpoint, s.timeout_ms, s.timeout_ms);
-    if (sock === undefined) {
-        return $multi(undefined, `ngx.ipc: cluster: cannot reach redis at ${resp.label(s.endpoint)}: ${err}`);
+/** The queue: items at head .. tail - 1. */
+const queue = new LuaTable<number, Item>();
+let head = 1;
+let tail = 1;
+/** Items whose callers are done with them (their semaphores at count 0). */
+const spare: Item[] = [];
+
+let wake: NgxSemaphore | undefined;
+/** The publisher timer runs, and whether it waits on `wake` now. */
+let started = false;
+let idle = false;
+let sock: NgxTcpSocket | undefined;
+/** When sock last carried a batch (ngx.now()), to close it after `keepalive` idle. */
+let used_at = 0;
+/** Publishers in this worker have made sure the instance's position exists (see FLOOR). */
+let floor_done = false;
+/** The highest sequence number Redis gave this worker's publishes (PUBLISH's floor). */
+let max_seq = 0;
+
+function where(s: Settings): string {
+    return `redis at ${link.label(s, s.endpoint)}`;
+}
+
+/** Ends the items sent in the batch at i .. last (or still queued) with err; the connection is gone. */
+function fail_from(batch: LuaTable<number, Item>, i: number, last: number, err: string): void {
+    for (let k = i; k <= last; k++) {
+        answer(batch.get(k), err);
     }
-    // connect and the script together take at most `timeout`
-    ngx.update_time();
-    const left = s.timeout_ms - math.floor((ngx.now() - t0) * 1000);
-    if (left < 1) {
+}
+
+function answer(it: Item, err: string | undefined): void {
+    it.status = DONE;
+    it.err = err;
+    if (!it.abandoned) {
+        it.sema.post(1);
+    }
+}
+
+function drop(): void {
+    if (sock !== undefined) {
         sock.close();
-        return $multi(undefined, `ngx.ipc: cluster: redis at ${resp.label(s.endpoint)}: timeout`);
+        sock = undefined;
     }
-    sock.settimeouts(left, left, left);
+}
+
+/** A connection to the primary with the script loaded, and the instance's position made. */
+function open(s: Settings): string | undefined {
+    const io = s.timeout_ms + s.wait_ms;
+    const [c, err] = link.connect(s, s.endpoint, s.timeout_ms, io);
+    if (c === undefined) {
+        return `ngx.ipc: cluster: cannot reach ${where(s)}: ${err}`;
+    }
+    const load = new LuaTable<number, string>();
+    load.set(1, "SCRIPT");
+    load.set(2, "LOAD");
+    load.set(3, PUBLISH.body);
+    const [sha, lerr] = resp.call(c, load, 3);
+    if (sha === undefined) {
+        c.close();
+        return `ngx.ipc: cluster: ${where(s)}: ${lerr}`;
+    }
     if (!floor_done) {
         const [fargs, fcount] = args_of("3", s.stream, s.seq_key, state.pos_key);
-        const [pos, ferr] = run(sock, FLOOR, fargs, fcount);
+        const [pos, ferr] = run(c, FLOOR, fargs, fcount);
         if (pos === undefined) {
-            sock.close();
-            return $multi(undefined, `ngx.ipc: cluster: redis at ${resp.label(s.endpoint)}: ${ferr}`);
+            c.close();
+            return `ngx.ipc: cluster: ${where(s)}: ${ferr}`;
         }
         floor_done = true;
     }
-    const [args, count] = args_of("2", s.stream, s.seq_key, s.maxlen, state.instance, tostring(ngx.worker.pid()),
-        tostring(ngx.worker.id() ?? -1), name, data);
-    const [id, perr, usable] = run(sock, PUBLISH, args, count);
-    if (id === undefined) {
-        if (usable) {
-            sock.setkeepalive(s.keepalive_ms, s.endpoint.pool_size);
-        } else {
-            sock.close();
+    sock = c;
+    return undefined;
+}
+
+/** Takes the next batch off the queue (skipping items whose callers gave up). */
+function take(batch: LuaTable<number, Item>): number {
+    let n = 0;
+    let bytes = 0;
+    while (head < tail && n < BATCH && bytes < BATCH_BYTES) {
+        const it = queue.get(head);
+        queue.delete(head);
+        head += 1;
+        if (!it.abandoned) {
+            n += 1;
+            batch.set(n, it);
+            bytes += it.data.length;
         }
-        return $multi(undefined, `ngx.ipc: cluster: redis at ${resp.label(s.endpoint)}: ${perr}`);
     }
-    sock.setkeepalive(s.keepalive_ms, s.endpoint.pool_size);
+    return n;
+}
+
+/** Puts items back at the head of the queue, in their order. */
+function requeue(list: LuaTable<number, Item>, n: number): void {
+    for (let k = n; k >= 1; k--) {
+        const it = list.get(k);
+        it.status = QUEUED;
+        head -= 1;
+        queue.set(head, it);
+    }
+}
+
+/** Whether an error reply says the script did not run (so sending it again is safe). */
+function not_run(err: string): boolean {
+    return string.sub(err, 1, 8) === "NOSCRIPT" || string.sub(err, 1, 8) === "READONLY";
+}
+
+/** Sends one batch and hands out the replies. */
+function flush(s: Settings, batch: LuaTable<number, Item>, n: number): void {
+    const out = new LuaTable<number, string>();
+    let o = 1;
+    const inst = state.instance;
+    const pid = tostring(ngx.worker.pid());
+    const wid = tostring(ngx.worker.id() ?? -1);
+    const floor = tostring(max_seq);
+    for (let i = 1; i <= n; i++) {
+        const it = batch.get(i);
+        it.status = SENT;
+        const [args, count] = args_of("2", s.stream, s.seq_key, s.maxlen, inst, pid, wid, it.name, it.data, floor);
+        script_args(PUBLISH, args, true);
+        o = resp.encode(out, o, args, count);
+    }
+    if (s.wait_replicas > 0) {
+        const w = new LuaTable<number, string>();
+        w.set(1, "WAIT");
+        w.set(2, tostring(s.wait_replicas));
+        w.set(3, tostring(s.wait_ms));
+        resp.encode(out, o, w, 3);
+    }
+    const [sent, serr] = sock!.send(out);
+    if (sent === undefined) {
+        drop();
+        fail_from(batch, 1, n, `ngx.ipc: cluster: ${where(s)}: ${serr}`);
+        return;
+    }
+    const again = new LuaTable<number, Item>();
+    let retry = 0;
+    let moved = false;
+    for (let i = 1; i <= n; i++) {
+        const it = batch.get(i);
+        const [v, err, usable] = resp.read(sock!);
+        if (v === undefined && !usable) {
+            drop();
+            fail_from(batch, i, n, `ngx.ipc: cluster: ${where(s)}: ${err}`);
+            return;
+        }
+        if (v === undefined) {
+            if (not_run(err!) && it.tries < RETRIES && !it.abandoned) {
+                it.tries += 1;
+                retry += 1;
+                again.set(retry, it);
+                moved = true;
+            } else {
+                answer(it, `ngx.ipc: cluster: ${where(s)}: ${err}`);
+            }
+        } else {
+            const seq = tonumber(v) ?? 0;
+            if (seq > max_seq) {
+                max_seq = seq;
+            }
+            // with WAIT, the answer waits for its reply
+            if (s.wait_replicas === 0) {
+                answer(it, undefined);
+            }
+        }
+    }
+    if (s.wait_replicas > 0) {
+        const [acked, werr, usable] = resp.read(sock!);
+        let err: string | undefined = undefined;
+        if (acked === undefined) {
+            err = `ngx.ipc: cluster: ${where(s)}: added to the stream, but WAIT failed: ${werr}`;
+            if (!usable) {
+                drop();
+            }
+        } else if ((acked as number) < s.wait_replicas) {
+            err = `ngx.ipc: cluster: ${where(s)}: added to the stream, but only ${tostring(acked)} of ${s.wait_replicas} replica(s) had it within ${s.wait_ms} ms: a failover now may lose it; sending it again may deliver it twice`;
+        }
+        for (let i = 1; i <= n; i++) {
+            const it = batch.get(i);
+            if (it.status === SENT) {
+                if (err !== undefined) {
+                    counters.unreplicated += 1;
+                }
+                answer(it, err);
+            }
+        }
+    }
+    if (moved) {
+        // NOSCRIPT (SCRIPT FLUSH) or READONLY (the primary became a replica): a new
+        // connection loads the script again, and finds the primary again
+        drop();
+        requeue(again, retry);
+    }
+}
+
+function publisher(premature: boolean): void {
+    const s = state.settings!;
+    const batch = new LuaTable<number, Item>();
+    while (!premature) {
+        if (head === tail) {
+            if (ngx.worker.exiting()) {
+                break;
+            }
+            if (sock !== undefined && ngx.now() - used_at >= s.keepalive_ms / 1000) {
+                drop();
+            }
+            idle = true;
+            wake!.wait(1);
+            idle = false;
+        } else {
+            if (sock === undefined) {
+                const err = open(s);
+                if (err !== undefined) {
+                    const n = take(batch);
+                    fail_from(batch, 1, n, err);
+                    // the rest of the queue, too: they would wait for the same Redis
+                    while (head < tail) {
+                        fail_from(batch, 1, take(batch), err);
+                    }
+                    continue;
+                }
+            }
+            const n = take(batch);
+            if (n > 0) {
+                flush(s, batch, n);
+                ngx.update_time();
+                used_at = ngx.now();
+            }
+        }
+    }
+    drop();
+    started = false;
+}
+
+/** Starts the publisher timer; nil, err when nginx refuses a timer or a semaphore. */
+function start(): string | undefined {
+    if (wake === undefined) {
+        const [sema, err] = semaphore.new(0);
+        if (sema === undefined) {
+            return `ngx.ipc: cluster: cannot create a semaphore: ${err}`;
+        }
+        wake = sema;
+    }
+    const [ok, err] = ngx.timer.at(0, publisher);
+    if (ok === undefined) {
+        return `ngx.ipc: cluster: cannot start the publisher: ${err}`;
+    }
+    started = true;
+    return undefined;
+}
+
+function take_item(name: string, data: string): LuaMultiReturn<[Item] | [undefined, string]> {
+    let it = spare.pop();
+    if (it === undefined) {
+        const [sema, err] = semaphore.new(0);
+        if (sema === undefined) {
+            return $multi(undefined, `ngx.ipc: cluster: cannot create a semaphore: ${err}`);
+        }
+        it = { name, data, sema, status: QUEUED, abandoned: false, tries: 0, err: undefined };
+    } else {
+        it.name = name;
+        it.data = data;
+        it.status = QUEUED;
+        it.abandoned = false;
+        it.tries = 0;
+        it.err = undefined;
+    }
+    return $multi(it);
+}
+
+function publish(s: Settings, name: string, data: string): Result {
+    if (!started) {
+        const err = start();
+        if (err !== undefined) {
+            return $multi(undefined, err);
+        }
+    }
+    const [it, ierr] = take_item(name, data);
+    if (it === undefined) {
+        return $multi(undefined, ierr);
+    }
+    queue.set(tail, it);
+    tail += 1;
+    if (idle) {
+        idle = false;
+        wake!.post(1);
+    }
+    const [woke] = it.sema.wait((s.timeout_ms + s.wait_ms) / 1000);
+    if (woke !== true) {
+        // the publisher never posts an abandoned item: its semaphore stays at 0, but the
+        // item may still sit in the queue, so it is not reused
+        it.abandoned = true;
+        const unknown = it.status === SENT ? " (it was sent: Redis may have added it)" : "";
+        return $multi(undefined, `ngx.ipc: cluster: ${where(s)}: timeout${unknown}`);
+    }
+    const err = it.err;
+    it.data = "";
+    spare.push(it);
+    if (err !== undefined) {
+        return $multi(undefined, err);
+    }
     return $multi(true);
 }
 
 /**
  * Sends an alert to every worker of every instance that shares the stream, this one
- * included. `true` once Redis has it; nil, err when Redis cannot be reached within
- * `timeout` or refuses it, or the alert is over the caps.
+ * included. `true` once Redis has it (and, with `wait`, as many replicas); nil, err
+ * when Redis cannot be reached within `timeout` or refuses it, or the alert is over
+ * the caps.
  */
 export function broadcast(name: unknown, data: unknown): Result {
     const n = check_string("broadcast", 1, name);

@@ -38,11 +38,29 @@ function script(body: string): Script {
 export const FLOOR = script(`${FLOOR_BODY}
 return (floor(KEYS[1], KEYS[2], KEYS[3]))`);
 
-/** KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, name, data. Returns the id. */
+/**
+ * KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, name, data, floor.
+ * Returns the sequence number. floor is the highest number the caller has seen
+ * given out: after a failover that lost the last entries (and the counter's last
+ * increments), numbering goes on above it, so readers see the loss as a gap.
+ */
 export const PUBLISH = script(`
 local seq = redis.call('INCR', KEYS[2])
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', seq,
-  'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[5], 'd', ARGV[6])`);
+local floor = tonumber(ARGV[7])
+if seq <= floor then
+  seq = floor + 1
+  redis.call('SET', KEYS[2], seq)
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', seq,
+  'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[5], 'd', ARGV[6])
+return seq`);
+
+/** KEYS: seq. ARGV: floor. Raises the counter to floor (a reader's last number, after a reconnect). */
+export const RAISE = script(`
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1`);
 
 /**
  * KEYS: lease, pos, stream, seq. ARGV: token, lease ms, the token of a holder known
