@@ -188,6 +188,12 @@ local function handshake(sock, tls)
     if ok == nil then
         return nil, "TLS handshake failed: " .. tostring(err)
     end
+    local ping = {}
+    ping[1] = "PING"
+    local pong, perr = ____exports.call(sock, ping, 1)
+    if pong == nil and (perr == "closed" or (string.find(perr, "NOAUTH", 1, true)) == nil) then
+        return nil, "TLS handshake failed: " .. (perr == "closed" and "the connection was closed right after it (a failed certificate verification: see the error log)" or perr)
+    end
     return true
 end
 --- A connection from the pool, or a new one (then TLS when configured, and logged in

@@ -228,6 +228,16 @@ function handshake(sock: NgxTcpSocket, tls: Tls): Result<true> {
     if (ok === undefined) {
         return $multi(undefined, `TLS handshake failed: ${err}`);
     }
+    // On a failed verification, Debian's lua-nginx-module sometimes reports success and
+    // closes the connection: the first request finds out.
+    const ping = new LuaTable<number, string>();
+    ping.set(1, "PING");
+    const [pong, perr] = call(sock, ping, 1);
+    if (pong === undefined && (perr === "closed" || string.find(perr, "NOAUTH", 1, true)[0] === undefined)) {
+        return $multi(undefined, `TLS handshake failed: ${perr === "closed"
+            ? "the connection was closed right after it (a failed certificate verification: see the error log)"
+            : perr}`);
+    }
     return $multi(true);
 }
 
