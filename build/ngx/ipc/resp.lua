@@ -1,5 +1,7 @@
 local ____exports = {}
 local CRLF = "\r\n"
+--- Bulk strings up to this size are read with one receive (see read).
+local SMALL_BULK = 1024
 --- Appends one request (`*N`, then `$len` and each argument) to `out` from index `n`.
 function ____exports.encode(out, n, args, count)
     out[n] = ("*" .. tostring(count)) .. "\r\n"
@@ -45,13 +47,16 @@ function ____exports.read(sock)
         if size < 0 then
             return false
         end
-        local data = ""
-        if size > 0 then
-            local d, derr = sock:receive(size)
+        if size <= SMALL_BULK then
+            local d, derr = sock:receive(size + 2)
             if d == nil then
                 return nil, derr, false
             end
-            data = d
+            return string.sub(d, 1, size)
+        end
+        local data, derr = sock:receive(size)
+        if data == nil then
+            return nil, derr, false
         end
         local tail, terr = sock:receive(2)
         if tail == nil then

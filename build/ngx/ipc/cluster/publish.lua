@@ -67,8 +67,8 @@ local max_seq = 0
 local function where(s)
     return "redis at " .. link.label(s, s.endpoint)
 end
---- Ends the items sent in the batch at i .. last (or still queued) with err; the connection is gone.
-local function fail_from(batch, i, last, err)
+--- Answers the items of the batch at i .. last: err, or undefined for true.
+local function answer_all(batch, i, last, err)
     do
         local k = i
         while k <= last do
@@ -144,36 +144,43 @@ end
 local function not_run(err)
     return string.sub(err, 1, 8) == "NOSCRIPT" or string.sub(err, 1, 8) == "READONLY"
 end
---- Sends one batch and hands out the replies.
+--- Sends one batch (one script call, then WAIT when configured) and hands out the replies.
 local function flush(s, batch, n)
-    local out = {}
-    local o = 1
-    local inst = state.instance
-    local pid = tostring(ngx.worker.pid())
-    local wid = tostring(ngx.worker.id() or -1)
-    local floor = tostring(max_seq)
+    local args = {}
+    local head_args = {
+        "",
+        "",
+        "2",
+        s.stream,
+        s.seq_key,
+        s.maxlen,
+        state.instance,
+        tostring(ngx.worker.pid()),
+        tostring(ngx.worker.id() or -1),
+        tostring(max_seq)
+    }
+    local count = #head_args
+    do
+        local i = 0
+        while i < count do
+            args[i + 1] = head_args[i + 1]
+            i = i + 1
+        end
+    end
     do
         local i = 1
         while i <= n do
             local it = batch[i]
             it.status = SENT
-            local args, count = args_of(
-                "2",
-                s.stream,
-                s.seq_key,
-                s.maxlen,
-                inst,
-                pid,
-                wid,
-                it.name,
-                it.data,
-                floor
-            )
-            script_args(PUBLISH, args, true)
-            o = resp.encode(out, o, args, count)
+            args[count + 1] = it.name
+            args[count + 2] = it.data
+            count = count + 2
             i = i + 1
         end
     end
+    script_args(PUBLISH, args, true)
+    local out = {}
+    local o = resp.encode(out, 1, args, count)
     if s.wait_replicas > 0 then
         local w = {}
         w[1] = "WAIT"
@@ -184,7 +191,7 @@ local function flush(s, batch, n)
     local sent, serr = sock:send(out)
     if sent == nil then
         drop()
-        fail_from(
+        answer_all(
             batch,
             1,
             n,
@@ -192,77 +199,62 @@ local function flush(s, batch, n)
         )
         return
     end
-    local again = {}
-    local retry = 0
-    local moved = false
-    do
-        local i = 1
-        while i <= n do
-            local it = batch[i]
-            local v, err, usable = resp.read(sock)
-            if v == nil and not usable then
-                drop()
-                fail_from(
-                    batch,
-                    i,
-                    n,
-                    (("ngx.ipc: cluster: " .. where(s)) .. ": ") .. err
-                )
-                return
-            end
-            if v == nil then
-                if not_run(err) and it.tries < RETRIES and not it.abandoned then
-                    it.tries = it.tries + 1
-                    retry = retry + 1
-                    again[retry] = it
-                    moved = true
-                else
-                    answer(
-                        it,
-                        (("ngx.ipc: cluster: " .. where(s)) .. ": ") .. err
-                    )
-                end
-            else
-                local seq = tonumber(v) or 0
-                if seq > max_seq then
-                    max_seq = seq
-                end
-                if s.wait_replicas == 0 then
-                    answer(it, nil)
-                end
-            end
-            i = i + 1
+    local v, err, usable = resp.read(sock)
+    if v == nil and not usable then
+        drop()
+        answer_all(
+            batch,
+            1,
+            n,
+            (("ngx.ipc: cluster: " .. where(s)) .. ": ") .. err
+        )
+        return
+    end
+    local failed = nil
+    if v == nil then
+        failed = (("ngx.ipc: cluster: " .. where(s)) .. ": ") .. err
+    else
+        local last = tonumber(v) or 0
+        if last > max_seq then
+            max_seq = last
         end
     end
     if s.wait_replicas > 0 then
-        local acked, werr, usable = resp.read(sock)
-        local err = nil
-        if acked == nil then
-            err = (("ngx.ipc: cluster: " .. where(s)) .. ": added to the stream, but WAIT failed: ") .. werr
-            if not usable then
-                drop()
-            end
-        elseif acked < s.wait_replicas then
-            err = ((((((("ngx.ipc: cluster: " .. where(s)) .. ": added to the stream, but only ") .. tostring(acked)) .. " of ") .. tostring(s.wait_replicas)) .. " replica(s) had it within ") .. tostring(s.wait_ms)) .. " ms: a failover now may lose it; sending it again may deliver it twice"
+        local acked, werr, wusable = resp.read(sock)
+        if failed == nil and acked == nil then
+            failed = (("ngx.ipc: cluster: " .. where(s)) .. ": added to the stream, but WAIT failed: ") .. werr
+        elseif failed == nil and acked < s.wait_replicas then
+            failed = ((((((("ngx.ipc: cluster: " .. where(s)) .. ": added to the stream, but only ") .. tostring(acked)) .. " of ") .. tostring(s.wait_replicas)) .. " replica(s) had it within ") .. tostring(s.wait_ms)) .. " ms: a failover now may lose it; sending it again may deliver it twice"
         end
+        if failed ~= nil and v ~= nil then
+            counters.unreplicated = counters.unreplicated + n
+        end
+        if acked == nil and not wusable then
+            drop()
+        end
+    end
+    if v == nil and not_run(err) then
+        drop()
+        local again = {}
+        local retry = 0
         do
             local i = 1
             while i <= n do
                 local it = batch[i]
-                if it.status == SENT then
-                    if err ~= nil then
-                        counters.unreplicated = counters.unreplicated + 1
-                    end
-                    answer(it, err)
+                if it.tries < RETRIES and not it.abandoned then
+                    it.tries = it.tries + 1
+                    retry = retry + 1
+                    again[retry] = it
+                else
+                    answer(it, failed)
                 end
                 i = i + 1
             end
         end
-    end
-    if moved then
-        drop()
         requeue(again, retry)
+        return
     end
+    answer_all(batch, 1, n, failed)
 end
 local function publisher(premature)
     local s = state.settings
@@ -284,16 +276,16 @@ local function publisher(premature)
                     local err = open(s)
                     if err ~= nil then
                         local n = take(batch)
-                        fail_from(batch, 1, n, err)
+                        answer_all(batch, 1, n, err)
                         while head < tail do
-                            fail_from(
+                            answer_all(
                                 batch,
                                 1,
                                 take(batch),
                                 err
                             )
                         end
-                        goto __continue48
+                        goto __continue46
                     end
                 end
                 local n = take(batch)
@@ -304,7 +296,7 @@ local function publisher(premature)
                 end
             end
         end
-        ::__continue48::
+        ::__continue46::
     end
     drop()
     started = false

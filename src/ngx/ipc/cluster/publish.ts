@@ -1,7 +1,7 @@
 // Publishing: ipc.cluster.broadcast queues the alert for this worker's publisher and
 // waits for its own reply. The publisher, one timer per worker that owns one
 // connection to the primary, sends everything queued in one turn of the event loop
-// as one pipelined write (one script call per alert, then WAIT when configured) and
+// as one write (one script call for all of them, then WAIT when configured) and
 // hands each caller its reply: a burst of publishes costs one round trip, not one each.
 import * as semaphore from "ngx.semaphore";
 import { check_string } from "../args";
@@ -68,8 +68,8 @@ function where(s: Settings): string {
     return `redis at ${link.label(s, s.endpoint)}`;
 }
 
-/** Ends the items sent in the batch at i .. last (or still queued) with err; the connection is gone. */
-function fail_from(batch: LuaTable<number, Item>, i: number, last: number, err: string): void {
+/** Answers the items of the batch at i .. last: err, or undefined for true. */
+function answer_all(batch: LuaTable<number, Item>, i: number, last: number, err: string | undefined): void {
     for (let k = i; k <= last; k++) {
         answer(batch.get(k), err);
     }
@@ -151,21 +151,25 @@ function not_run(err: string): boolean {
     return string.sub(err, 1, 8) === "NOSCRIPT" || string.sub(err, 1, 8) === "READONLY";
 }
 
-/** Sends one batch and hands out the replies. */
+/** Sends one batch (one script call, then WAIT when configured) and hands out the replies. */
 function flush(s: Settings, batch: LuaTable<number, Item>, n: number): void {
-    const out = new LuaTable<number, string>();
-    let o = 1;
-    const inst = state.instance;
-    const pid = tostring(ngx.worker.pid());
-    const wid = tostring(ngx.worker.id() ?? -1);
-    const floor = tostring(max_seq);
+    const args = new LuaTable<number, string>();
+    const head_args = ["", "", "2", s.stream, s.seq_key, s.maxlen, state.instance, tostring(ngx.worker.pid()),
+        tostring(ngx.worker.id() ?? -1), tostring(max_seq)];
+    let count = head_args.length;
+    for (let i = 0; i < count; i++) {
+        args.set(i + 1, head_args[i]);
+    }
     for (let i = 1; i <= n; i++) {
         const it = batch.get(i);
         it.status = SENT;
-        const [args, count] = args_of("2", s.stream, s.seq_key, s.maxlen, inst, pid, wid, it.name, it.data, floor);
-        script_args(PUBLISH, args, true);
-        o = resp.encode(out, o, args, count);
+        args.set(count + 1, it.name);
+        args.set(count + 2, it.data);
+        count += 2;
     }
+    script_args(PUBLISH, args, true);
+    const out = new LuaTable<number, string>();
+    const o = resp.encode(out, 1, args, count);
     if (s.wait_replicas > 0) {
         const w = new LuaTable<number, string>();
         w.set(1, "WAIT");
@@ -176,67 +180,58 @@ function flush(s: Settings, batch: LuaTable<number, Item>, n: number): void {
     const [sent, serr] = sock!.send(out);
     if (sent === undefined) {
         drop();
-        fail_from(batch, 1, n, `ngx.ipc: cluster: ${where(s)}: ${serr}`);
+        answer_all(batch, 1, n, `ngx.ipc: cluster: ${where(s)}: ${serr}`);
         return;
     }
-    const again = new LuaTable<number, Item>();
-    let retry = 0;
-    let moved = false;
-    for (let i = 1; i <= n; i++) {
-        const it = batch.get(i);
-        const [v, err, usable] = resp.read(sock!);
-        if (v === undefined && !usable) {
-            drop();
-            fail_from(batch, i, n, `ngx.ipc: cluster: ${where(s)}: ${err}`);
-            return;
-        }
-        if (v === undefined) {
-            if (not_run(err!) && it.tries < RETRIES && !it.abandoned) {
-                it.tries += 1;
-                retry += 1;
-                again.set(retry, it);
-                moved = true;
-            } else {
-                answer(it, `ngx.ipc: cluster: ${where(s)}: ${err}`);
-            }
-        } else {
-            const seq = tonumber(v) ?? 0;
-            if (seq > max_seq) {
-                max_seq = seq;
-            }
-            // with WAIT, the answer waits for its reply
-            if (s.wait_replicas === 0) {
-                answer(it, undefined);
-            }
+    const [v, err, usable] = resp.read(sock!);
+    if (v === undefined && !usable) {
+        drop();
+        answer_all(batch, 1, n, `ngx.ipc: cluster: ${where(s)}: ${err}`);
+        return;
+    }
+    let failed: string | undefined = undefined;
+    if (v === undefined) {
+        failed = `ngx.ipc: cluster: ${where(s)}: ${err}`;
+    } else {
+        const last = tonumber(v) ?? 0;
+        if (last > max_seq) {
+            max_seq = last;
         }
     }
     if (s.wait_replicas > 0) {
-        const [acked, werr, usable] = resp.read(sock!);
-        let err: string | undefined = undefined;
-        if (acked === undefined) {
-            err = `ngx.ipc: cluster: ${where(s)}: added to the stream, but WAIT failed: ${werr}`;
-            if (!usable) {
-                drop();
-            }
-        } else if ((acked as number) < s.wait_replicas) {
-            err = `ngx.ipc: cluster: ${where(s)}: added to the stream, but only ${tostring(acked)} of ${s.wait_replicas} replica(s) had it within ${s.wait_ms} ms: a failover now may lose it; sending it again may deliver it twice`;
+        const [acked, werr, wusable] = resp.read(sock!);
+        if (failed === undefined && acked === undefined) {
+            failed = `ngx.ipc: cluster: ${where(s)}: added to the stream, but WAIT failed: ${werr}`;
+        } else if (failed === undefined && (acked as number) < s.wait_replicas) {
+            failed = `ngx.ipc: cluster: ${where(s)}: added to the stream, but only ${tostring(acked)} of ${s.wait_replicas} replica(s) had it within ${s.wait_ms} ms: a failover now may lose it; sending it again may deliver it twice`;
         }
+        if (failed !== undefined && v !== undefined) {
+            counters.unreplicated += n;
+        }
+        if (acked === undefined && !wusable) {
+            drop();
+        }
+    }
+    if (v === undefined && not_run(err!)) {
+        // NOSCRIPT (SCRIPT FLUSH) or READONLY (the primary became a replica): nothing
+        // was added; a new connection loads the script again and finds the primary again
+        drop();
+        const again = new LuaTable<number, Item>();
+        let retry = 0;
         for (let i = 1; i <= n; i++) {
             const it = batch.get(i);
-            if (it.status === SENT) {
-                if (err !== undefined) {
-                    counters.unreplicated += 1;
-                }
-                answer(it, err);
+            if (it.tries < RETRIES && !it.abandoned) {
+                it.tries += 1;
+                retry += 1;
+                again.set(retry, it);
+            } else {
+                answer(it, failed);
             }
         }
-    }
-    if (moved) {
-        // NOSCRIPT (SCRIPT FLUSH) or READONLY (the primary became a replica): a new
-        // connection loads the script again, and finds the primary again
-        drop();
         requeue(again, retry);
+        return;
     }
+    answer_all(batch, 1, n, failed);
 }
 
 function publisher(premature: boolean): void {
@@ -258,10 +253,10 @@ function publisher(premature: boolean): void {
                 const err = open(s);
                 if (err !== undefined) {
                     const n = take(batch);
-                    fail_from(batch, 1, n, err);
+                    answer_all(batch, 1, n, err);
                     // the rest of the queue, too: they would wait for the same Redis
                     while (head < tail) {
-                        fail_from(batch, 1, take(batch), err);
+                        answer_all(batch, 1, take(batch), err);
                     }
                     continue;
                 }

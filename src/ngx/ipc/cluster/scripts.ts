@@ -39,21 +39,25 @@ export const FLOOR = script(`${FLOOR_BODY}
 return (floor(KEYS[1], KEYS[2], KEYS[3]))`);
 
 /**
- * KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, name, data, floor.
- * Returns the sequence number. floor is the highest number the caller has seen
- * given out: after a failover that lost the last entries (and the counter's last
- * increments), numbering goes on above it, so readers see the loss as a gap.
+ * KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, floor, then name and data
+ * of each alert (a publisher's batch). Returns the last sequence number given out.
+ * floor is the highest number the caller has seen given out: after a failover that
+ * lost the last entries (and the counter's last increments), numbering goes on above
+ * it, so readers see the loss as a gap.
  */
 export const PUBLISH = script(`
-local seq = redis.call('INCR', KEYS[2])
-local floor = tonumber(ARGV[7])
-if seq <= floor then
-  seq = floor + 1
-  redis.call('SET', KEYS[2], seq)
+local n = (#ARGV - 5) / 2
+local last = redis.call('INCRBY', KEYS[2], n)
+local floor = tonumber(ARGV[5])
+if last - n < floor then
+  last = floor + n
+  redis.call('SET', KEYS[2], last)
 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', seq,
-  'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[5], 'd', ARGV[6])
-return seq`);
+for k = 1, n do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', last - n + k,
+    'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[4 + 2 * k], 'd', ARGV[5 + 2 * k])
+end
+return last`);
 
 /** KEYS: seq. ARGV: floor. Raises the counter to floor (a reader's last number, after a reconnect). */
 export const RAISE = script(`
