@@ -61,6 +61,8 @@ declare interface NgxTcpSocket {
     send(this: NgxTcpSocket, data: string | LuaTable<number, string>): LuaMultiReturn<[number] | [undefined, string]>;
     /** "*l": a line without its CR LF; a number: exactly that many bytes. */
     receive(this: NgxTcpSocket, pattern: "*l" | number): LuaMultiReturn<[string] | [undefined, string, string]>;
+    /** What has arrived, at most `max` bytes, waiting until at least one byte has (lua-nginx-module >= 0.10.14). */
+    receiveany(this: NgxTcpSocket, max: number): LuaMultiReturn<[string] | [undefined, string]>;
     setkeepalive(this: NgxTcpSocket, idle_ms: number, pool_size: number): LuaMultiReturn<[1] | [undefined, string]>;
     /** How often this connection came out of the pool (0: a new connection). */
     getreusedtimes(this: NgxTcpSocket): LuaMultiReturn<[number] | [undefined, string]>;

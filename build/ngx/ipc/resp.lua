@@ -1,7 +1,5 @@
 local ____exports = {}
 local CRLF = "\r\n"
---- Bulk strings up to this size are read with one receive (see read).
-local SMALL_BULK = 1024
 --- Appends one request (`*N`, then `$len` and each argument) to `out` from index `n`.
 function ____exports.encode(out, n, args, count)
     out[n] = ("*" .. tostring(count)) .. "\r\n"
@@ -19,61 +17,90 @@ function ____exports.encode(out, n, args, count)
     end
     return n
 end
---- Reads one reply; arrays are read whole even when an element is an error.
-function ____exports.read(sock)
-    local line, err = sock:receive("*l")
+--- Per socket object, forgotten with it.
+local pending = setmetatable({}, {__mode = "k"})
+--- How much one receiveany may take.
+local CHUNK = 65536
+--- Appends what the connection has (waiting for at least a byte); an error message or undefined.
+local function more(sock, p)
+    local chunk, err = sock:receiveany(CHUNK)
+    if chunk == nil then
+        return err
+    end
+    p.buf = p.pos > #p.buf and chunk or string.sub(p.buf, p.pos) .. chunk
+    p.pos = 1
+    return nil
+end
+local function line_of(sock, p)
+    while true do
+        local ____, e = string.find(p.buf, "\r\n", p.pos, true)
+        if e ~= nil then
+            local l = string.sub(p.buf, p.pos, e - 2)
+            p.pos = e + 1
+            return l, nil
+        end
+        local err = more(sock, p)
+        if err ~= nil then
+            return nil, err
+        end
+    end
+end
+--- `size` bytes and the CR LF after them.
+local function bulk_of(sock, p, size)
+    local have = #p.buf - p.pos + 1
+    if have >= size + 2 then
+        local d = string.sub(p.buf, p.pos, p.pos + size - 1)
+        p.pos = p.pos + (size + 2)
+        return d, nil
+    end
+    local rest, err = sock:receive(size + 2 - have)
+    if rest == nil then
+        return nil, err
+    end
+    local d = have >= size and string.sub(p.buf, p.pos, p.pos + size - 1) or string.sub(p.buf, p.pos) .. string.sub(rest, 1, size - have)
+    p.buf = ""
+    p.pos = 1
+    return d, nil
+end
+local function parse(sock, p)
+    local line, err = line_of(sock, p)
     if line == nil then
         return nil, err, false
     end
-    local kind = string.sub(line, 1, 1)
-    if kind == "+" then
+    local kind = string.byte(line, 1)
+    if kind == 43 then
         return string.sub(line, 2)
     end
-    if kind == "-" then
+    if kind == 45 then
         return nil, string.sub(line, 2), true
     end
-    if kind == ":" then
-        local v = tonumber(string.sub(line, 2))
-        if v == nil then
-            return nil, "bad integer reply: " .. line, false
-        end
-        return v
-    end
-    local size = tonumber(string.sub(line, 2))
-    if size == nil then
+    local n = tonumber(string.sub(line, 2))
+    if n == nil then
         return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
     end
-    if kind == "$" then
-        if size < 0 then
+    if kind == 58 then
+        return n
+    end
+    if kind == 36 then
+        if n < 0 then
             return false
         end
-        if size <= SMALL_BULK then
-            local d, derr = sock:receive(size + 2)
-            if d == nil then
-                return nil, derr, false
-            end
-            return string.sub(d, 1, size)
-        end
-        local data, derr = sock:receive(size)
-        if data == nil then
+        local d, derr = bulk_of(sock, p, n)
+        if d == nil then
             return nil, derr, false
         end
-        local tail, terr = sock:receive(2)
-        if tail == nil then
-            return nil, terr, false
-        end
-        return data
+        return d
     end
-    if kind == "*" then
-        if size < 0 then
+    if kind == 42 then
+        if n < 0 then
             return false
         end
         local list = {}
         local first_error = nil
         do
             local i = 1
-            while i <= size do
-                local v, verr, usable = ____exports.read(sock)
+            while i <= n do
+                local v, verr, usable = parse(sock, p)
                 if v == nil then
                     if not usable then
                         return nil, verr, false
@@ -92,6 +119,15 @@ function ____exports.read(sock)
         return list
     end
     return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
+end
+--- Reads one reply; arrays are read whole even when an element is an error.
+function ____exports.read(sock)
+    local p = pending[sock]
+    if p == nil then
+        p = {buf = "", pos = 1}
+        pending[sock] = p
+    end
+    return parse(sock, p)
 end
 --- Sends one request and reads its reply.
 function ____exports.call(sock, args, count)

@@ -48,8 +48,6 @@ export type Result<T> = LuaMultiReturn<[T] | [undefined, string]>;
 export type ReadResult = LuaMultiReturn<[Reply, undefined?, undefined?] | [undefined, string, boolean]>;
 
 const CRLF = "\r\n";
-/** Bulk strings up to this size are read with one receive (see read). */
-const SMALL_BULK = 1024;
 
 /** Appends one request (`*N`, then `$len` and each argument) to `out` from index `n`. */
 export function encode(out: LuaTable<number, string>, n: number, args: LuaTable<number, string>, count: number): number {
@@ -65,61 +63,107 @@ export function encode(out: LuaTable<number, string>, n: number, args: LuaTable<
     return n;
 }
 
-/** Reads one reply; arrays are read whole even when an element is an error. */
-export function read(sock: NgxTcpSocket): ReadResult {
-    const [line, err] = sock.receive("*l");
+/**
+ * What was received from a connection and not parsed yet: replies are parsed from
+ * chunks that receiveany returns, with string.find and string.sub (which LuaJIT
+ * compiles) rather than with a receive per line and per bulk string.
+ */
+interface Pending {
+    buf: string;
+    /** The first byte not parsed yet. */
+    pos: number;
+}
+
+/** Per socket object, forgotten with it. */
+const pending = setmetatable(new LuaTable<NgxTcpSocket, Pending>(), { __mode: "k" });
+
+/** How much one receiveany may take. */
+const CHUNK = 65536;
+
+/** Appends what the connection has (waiting for at least a byte); an error message or undefined. */
+function more(sock: NgxTcpSocket, p: Pending): string | undefined {
+    const [chunk, err] = sock.receiveany(CHUNK);
+    if (chunk === undefined) {
+        return err;
+    }
+    p.buf = p.pos > p.buf.length ? chunk : string.sub(p.buf, p.pos) + chunk;
+    p.pos = 1;
+    return undefined;
+}
+
+function line_of(sock: NgxTcpSocket, p: Pending): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+    while (true) {
+        const [, e] = string.find(p.buf, "\r\n", p.pos, true);
+        if (e !== undefined) {
+            const l = string.sub(p.buf, p.pos, e - 2);
+            p.pos = e + 1;
+            return $multi(l, undefined);
+        }
+        const err = more(sock, p);
+        if (err !== undefined) {
+            return $multi(undefined, err);
+        }
+    }
+}
+
+/** `size` bytes and the CR LF after them. */
+function bulk_of(sock: NgxTcpSocket, p: Pending, size: number): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+    const have = p.buf.length - p.pos + 1;
+    if (have >= size + 2) {
+        const d = string.sub(p.buf, p.pos, p.pos + size - 1);
+        p.pos += size + 2;
+        return $multi(d, undefined);
+    }
+    // a large bulk (or its CR LF still to come): what is buffered, then the rest with one receive
+    const [rest, err] = sock.receive(size + 2 - have);
+    if (rest === undefined) {
+        return $multi(undefined, err);
+    }
+    const d = have >= size
+        ? string.sub(p.buf, p.pos, p.pos + size - 1)
+        : string.sub(p.buf, p.pos) + string.sub(rest, 1, size - have);
+    p.buf = "";
+    p.pos = 1;
+    return $multi(d, undefined);
+}
+
+function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
+    const [line, err] = line_of(sock, p);
     if (line === undefined) {
         return $multi(undefined, err, false);
     }
-    const kind = string.sub(line, 1, 1);
-    if (kind === "+") {
+    const kind = string.byte(line, 1);
+    if (kind === 43) { // +
         return $multi(string.sub(line, 2));
     }
-    if (kind === "-") {
+    if (kind === 45) { // -
         return $multi(undefined, string.sub(line, 2), true);
     }
-    if (kind === ":") {
-        const v = tonumber(string.sub(line, 2));
-        if (v === undefined) {
-            return $multi(undefined, `bad integer reply: ${line}`, false);
-        }
-        return $multi(v);
-    }
-    const size = tonumber(string.sub(line, 2));
-    if (size === undefined) {
+    const n = tonumber(string.sub(line, 2));
+    if (n === undefined) {
         return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
     }
-    if (kind === "$") {
-        if (size < 0) {
+    if (kind === 58) { // :
+        return $multi(n);
+    }
+    if (kind === 36) { // $
+        if (n < 0) {
             return $multi(false);
         }
-        if (size <= SMALL_BULK) {
-            // one receive and a copy without the CR LF: cheaper than two receives when small
-            const [d, derr] = sock.receive(size + 2);
-            if (d === undefined) {
-                return $multi(undefined, derr, false);
-            }
-            return $multi(string.sub(d, 1, size));
-        }
-        const [data, derr] = sock.receive(size);
-        if (data === undefined) {
+        const [d, derr] = bulk_of(sock, p, n);
+        if (d === undefined) {
             return $multi(undefined, derr, false);
         }
-        // Two separate receives: receive(size + 2) would copy a large bulk once more to cut the CR LF.
-        const [tail, terr] = sock.receive(2);
-        if (tail === undefined) {
-            return $multi(undefined, terr, false);
-        }
-        return $multi(data);
+        return $multi(d);
     }
-    if (kind === "*") {
-        if (size < 0) {
+    if (kind === 42) { // *
+        if (n < 0) {
             return $multi(false);
         }
         const list = new LuaTable<number, Reply>();
         let first_error: string | undefined = undefined;
-        for (let i = 1; i <= size; i++) {
-            const [v, verr, usable] = read(sock);
+        for (let i = 1; i <= n; i++) {
+            const [v, verr, usable] = parse(sock, p);
             if (v === undefined) {
                 if (!usable) {
                     return $multi(undefined, verr, false);
@@ -136,6 +180,16 @@ export function read(sock: NgxTcpSocket): ReadResult {
         return $multi(list);
     }
     return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
+}
+
+/** Reads one reply; arrays are read whole even when an element is an error. */
+export function read(sock: NgxTcpSocket): ReadResult {
+    let p = pending.get(sock);
+    if (p === undefined) {
+        p = { buf: "", pos: 1 };
+        pending.set(sock, p);
+    }
+    return parse(sock, p);
 }
 
 /** Sends one request and reads its reply. */
