@@ -6,10 +6,15 @@
 --            just before cluster.broadcast to its handler (CLOCK_MONOTONIC:
 --            one host), p50/p99 over all of them
 --   throughput: all 6 workers publish 2,000 alerts each, one broadcast at a
---            time (what a request does); alerts/s from the first publish to
---            the last alert handled by the last of the 6 workers
+--            time (what a request does); then the same from 8 light threads
+--            per worker (requests served at once: the worker's publisher sends
+--            what they broadcast in one loop turn together, still over one
+--            connection per worker); alerts/s from the first publish to the
+--            last alert handled by the last of the 6 workers
 --   limit:   redis-benchmark's XADD (same size, 6 clients: as many as the
---            publishers) against the same redis-server, just before each run
+--            workers' connections) against the same redis-server, just before
+--            and just after each throughput run (their mean is its limit): the
+--            machine is shared, so only figures of one run compare
 --
 -- Every run checks that each worker handled every alert once, in order per
 -- publisher. Returns the workload table run.lua puts into its report.
