@@ -221,6 +221,22 @@ describe("ipc.cluster with Sentinel", function()
     assert.is_true(moved > 0, "no worker saw the primary move")
   end)
 
+  it("follows kill -9 of the primary without wait: publishing resumes on the promoted replica, a loss is counted", function()
+    start_instances()
+    local figures = run(function()
+      primary:kill()
+      wait_promoted(replica)
+    end)
+    local rewound = 0
+    for _, f in ipairs(figures) do rewound = math.max(rewound, f.rewound) end
+    for _, f in ipairs(figures) do
+      assert.are.equal(0, f.back, "alerts out of order at worker " .. f.pid)
+      assert.is_true(f.lost <= f.counted + rewound, ("worker %d lost %d, its reader counted %d (+%d rewound)")
+        :format(f.pid, f.lost, f.counted, rewound))
+      assert.are.equal(1, f.failovers, "failovers seen by worker " .. f.pid)
+    end
+  end)
+
   it("follows kill -9 of the primary; with wait = { replicas = 1 } nothing broadcast took is lost", function()
     start_instances("wait = { replicas = 1, timeout = 200 }")
     local figures = run(function()

@@ -1,5 +1,5 @@
 local ____exports = {}
-local answer, DONE
+local answer, forget, DONE
 local semaphore = require("ngx.semaphore")
 local ____args = require("ngx.ipc.args")
 local check_string = ____args.check_string
@@ -18,6 +18,15 @@ function answer(it, err)
     it.err = err
     if not it.abandoned then
         it.sema:post(1)
+    end
+end
+function forget(batch, n)
+    do
+        local i = 1
+        while i <= n do
+            batch[i] = nil
+            i = i + 1
+        end
     end
 end
 local counters = state.counters
@@ -256,14 +265,20 @@ local function flush(s, batch, n)
     end
     answer_all(batch, 1, n, failed)
 end
-local function publisher(premature)
-    local s = state.settings
-    local batch = {}
-    while not premature do
+--- Answers everything still queued with err.
+local function fail_queue(batch, err)
+    while head < tail do
+        local n = take(batch)
+        answer_all(batch, 1, n, err)
+        forget(batch, n)
+    end
+end
+local function serve(s, batch)
+    while true do
         do
             if head == tail then
                 if ngx.worker.exiting() then
-                    break
+                    return
                 end
                 if sock ~= nil and ngx.now() - used_at >= s.keepalive_ms / 1000 then
                     drop()
@@ -275,31 +290,47 @@ local function publisher(premature)
                 if sock == nil then
                     local err = open(s)
                     if err ~= nil then
-                        local n = take(batch)
-                        answer_all(batch, 1, n, err)
-                        while head < tail do
-                            answer_all(
-                                batch,
-                                1,
-                                take(batch),
-                                err
-                            )
-                        end
-                        goto __continue46
+                        fail_queue(batch, err)
+                        goto __continue51
                     end
                 end
                 local n = take(batch)
                 if n > 0 then
                     flush(s, batch, n)
+                    forget(batch, n)
                     ngx.update_time()
                     used_at = ngx.now()
                 end
             end
         end
-        ::__continue46::
+        ::__continue51::
     end
-    drop()
+end
+local function publisher(premature)
+    local batch = {}
+    local ok = true
+    local err = nil
+    if not premature then
+        ok, err = pcall(serve, state.settings, batch)
+    end
+    idle = false
     started = false
+    drop()
+    if not ok then
+        ngx.log(ngx.ERR, "ngx.ipc: cluster publisher failed: ", err)
+        for ____, it in pairs(batch) do
+            if it.status == SENT then
+                answer(
+                    it,
+                    "ngx.ipc: cluster publisher failed: " .. tostring(err)
+                )
+            end
+        end
+        fail_queue(
+            batch,
+            "ngx.ipc: cluster publisher failed: " .. tostring(err)
+        )
+    end
 end
 --- Starts the publisher timer; nil, err when nginx refuses a timer or a semaphore.
 local function start()

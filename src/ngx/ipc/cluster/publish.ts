@@ -234,13 +234,27 @@ function flush(s: Settings, batch: LuaTable<number, Item>, n: number): void {
     answer_all(batch, 1, n, failed);
 }
 
-function publisher(premature: boolean): void {
-    const s = state.settings!;
-    const batch = new LuaTable<number, Item>();
-    while (!premature) {
+/** Answers everything still queued with err. */
+function fail_queue(batch: LuaTable<number, Item>, err: string): void {
+    while (head < tail) {
+        const n = take(batch);
+        answer_all(batch, 1, n, err);
+        forget(batch, n);
+    }
+}
+
+/** Lets go of the batch's items (and their data) once answered. */
+function forget(batch: LuaTable<number, Item>, n: number): void {
+    for (let i = 1; i <= n; i++) {
+        batch.delete(i);
+    }
+}
+
+function serve(s: Settings, batch: LuaTable<number, Item>): void {
+    while (true) {
         if (head === tail) {
             if (ngx.worker.exiting()) {
-                break;
+                return;
             }
             if (sock !== undefined && ngx.now() - used_at >= s.keepalive_ms / 1000) {
                 drop();
@@ -252,25 +266,43 @@ function publisher(premature: boolean): void {
             if (sock === undefined) {
                 const err = open(s);
                 if (err !== undefined) {
-                    const n = take(batch);
-                    answer_all(batch, 1, n, err);
-                    // the rest of the queue, too: they would wait for the same Redis
-                    while (head < tail) {
-                        answer_all(batch, 1, take(batch), err);
-                    }
+                    // everything queued would wait for the same Redis
+                    fail_queue(batch, err);
                     continue;
                 }
             }
             const n = take(batch);
             if (n > 0) {
                 flush(s, batch, n);
+                forget(batch, n);
                 ngx.update_time();
                 used_at = ngx.now();
             }
         }
     }
-    drop();
+}
+
+function publisher(premature: boolean): void {
+    const batch = new LuaTable<number, Item>();
+    let ok = true;
+    let err: unknown = undefined;
+    if (!premature) {
+        [ok, err] = pcall(serve, state.settings!, batch);
+    }
+    idle = false;
     started = false;
+    drop();
+    if (!ok) {
+        // a bug, not Redis: answer the callers rather than leave them to their timeouts;
+        // the next broadcast starts a publisher again
+        ngx.log(ngx.ERR, "ngx.ipc: cluster publisher failed: ", err);
+        for (const [, it] of pairs(batch)) {
+            if (it.status === SENT) {
+                answer(it, `ngx.ipc: cluster publisher failed: ${tostring(err)}`);
+            }
+        }
+        fail_queue(batch, `ngx.ipc: cluster publisher failed: ${tostring(err)}`);
+    }
 }
 
 /** Starts the publisher timer; nil, err when nginx refuses a timer or a semaphore. */
