@@ -129,6 +129,19 @@ function ____exports.read(sock)
     end
     return parse(sock, p)
 end
+--- A request's arguments as call() and encode() take them, and their count.
+function ____exports.args(...)
+    local list = {...}
+    local t = {}
+    do
+        local i = 0
+        while i < #list do
+            t[i + 1] = list[i + 1]
+            i = i + 1
+        end
+    end
+    return t, #list
+end
 --- Sends one request and reads its reply.
 function ____exports.call(sock, args, count)
     local out = {}
@@ -229,9 +242,8 @@ local function handshake(sock, tls)
     if ok == nil then
         return nil, "TLS handshake failed: " .. tostring(err)
     end
-    local ping = {}
-    ping[1] = "PING"
-    local pong, perr = ____exports.call(sock, ping, 1)
+    local ping, n = ____exports.args("PING")
+    local pong, perr = ____exports.call(sock, ping, n)
     if pong == nil and (perr == "closed" or (string.find(perr, "NOAUTH", 1, true)) == nil) then
         return nil, "TLS handshake failed: " .. (perr == "closed" and "the connection was closed right after it (a failed certificate verification: see the error log)" or perr)
     end

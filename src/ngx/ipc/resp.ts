@@ -192,6 +192,15 @@ export function read(sock: NgxTcpSocket): ReadResult {
     return parse(sock, p);
 }
 
+/** A request's arguments as call() and encode() take them, and their count. */
+export function args(...list: string[]): LuaMultiReturn<[LuaTable<number, string>, number]> {
+    const t = new LuaTable<number, string>();
+    for (let i = 0; i < list.length; i++) {
+        t.set(i + 1, list[i]);
+    }
+    return $multi(t, list.length);
+}
+
 /** Sends one request and reads its reply. */
 export function call(sock: NgxTcpSocket, args: LuaTable<number, string>, count: number): ReadResult {
     const out = new LuaTable<number, string>();
@@ -290,9 +299,8 @@ function handshake(sock: NgxTcpSocket, tls: Tls): Result<true> {
     }
     // On a failed verification, Debian's lua-nginx-module sometimes reports success and
     // closes the connection: the first request finds out.
-    const ping = new LuaTable<number, string>();
-    ping.set(1, "PING");
-    const [pong, perr] = call(sock, ping, 1);
+    const [ping, n] = args("PING");
+    const [pong, perr] = call(sock, ping, n);
     if (pong === undefined && (perr === "closed" || string.find(perr, "NOAUTH", 1, true)[0] === undefined)) {
         return $multi(undefined, `TLS handshake failed: ${perr === "closed"
             ? "the connection was closed right after it (a failed certificate verification: see the error log)"

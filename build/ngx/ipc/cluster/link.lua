@@ -3,25 +3,13 @@ local resp = require("ngx.ipc.resp")
 local state = require("ngx.ipc.cluster.state")
 --- "host:port" of the primary this worker last connected to through the sentinels.
 local primary = ""
-local function args(...)
-    local list = {...}
-    local t = {}
-    do
-        local i = 0
-        while i < #list do
-            t[i + 1] = list[i + 1]
-            i = i + 1
-        end
-    end
-    return t, #list
-end
 --- The primary's address according to one sentinel.
 local function ask(sentinel, name, connect_ms, io_ms)
     local sock, err = resp.connect(sentinel, connect_ms, io_ms)
     if sock == nil then
         return nil, (("sentinel " .. resp.label(sentinel)) .. ": ") .. err
     end
-    local a, n = args("SENTINEL", "get-master-addr-by-name", name)
+    local a, n = resp.args("SENTINEL", "get-master-addr-by-name", name)
     local r, rerr = resp.call(sock, a, n)
     sock:close()
     if r == nil then
@@ -39,7 +27,7 @@ local function ask(sentinel, name, connect_ms, io_ms)
 end
 --- nil, err unless the server behind sock says it is a primary (ROLE).
 local function check_role(sock, where)
-    local a, n = args("ROLE")
+    local a, n = resp.args("ROLE")
     local r, err = resp.call(sock, a, n)
     if r == nil then
         return nil, (where .. ": ") .. err

@@ -9,6 +9,7 @@ local link = require("ngx.ipc.cluster.link")
 local ____scripts = require("ngx.ipc.cluster.scripts")
 local args_of = ____scripts.args_of
 local FLOOR = ____scripts.FLOOR
+local load = ____scripts.load
 local PUBLISH = ____scripts.PUBLISH
 local run = ____scripts.run
 local script_args = ____scripts.script_args
@@ -99,11 +100,7 @@ local function open(s)
     if c == nil then
         return (("ngx.ipc: cluster: cannot reach " .. where(s)) .. ": ") .. err
     end
-    local load = {}
-    load[1] = "SCRIPT"
-    load[2] = "LOAD"
-    load[3] = PUBLISH.body
-    local sha, lerr = resp.call(c, load, 3)
+    local sha, lerr = load(c, PUBLISH)
     if sha == nil then
         c:close()
         return (("ngx.ipc: cluster: " .. where(s)) .. ": ") .. lerr
@@ -191,11 +188,12 @@ local function flush(s, batch, n)
     local out = {}
     local o = resp.encode(out, 1, args, count)
     if s.wait_replicas > 0 then
-        local w = {}
-        w[1] = "WAIT"
-        w[2] = tostring(s.wait_replicas)
-        w[3] = tostring(s.wait_ms)
-        resp.encode(out, o, w, 3)
+        local w, wn = resp.args(
+            "WAIT",
+            tostring(s.wait_replicas),
+            tostring(s.wait_ms)
+        )
+        resp.encode(out, o, w, wn)
     end
     local sent, serr = sock:send(out)
     if sent == nil then

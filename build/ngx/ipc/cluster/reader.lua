@@ -11,6 +11,7 @@ local ____scripts = require("ngx.ipc.cluster.scripts")
 local ACQUIRE = ____scripts.ACQUIRE
 local args_of = ____scripts.args_of
 local COMMIT = ____scripts.COMMIT
+local load = ____scripts.load
 local RAISE = ____scripts.RAISE
 local run = ____scripts.run
 local script_args = ____scripts.script_args
@@ -116,11 +117,7 @@ local function open()
         drop_connection(err)
         return false
     end
-    local load = {}
-    load[1] = "SCRIPT"
-    load[2] = "LOAD"
-    load[3] = COMMIT.body
-    local sha, lerr = resp.call(c, load, 3)
+    local sha, lerr = load(c, COMMIT)
     if sha == nil then
         c:close()
         drop_connection(lerr)

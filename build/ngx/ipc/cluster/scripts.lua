@@ -41,6 +41,11 @@ function ____exports.script_args(sc, args, evalsha)
     args[1] = evalsha and "EVALSHA" or "EVAL"
     args[2] = evalsha and sha_of(sc) or sc.body
 end
+--- SCRIPT LOAD: for a script pipelined with EVALSHA, where NOSCRIPT could not fall back to EVAL.
+function ____exports.load(sock, sc)
+    local a, n = resp.args("SCRIPT", "LOAD", sc.body)
+    return resp.call(sock, a, n)
+end
 --- Runs a script; falls back to EVAL (which loads it) when Redis answers NOSCRIPT.
 function ____exports.run(sock, sc, args, count)
     ____exports.script_args(sc, args, true)

@@ -9,21 +9,13 @@ import * as state from "./state";
 /** "host:port" of the primary this worker last connected to through the sentinels. */
 let primary = "";
 
-function args(...list: string[]): LuaMultiReturn<[LuaTable<number, string>, number]> {
-    const t = new LuaTable<number, string>();
-    for (let i = 0; i < list.length; i++) {
-        t.set(i + 1, list[i]);
-    }
-    return $multi(t, list.length);
-}
-
 /** The primary's address according to one sentinel. */
 function ask(sentinel: resp.Endpoint, name: string, connect_ms: number, io_ms: number): LuaMultiReturn<[string, number] | [undefined, string]> {
     const [sock, err] = resp.connect(sentinel, connect_ms, io_ms);
     if (sock === undefined) {
         return $multi(undefined, `sentinel ${resp.label(sentinel)}: ${err}`);
     }
-    const [a, n] = args("SENTINEL", "get-master-addr-by-name", name);
+    const [a, n] = resp.args("SENTINEL", "get-master-addr-by-name", name);
     const [r, rerr] = resp.call(sock, a, n);
     sock.close();
     if (r === undefined) {
@@ -42,7 +34,7 @@ function ask(sentinel: resp.Endpoint, name: string, connect_ms: number, io_ms: n
 
 /** nil, err unless the server behind sock says it is a primary (ROLE). */
 function check_role(sock: NgxTcpSocket, where: string): LuaMultiReturn<[true] | [undefined, string]> {
-    const [a, n] = args("ROLE");
+    const [a, n] = resp.args("ROLE");
     const [r, err] = resp.call(sock, a, n);
     if (r === undefined) {
         return $multi(undefined, `${where}: ${err}`);

@@ -9,7 +9,7 @@ import * as dispatch from "../dispatch";
 import * as resp from "../resp";
 import type { Settings } from "./config";
 import * as link from "./link";
-import { args_of, FLOOR, PUBLISH, run, script_args } from "./scripts";
+import { args_of, FLOOR, load, PUBLISH, run, script_args } from "./scripts";
 import * as state from "./state";
 
 const counters = state.counters;
@@ -97,11 +97,7 @@ function open(s: Settings): string | undefined {
     if (c === undefined) {
         return `ngx.ipc: cluster: cannot reach ${where(s)}: ${err}`;
     }
-    const load = new LuaTable<number, string>();
-    load.set(1, "SCRIPT");
-    load.set(2, "LOAD");
-    load.set(3, PUBLISH.body);
-    const [sha, lerr] = resp.call(c, load, 3);
+    const [sha, lerr] = load(c, PUBLISH);
     if (sha === undefined) {
         c.close();
         return `ngx.ipc: cluster: ${where(s)}: ${lerr}`;
@@ -171,11 +167,8 @@ function flush(s: Settings, batch: LuaTable<number, Item>, n: number): void {
     const out = new LuaTable<number, string>();
     const o = resp.encode(out, 1, args, count);
     if (s.wait_replicas > 0) {
-        const w = new LuaTable<number, string>();
-        w.set(1, "WAIT");
-        w.set(2, tostring(s.wait_replicas));
-        w.set(3, tostring(s.wait_ms));
-        resp.encode(out, o, w, 3);
+        const [w, wn] = resp.args("WAIT", tostring(s.wait_replicas), tostring(s.wait_ms));
+        resp.encode(out, o, w, wn);
     }
     const [sent, serr] = sock!.send(out);
     if (sent === undefined) {

@@ -8,7 +8,7 @@ import * as resp from "../resp";
 import * as shim from "../shim";
 import { encode, LOCAL_NAME, packed } from "./envelope";
 import * as link from "./link";
-import { ACQUIRE, args_of, COMMIT, RAISE, run, script_args } from "./scripts";
+import { ACQUIRE, args_of, COMMIT, load, RAISE, run, script_args } from "./scripts";
 import * as state from "./state";
 
 const counters = state.counters;
@@ -102,12 +102,8 @@ function open(): boolean {
         drop_connection(err);
         return false;
     }
-    // step() pipelines COMMIT with XREAD, where a NOSCRIPT could not fall back to EVAL
-    const load = new LuaTable<number, string>();
-    load.set(1, "SCRIPT");
-    load.set(2, "LOAD");
-    load.set(3, COMMIT.body);
-    const [sha, lerr] = resp.call(c, load, 3);
+    // step() pipelines COMMIT with XREAD
+    const [sha, lerr] = load(c, COMMIT);
     if (sha === undefined) {
         c.close();
         drop_connection(lerr);

@@ -101,6 +101,12 @@ export function script_args(sc: Script, args: LuaTable<number, string>, evalsha:
     args.set(2, evalsha ? sha_of(sc) : sc.body);
 }
 
+/** SCRIPT LOAD: for a script pipelined with EVALSHA, where NOSCRIPT could not fall back to EVAL. */
+export function load(sock: NgxTcpSocket, sc: Script): resp.ReadResult {
+    const [a, n] = resp.args("SCRIPT", "LOAD", sc.body);
+    return resp.call(sock, a, n);
+}
+
 /** Runs a script; falls back to EVAL (which loads it) when Redis answers NOSCRIPT. */
 export function run(sock: NgxTcpSocket, sc: Script, args: LuaTable<number, string>, count: number): resp.ReadResult {
     script_args(sc, args, true);
