@@ -297,8 +297,8 @@ function handshake(sock: NgxTcpSocket, tls: Tls): Result<true> {
     if (ok === undefined) {
         return $multi(undefined, `TLS handshake failed: ${err}`);
     }
-    // On a failed verification, Debian's lua-nginx-module sometimes reports success and
-    // closes the connection: the first request finds out.
+    // On a failed verification, lua-nginx-module (0.10.23 and 0.10.28 alike) sometimes
+    // reports success and closes the connection: the first request finds out.
     const [ping, n] = args("PING");
     const [pong, perr] = call(sock, ping, n);
     if (pong === undefined && (perr === "closed" || string.find(perr, "NOAUTH", 1, true)[0] === undefined)) {
