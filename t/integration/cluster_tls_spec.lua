@@ -165,7 +165,7 @@ describe("ipc.cluster over TLS", function()
     end
   end)
 
-  it("refuses TLS options that cannot work, at configure", function()
+  it("refuses TLS, Sentinel and wait options that cannot work, at configure", function()
     insts[1] = start(certs.ca, ("redis = %q"):format("127.0.0.1:1"), 1)
     local pid = insts[1]:workers()[1]
     local res = insts[1]:run(pid, ([[
@@ -174,11 +174,29 @@ describe("ipc.cluster over TLS", function()
       out.b = { pcall(ipc.cluster.configure, { redis = "127.0.0.1:1", ssl = true, ssl_cert = %q }) }
       out.c = { pcall(ipc.cluster.configure, { redis = "127.0.0.1:1", ssl = true, ssl_cert = "/nonexistent", ssl_key = "/nonexistent" }) }
       out.d = { pcall(ipc.cluster.configure, { redis = "127.0.0.1:1", ssl = "yes" }) }
+      out.e = { pcall(ipc.cluster.configure, { sentinels = { "127.0.0.1:1" } }) }
+      out.f = { pcall(ipc.cluster.configure, { redis = "127.0.0.1:1", sentinels = { "127.0.0.1:1" }, master_name = "m" }) }
+      out.g = { pcall(ipc.cluster.configure, { sentinels = { "nohost" }, master_name = "m" }) }
+      out.h = { pcall(ipc.cluster.configure, { redis = "127.0.0.1:1", master_name = "m" }) }
+      out.i = { pcall(ipc.cluster.configure, { redis = "127.0.0.1:1", wait = { replicas = 0 } }) }
+      out.j = { pcall(ipc.cluster.configure, { redis = "127.0.0.1:1", wait = { replicas = 1, colour = 1 } }) }
+      out.k = { pcall(ipc.cluster.configure, { sentinels = {}, master_name = "m" }) }
       return out
     ]]):format(certs.client_cert))
     assert.is_truthy(res.a[2]:find("server_name needs ssl = true", 1, true), res.a[2])
     assert.is_truthy(res.b[2]:find("ssl_cert and ssl_key go together", 1, true), res.b[2])
     assert.is_truthy(res.c[2]:find("ssl_cert: cannot read /nonexistent", 1, true), res.c[2])
     assert.is_truthy(res.d[2]:find("ssl must be a boolean", 1, true), res.d[2])
+    assert.is_truthy(res.e[2]:find("master_name is required with sentinels", 1, true), res.e[2])
+    assert.is_truthy(res.f[2]:find("redis and sentinels exclude each other", 1, true), res.f[2])
+    assert.is_truthy(res.g[2]:find("each of sentinels must be \"host:port\"", 1, true), res.g[2])
+    assert.is_truthy(res.h[2]:find("master_name needs sentinels", 1, true), res.h[2])
+    assert.is_truthy(res.i[2]:find("wait.replicas must be a whole number, at least 1", 1, true), res.i[2])
+    assert.is_truthy(res.j[2]:find("unknown option 'wait.colour'", 1, true), res.j[2])
+    assert.is_truthy(res.k[2]:find("sentinels must be a list of \"host:port\"", 1, true), res.k[2])
+    for k, v in pairs(res) do
+      assert.is_false(v[1], "configure accepted case " .. k)
+      assert.is_truthy(v[2]:find("bad argument #1 to 'configure'", 1, true), v[2])
+    end
   end)
 end)
