@@ -6,10 +6,15 @@
 --            just before cluster.broadcast to its handler (CLOCK_MONOTONIC:
 --            one host), p50/p99 over all of them
 --   throughput: all 6 workers publish 2,000 alerts each, one broadcast at a
---            time (what a request does); alerts/s from the first publish to
---            the last alert handled by the last of the 6 workers
+--            time (what a request does); then the same from 8 light threads
+--            per worker (requests served at once: the worker's publisher sends
+--            what they broadcast in one loop turn together, still over one
+--            connection per worker); alerts/s from the first publish to the
+--            last alert handled by the last of the 6 workers
 --   limit:   redis-benchmark's XADD (same size, 6 clients: as many as the
---            publishers) against the same redis-server, just before each run
+--            workers' connections) against the same redis-server, just before
+--            and just after each throughput run (their mean is its limit): the
+--            machine is shared, so only figures of one run compare
 --
 -- Every run checks that each worker handled every alert once, in order per
 -- publisher. Returns the workload table run.lua puts into its report.
@@ -22,6 +27,9 @@ local LATENCY_ALERTS = 1000
 local PUBLISH_EACH = 2000
 local INSTANCES, WORKERS = 3, 2
 local CLIENTS = INSTANCES * WORKERS
+-- publishers at once per worker in the second throughput figure (still one
+-- connection to Redis per worker: CLIENTS connections, as redis-benchmark's)
+local CONCURRENT = 8
 
 local WORKER = [[
 local ffi = require "ffi"
@@ -65,6 +73,29 @@ for i = 1, %d do
   local ok, err = ipc.cluster.broadcast("k", ("%d %%d %%d %%d"):format(me, i, math.floor(st.us())))
   if not ok then return nil, "publish " .. i .. ": " .. tostring(err) end
   %s
+end
+return t_first
+]]
+
+-- the same from CONCURRENT light threads per worker, as requests served at once
+-- would: each numbers its own alerts (publisher id pid * 100 + thread)
+local PUBLISH_CONC = [[
+local st = T.state.k
+local me = ngx.worker.pid()
+local t_first = st.us()
+local function one(k, n)
+  local from = me * 100 + k
+  for i = 1, n do
+    local ok, err = ipc.cluster.broadcast("k", ("%d %%d %%d %%d"):format(from, i, math.floor(st.us())))
+    if not ok then return nil, "publish " .. i .. ": " .. tostring(err) end
+  end
+  return true
+end
+local threads = {}
+for k = 1, %d do threads[k] = ngx.thread.spawn(one, k, %d) end
+for k = 1, #threads do
+  local _, ok, err = ngx.thread.wait(threads[k])
+  if not ok then return nil, err end
 end
 return t_first
 ]]
@@ -130,6 +161,7 @@ return function(ctx)
     end
 
     local lat50, lat99, rates, limits, ratios = {}, {}, {}, {}, {}
+    local crates, climits, cratios = {}, {}, {}
     for run = 0, opts.runs do
       local warm = run == 0
       -- latency: paced, one publisher
@@ -146,32 +178,45 @@ return function(ctx)
         end
       end
       table.sort(samples)
-      -- throughput: all workers at once, one broadcast at a time each
-      local limit = not warm and xadd_limit(r, say) or nil
-      local trun = 200 + run
-      local each = warm and 200 or PUBLISH_EACH
-      local handles = {}
-      for k, inst in ipairs(insts) do
-        handles[k] = inst:spawn(inst:workers(), PUBLISH:format(each, trun, ""))
-      end
-      local first = math.huge
-      for k, inst in ipairs(insts) do
-        for pid, v in pairs(inst:collect(handles[k], 120)) do
-          if not v.ok or not v.v[1] then
-            error(("publisher %d: %s"):format(pid, tostring(v.err or v.v[2])))
-          end
-          first = math.min(first, v.v[1])
+      -- throughput: all workers at once, `code` publishing n alerts in each;
+      -- alerts/s from the first publish to the last alert handled everywhere
+      local function throughput(trun, code, n)
+        local handles = {}
+        for k, inst in ipairs(insts) do
+          handles[k] = inst:spawn(inst:workers(), code)
         end
+        local first = math.huge
+        for k, inst in ipairs(insts) do
+          for pid, v in pairs(inst:collect(handles[k], 120)) do
+            if not v.ok or not v.v[1] then
+              error(("publisher %d: %s"):format(pid, tostring(v.err or v.v[2])))
+            end
+            first = math.min(first, v.v[1])
+          end
+        end
+        local last = wait_all(trun, n * CLIENTS, 120)
+        return n * CLIENTS / ((last - first) / 1e6)
       end
-      local last = wait_all(trun, each * CLIENTS, 120)
-      local rate = each * CLIENTS / ((last - first) / 1e6)
+      local each = warm and 200 or PUBLISH_EACH
+      -- the limit just before each of ours, the mean of the two beside a run of ours
+      local limit1 = not warm and xadd_limit(r, say) or nil
+      local rate = throughput(200 + run, PUBLISH:format(each, 200 + run, ""), each)
+      local limit2 = not warm and xadd_limit(r, say) or nil
+      local crate = throughput(300 + run, PUBLISH_CONC:format(300 + run, CONCURRENT, math.floor(each / CONCURRENT)),
+        math.floor(each / CONCURRENT) * CONCURRENT)
+      local limit3 = not warm and xadd_limit(r, say) or nil
       if not warm then
+        local limit = limit1 and limit2 and (limit1 + limit2) / 2
+        local climit = limit2 and limit3 and (limit2 + limit3) / 2
         lat50[#lat50 + 1], lat99[#lat99 + 1] = percentile(samples, 0.5), percentile(samples, 0.99)
-        rates[#rates + 1] = rate
-        limits[#limits + 1] = limit
-        if limit then ratios[#ratios + 1] = rate / limit end
+        rates[#rates + 1], crates[#crates + 1] = rate, crate
+        if limit then limits[#limits + 1], ratios[#ratios + 1] = limit, rate / limit end
+        if climit then climits[#climits + 1], cratios[#cratios + 1] = climit, crate / climit end
         out.runs[#out.runs + 1] = { p50_us = lat50[#lat50], p99_us = lat99[#lat99], samples = #samples,
-          alerts_per_s = rate, xadd_per_s = limit }
+          alerts_per_s = rate, xadd_per_s = limit, concurrent_alerts_per_s = crate, concurrent_xadd_per_s = climit }
+        say("  K1 run %d: p50 %.0f µs; one at a time %s/s (XADD %s/s, %.2fx); %d at a time %s/s (XADD %s/s, %.2fx)",
+          run, lat50[#lat50] or 0, si(rate), si(limit or 0), limit and rate / limit or 0,
+          CONCURRENT, si(crate), si(climit or 0), climit and crate / climit or 0)
       end
     end
     out.p50_us, out.p99_us = median(lat50), median(lat99)
@@ -179,6 +224,10 @@ return function(ctx)
     out.deliveries_per_s = out.alerts_per_s * INSTANCES * WORKERS
     out.xadd_per_s = #limits > 0 and median(limits) or nil
     out.ratio = #ratios > 0 and median(ratios) or nil
+    out.concurrent = CONCURRENT
+    out.concurrent_alerts_per_s = median(crates)
+    out.concurrent_xadd_per_s = #climits > 0 and median(climits) or nil
+    out.concurrent_ratio = #cratios > 0 and median(cratios) or nil
   end)
   for _, inst in ipairs(insts) do pcall(inst.stop, inst) end
   r:stop()

@@ -29,8 +29,9 @@
 --
 -- K1: ipc.cluster over a private redis-server (t/lib/redis.lua), 3 nginx
 -- instances of 2 workers: latency publish -> handled on another instance
--- (p50/p99), throughput with all 6 workers publishing, and as its limit
--- redis-benchmark's XADD rate in the same run (bench/cluster.lua).
+-- (p50/p99), throughput with all 6 workers publishing (one broadcast at a
+-- time each, then 8 light threads each), and as its limit redis-benchmark's
+-- XADD rate in the same run, measured beside each (bench/cluster.lua).
 --
 -- --original=PATH: the original module (slact/ngx_lua_ipc, a .so built for
 -- this nginx; see PEERS.md) on a second nginx, after ours for each group of
@@ -1021,6 +1022,10 @@ local function report(M, L, W, O)
     row("    all workers publish, one at a time each", si(w.alerts_per_s or 0), "alerts/s", "XADD",
       w.ratio, nil, nil, w.whole)
     row("", si(w.deliveries_per_s or 0), "deliveries/s")
+    if w.concurrent_alerts_per_s then
+      row(("    all workers publish, %d at a time each"):format(w.concurrent), si(w.concurrent_alerts_per_s), "alerts/s",
+        "XADD", w.concurrent_ratio, nil, nil, w.whole)
+    end
     row("    redis-benchmark XADD, 6 clients (limit)", w.xadd_per_s and si(w.xadd_per_s) or "failed", "XADD/s")
   end
 

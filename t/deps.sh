@@ -11,7 +11,7 @@ PKGS=(
   curl procps make gcc libc6-dev perl git             # shim build, prove, demo
   zip                                                 # make dist (the source rock)
   clang libclang-rt-14-dev                            # libFuzzer (make fuzz)
-  redis-server                                        # cluster specs and bench (t/lib/redis.lua)
+  redis-server redis-sentinel                         # cluster specs and bench (t/lib/redis.lua)
 )
 
 missing=()
@@ -70,9 +70,11 @@ if [[ -s /run/redis/redis-server.pid ]]; then
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
 fi
-if command -v update-rc.d >/dev/null 2>&1 && [[ -e /etc/init.d/redis-server ]] && [[ -n "${missing[*]:-}" ]]; then
-  update-rc.d redis-server disable >/dev/null 2>&1 || true
-fi
+for svc in redis-server redis-sentinel; do
+  if command -v update-rc.d >/dev/null 2>&1 && [[ -e /etc/init.d/$svc ]] && [[ -n "${missing[*]:-}" ]]; then
+    update-rc.d "$svc" disable >/dev/null 2>&1 || true
+  fi
+done
 
 if [[ -f package.json && ! -d node_modules ]]; then
   command -v npm >/dev/null || { echo "deps.sh: npm not found (Node.js is required to build build/ from src/)" >&2; exit 1; }

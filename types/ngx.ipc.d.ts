@@ -104,6 +104,15 @@ declare module "ngx.ipc" {
         reconnects: number;
         /** Entries of the stream, or local alerts, that were not ngx.ipc's: skipped. */
         malformed: number;
+        /** Times this worker found that the sentinels name another primary. */
+        failovers: number;
+        /**
+         * Alerts this worker's reader had handed over that a failover took out of the
+         * stream (other instances may have missed them).
+         */
+        rewound: number;
+        /** Publishes Redis added but that `wait` could not see on enough replicas (nil, err). */
+        unreplicated: number;
     }
 
     /**
@@ -229,8 +238,11 @@ declare module "ngx.ipc" {
     export namespace cluster {
         /** The connection and stream, see the README for every option. */
         interface Options {
-            /** `"host:port"`, `"[::1]:port"` or `"unix:/path"` of the Redis server. */
-            redis: string;
+            /**
+             * `"host:port"`, `"[::1]:port"` or `"unix:/path"` of the Redis server;
+             * required unless `sentinels` name the primary.
+             */
+            redis?: string;
             /** A Redis 6 ACL user (with `password`); without it, `AUTH password`. */
             username?: string;
             password?: string;
@@ -244,10 +256,32 @@ declare module "ngx.ipc" {
             max_data?: number;
             /** Seconds a `broadcast` may take, connect to reply (default 1). */
             timeout?: number;
-            /** Publishers' connection pool per worker (default 16 connections). */
+            /** Accepted, no longer used: each worker publishes over one pipelined connection. */
             pool_size?: number;
-            /** Seconds an idle pooled connection is kept (default 60). */
+            /** Seconds the publishing connection is kept idle (default 60). */
             keepalive?: number;
+            /** TLS to Redis and the sentinels (default false). */
+            ssl?: boolean;
+            /** Verify the server's certificate against `lua_ssl_trusted_certificate` (default true). */
+            ssl_verify?: boolean;
+            /** SNI, and the name the certificate must carry (default: `redis`'s host when a name). */
+            server_name?: string;
+            /** Path of a PEM client certificate (chain), presented when Redis asks; with `ssl_key`. */
+            ssl_cert?: string;
+            /** Path of its unencrypted PEM private key. */
+            ssl_key?: string;
+            /** Sentinels (`"host:port"`) that name the primary, instead of `redis`. */
+            sentinels?: string[];
+            /** The primary's name at the sentinels (required with `sentinels`). */
+            master_name?: string;
+            /** The sentinels' own login, when they have one. */
+            sentinel_username?: string;
+            sentinel_password?: string;
+            /**
+             * WAIT after each pipelined batch: `broadcast` returns true only once
+             * `replicas` replicas have the alert (`timeout` in ms, default 100).
+             */
+            wait?: { replicas: number; timeout?: number };
         }
 
         /**
@@ -262,8 +296,11 @@ declare module "ngx.ipc" {
          * the same Redis and stream, this one included, each exactly once.
          * Context: where cosockets work (rewrite, access, content, timers,
          * receive handlers); elsewhere it raises.
-         * @returns `true` once Redis has it; `nil, err` when Redis cannot take it
-         * within `timeout`, or the alert is over `max_data` (nothing blocks).
+         * It yields until the reply; what a worker broadcasts in one turn of its
+         * event loop goes to Redis in one write.
+         * @returns `true` once Redis has it (with `wait`: and that many replicas);
+         * `nil, err` when Redis cannot take it within `timeout`, the TLS handshake
+         * fails, or the alert is over `max_data` (nothing blocks).
          */
         function broadcast(name: string, data: string): SendResult;
     }

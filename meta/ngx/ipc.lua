@@ -61,10 +61,13 @@
 ---@field lost integer entries trimmed before this instance's reader read them
 ---@field reconnects integer times the reader got its connection back
 ---@field malformed integer stream entries or local alerts that were not ngx.ipc's, skipped
+---@field failovers integer times this worker found the sentinels naming another primary
+---@field rewound integer alerts this worker's reader had handed over that a failover took out of the stream
+---@field unreplicated integer broadcasts Redis added but `wait` could not see on enough replicas (nil, err)
 
 ---Connection and stream of `ipc.cluster.configure`; the README lists every option.
 ---@class ngx.ipc.cluster.options
----@field redis string `"host:port"`, `"[::1]:port"` or `"unix:/path"` of the Redis server
+---@field redis? string `"host:port"`, `"[::1]:port"` or `"unix:/path"` of the Redis server (or `sentinels`)
 ---@field username? string a Redis 6 ACL user (with `password`)
 ---@field password? string
 ---@field db? integer `SELECT`ed on each new connection (default 0)
@@ -72,8 +75,23 @@
 ---@field maxlen? integer the stream's length bound (XADD MAXLEN)
 ---@field max_data? integer the longest alert data, in bytes
 ---@field timeout? number seconds a `broadcast` may take, connect to reply (default 1)
----@field pool_size? integer publishers' connection pool per worker (default 16)
----@field keepalive? number seconds an idle pooled connection is kept (default 60)
+---@field pool_size? integer accepted, no longer used: each worker publishes over one pipelined connection
+---@field keepalive? number seconds the publishing connection is kept idle (default 60)
+---@field ssl? boolean TLS to Redis and the sentinels (default false)
+---@field ssl_verify? boolean verify the certificate against `lua_ssl_trusted_certificate` (default true)
+---@field server_name? string SNI, and the name the certificate must carry (default: `redis`'s host when a name)
+---@field ssl_cert? string path of a PEM client certificate (chain), presented when Redis asks; with `ssl_key`
+---@field ssl_key? string path of its unencrypted PEM private key
+---@field sentinels? string[] sentinels (`"host:port"`) that name the primary, instead of `redis`
+---@field master_name? string the primary's name at the sentinels (required with `sentinels`)
+---@field sentinel_username? string the sentinels' own ACL user
+---@field sentinel_password? string the sentinels' own password
+---@field wait? ngx.ipc.cluster.wait WAIT after each pipelined batch of broadcasts
+
+---`broadcast` returns true only once `replicas` replicas have the alert.
+---@class ngx.ipc.cluster.wait
+---@field replicas integer replicas that must have each alert
+---@field timeout? integer milliseconds WAIT may take (default 100)
 
 ---Alerts across hosts, over Redis Streams.
 ---@class ngx.ipc.cluster
@@ -90,7 +108,7 @@ function cluster.configure(options) end
 ---@param name string
 ---@param data string
 ---@return true|nil ok
----@return string? err when Redis cannot take it (nothing blocks)
+---@return string? err when Redis cannot take it, TLS fails, or too few replicas had it (`wait`)
 function cluster.broadcast(name, data) end
 
 ---Alerts between the worker processes of one nginx instance.

@@ -66,8 +66,22 @@ declare interface NgxTcpSocket {
     send(this: NgxTcpSocket, data: string | LuaTable<number, string>): LuaMultiReturn<[number] | [undefined, string]>;
     /** "*l": a line without its CR LF; a number: exactly that many bytes. */
     receive(this: NgxTcpSocket, pattern: "*l" | number): LuaMultiReturn<[string] | [undefined, string, string]>;
+    /** What has arrived, at most `max` bytes, waiting until at least one byte has (lua-nginx-module >= 0.10.14). */
+    receiveany(this: NgxTcpSocket, max: number): LuaMultiReturn<[string] | [undefined, string]>;
     setkeepalive(this: NgxTcpSocket, idle_ms: number, pool_size: number): LuaMultiReturn<[1] | [undefined, string]>;
     /** How often this connection came out of the pool (0: a new connection). */
     getreusedtimes(this: NgxTcpSocket): LuaMultiReturn<[number] | [undefined, string]>;
     close(this: NgxTcpSocket): LuaMultiReturn<[1] | [undefined, string]>;
+    /**
+     * TLS on the connected socket; `reused_session` false: returns true rather than a
+     * session. Debian's lua-resty-core 0.1.25 sometimes raises an assertion instead of
+     * returning nil, err when verification fails: call it under pcall.
+     */
+    sslhandshake(this: NgxTcpSocket, reused_session: false, server_name: string | undefined,
+        ssl_verify: boolean): LuaMultiReturn<[true] | [undefined, string]>;
+    /**
+     * The client certificate chain and key (ngx.ssl's parsed cdata) the next
+     * sslhandshake presents; lua-resty-core >= 0.1.18 (Debian 12's 0.1.25 has it).
+     */
+    setclientcert?: (this: NgxTcpSocket, cert: CData, pkey: CData) => LuaMultiReturn<[true] | [undefined, string]>;
 }

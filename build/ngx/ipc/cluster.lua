@@ -53,7 +53,10 @@ function ____exports.stats()
         gaps = counters.gaps,
         lost = counters.lost,
         reconnects = counters.reconnects,
-        malformed = counters.malformed
+        malformed = counters.malformed,
+        failovers = counters.failovers,
+        rewound = counters.rewound,
+        unreplicated = counters.unreplicated
     }
 end
 return ____exports

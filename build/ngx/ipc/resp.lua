@@ -17,58 +17,90 @@ function ____exports.encode(out, n, args, count)
     end
     return n
 end
---- Reads one reply; arrays are read whole even when an element is an error.
-function ____exports.read(sock)
-    local line, err = sock:receive("*l")
+--- Per socket object, forgotten with it.
+local pending = setmetatable({}, {__mode = "k"})
+--- How much one receiveany may take.
+local CHUNK = 65536
+--- Appends what the connection has (waiting for at least a byte); an error message or undefined.
+local function more(sock, p)
+    local chunk, err = sock:receiveany(CHUNK)
+    if chunk == nil then
+        return err
+    end
+    p.buf = p.pos > #p.buf and chunk or string.sub(p.buf, p.pos) .. chunk
+    p.pos = 1
+    return nil
+end
+local function line_of(sock, p)
+    while true do
+        local ____, e = string.find(p.buf, "\r\n", p.pos, true)
+        if e ~= nil then
+            local l = string.sub(p.buf, p.pos, e - 2)
+            p.pos = e + 1
+            return l, nil
+        end
+        local err = more(sock, p)
+        if err ~= nil then
+            return nil, err
+        end
+    end
+end
+--- `size` bytes and the CR LF after them.
+local function bulk_of(sock, p, size)
+    local have = #p.buf - p.pos + 1
+    if have >= size + 2 then
+        local d = string.sub(p.buf, p.pos, p.pos + size - 1)
+        p.pos = p.pos + (size + 2)
+        return d, nil
+    end
+    local rest, err = sock:receive(size + 2 - have)
+    if rest == nil then
+        return nil, err
+    end
+    local d = have >= size and string.sub(p.buf, p.pos, p.pos + size - 1) or string.sub(p.buf, p.pos) .. string.sub(rest, 1, size - have)
+    p.buf = ""
+    p.pos = 1
+    return d, nil
+end
+local function parse(sock, p)
+    local line, err = line_of(sock, p)
     if line == nil then
         return nil, err, false
     end
-    local kind = string.sub(line, 1, 1)
-    if kind == "+" then
+    local kind = string.byte(line, 1)
+    if kind == 43 then
         return string.sub(line, 2)
     end
-    if kind == "-" then
+    if kind == 45 then
         return nil, string.sub(line, 2), true
     end
-    if kind == ":" then
-        local v = tonumber(string.sub(line, 2))
-        if v == nil then
-            return nil, "bad integer reply: " .. line, false
-        end
-        return v
-    end
-    local size = tonumber(string.sub(line, 2))
-    if size == nil then
+    local n = tonumber(string.sub(line, 2))
+    if n == nil then
         return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
     end
-    if kind == "$" then
-        if size < 0 then
+    if kind == 58 then
+        return n
+    end
+    if kind == 36 then
+        if n < 0 then
             return false
         end
-        local data = ""
-        if size > 0 then
-            local d, derr = sock:receive(size)
-            if d == nil then
-                return nil, derr, false
-            end
-            data = d
+        local d, derr = bulk_of(sock, p, n)
+        if d == nil then
+            return nil, derr, false
         end
-        local tail, terr = sock:receive(2)
-        if tail == nil then
-            return nil, terr, false
-        end
-        return data
+        return d
     end
-    if kind == "*" then
-        if size < 0 then
+    if kind == 42 then
+        if n < 0 then
             return false
         end
         local list = {}
         local first_error = nil
         do
             local i = 1
-            while i <= size do
-                local v, verr, usable = ____exports.read(sock)
+            while i <= n do
+                local v, verr, usable = parse(sock, p)
                 if v == nil then
                     if not usable then
                         return nil, verr, false
@@ -87,6 +119,28 @@ function ____exports.read(sock)
         return list
     end
     return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
+end
+--- Reads one reply; arrays are read whole even when an element is an error.
+function ____exports.read(sock)
+    local p = pending[sock]
+    if p == nil then
+        p = {buf = "", pos = 1}
+        pending[sock] = p
+    end
+    return parse(sock, p)
+end
+--- A request's arguments as call() and encode() take them, and their count.
+function ____exports.args(...)
+    local list = {...}
+    local t = {}
+    do
+        local i = 0
+        while i < #list do
+            t[i + 1] = list[i + 1]
+            i = i + 1
+        end
+    end
+    return t, #list
 end
 --- Sends one request and reads its reply.
 function ____exports.call(sock, args, count)
@@ -144,7 +198,59 @@ local function login(sock, ep)
     end
     return true
 end
---- A connection from the pool, or a new one (then logged in with AUTH and SELECT).
+--- Parses the client certificate and key once per worker; nil, err when they cannot be used.
+local function client_cert(tls, sock)
+    if sock.setclientcert == nil then
+        return nil, "a client certificate needs tcpsock:setclientcert (lua-resty-core 0.1.18 or later), which this nginx lacks"
+    end
+    if tls.cert == nil then
+        local ssl = require("ngx.ssl")
+        local cert, cerr = ssl.parse_pem_cert(tls.cert_pem)
+        if cert == nil then
+            return nil, "bad client certificate (ssl_cert): " .. cerr
+        end
+        local key, kerr = ssl.parse_pem_priv_key(tls.key_pem)
+        if key == nil then
+            return nil, "bad client key (ssl_key): " .. kerr
+        end
+        tls.cert = cert
+        tls.key = key
+    end
+    local ok, err = sock:setclientcert(tls.cert, tls.key)
+    if ok == nil then
+        return nil, err
+    end
+    return true
+end
+local function handshake(sock, tls)
+    if tls.cert_pem ~= nil then
+        local ok, err = client_cert(tls, sock)
+        if ok == nil then
+            return nil, err
+        end
+    end
+    local called, ok, err = pcall(
+        sock.sslhandshake,
+        sock,
+        false,
+        tls.server_name,
+        tls.verify
+    )
+    if not called then
+        return nil, "TLS handshake failed: " .. tostring(ok)
+    end
+    if ok == nil then
+        return nil, "TLS handshake failed: " .. tostring(err)
+    end
+    local ping, n = ____exports.args("PING")
+    local pong, perr = ____exports.call(sock, ping, n)
+    if pong == nil and (perr == "closed" or (string.find(perr, "NOAUTH", 1, true)) == nil) then
+        return nil, "TLS handshake failed: " .. (perr == "closed" and "the connection was closed right after it (a failed certificate verification: see the error log)" or perr)
+    end
+    return true
+end
+--- A connection from the pool, or a new one (then TLS when configured, and logged in
+-- with AUTH and SELECT).
 -- `connect_ms` bounds the connect, `io_ms` each later send and receive.
 function ____exports.connect(ep, connect_ms, io_ms)
     local sock = ngx.socket.tcp()
@@ -160,6 +266,13 @@ function ____exports.connect(ep, connect_ms, io_ms)
     end
     local reused = sock:getreusedtimes()
     if reused == 0 then
+        if ep.tls ~= nil then
+            local shaken, herr = handshake(sock, ep.tls)
+            if shaken == nil then
+                sock:close()
+                return nil, herr
+            end
+        end
         local logged, lerr = login(sock, ep)
         if logged == nil then
             sock:close()

@@ -1,6 +1,6 @@
 // ngx.ipc across hosts: alerts that reach every worker of every nginx instance that
-// shares a Redis stream. Publishers add entries to the stream (one script call: a
-// sequence number and XADD with a length bound); one reader per instance (worker 0
+// shares a Redis stream. Publishers add entries to the stream (one script call each:
+// a sequence number and XADD with a length bound; pipelined per worker); one reader per instance (worker 0
 // while it holds a lease in Redis) reads the stream with a blocking XREAD and hands
 // each entry to its own instance with the local broadcast, under a reserved name that
 // every worker decodes and hands to the user's handler (dispatch.invoke).
@@ -15,7 +15,8 @@
 //                     next reader (after a reload or a crash) starts after it
 //
 // This file is the cluster's face to ipc.ts; the parts, each used only from above:
-//   cluster/publish.ts   broadcast: the alert into the stream, publishers' pool
+//   cluster/publish.ts   broadcast: the alert into the stream, pipelined per worker
+//   cluster/link.ts      where to connect: the primary, or the one the sentinels name
 //   cluster/reader.ts    worker 0: lease, position, XREAD, hand-over, gaps, backoff
 //   cluster/envelope.ts  the reserved local alert: envelope and every worker's handler
 //   cluster/scripts.ts   the Lua scripts run in Redis, EVALSHA/EVAL
@@ -80,5 +81,8 @@ export function stats(): ClusterStats {
         lost: counters.lost,
         reconnects: counters.reconnects,
         malformed: counters.malformed,
+        failovers: counters.failovers,
+        rewound: counters.rewound,
+        unreplicated: counters.unreplicated,
     };
 }

@@ -1,5 +1,5 @@
 // A small Redis client over lua-nginx-module's cosockets: RESP2 framing, connecting
-// (with AUTH and SELECT on a new connection), pipelined requests. It knows nothing of
+// (TLS, then AUTH and SELECT on a new connection), pipelined requests. It knows nothing of
 // streams or of ngx.ipc: cluster/ says which commands to send. Every call yields,
 // so it works where cosockets do (rewrite, access, content, timers), nowhere else.
 
@@ -8,6 +8,20 @@
  * null bulk string and null array (nil would end a Lua array early).
  */
 export type Reply = string | number | false | LuaTable<number, Reply>;
+
+/** TLS to Redis: what sslhandshake verifies, and the client certificate if Redis asks for one. */
+export interface Tls {
+    /** Verify the chain against lua_ssl_trusted_certificate (and server_name, when set). */
+    verify: boolean;
+    /** SNI, and the name the certificate must carry when verify is on. */
+    server_name: string | undefined;
+    /** PEM of the client certificate chain and its key, read by configure. */
+    cert_pem: string | undefined;
+    key_pem: string | undefined;
+    /** The same, parsed for setclientcert in this worker (once, at the first connect). */
+    cert?: CData;
+    key?: CData;
+}
 
 /** Where Redis listens and how to log in; timeouts in milliseconds. */
 export interface Endpoint {
@@ -21,6 +35,8 @@ export interface Endpoint {
     /** Connections with the same pool name are reused by setkeepalive/connect. */
     pool: string;
     pool_size: number;
+    /** undefined: plain TCP. */
+    tls: Tls | undefined;
 }
 
 export type Result<T> = LuaMultiReturn<[T] | [undefined, string]>;
@@ -47,57 +63,107 @@ export function encode(out: LuaTable<number, string>, n: number, args: LuaTable<
     return n;
 }
 
-/** Reads one reply; arrays are read whole even when an element is an error. */
-export function read(sock: NgxTcpSocket): ReadResult {
-    const [line, err] = sock.receive("*l");
+/**
+ * What was received from a connection and not parsed yet: replies are parsed from
+ * chunks that receiveany returns, with string.find and string.sub (which LuaJIT
+ * compiles) rather than with a receive per line and per bulk string.
+ */
+interface Pending {
+    buf: string;
+    /** The first byte not parsed yet. */
+    pos: number;
+}
+
+/** Per socket object, forgotten with it. */
+const pending = setmetatable(new LuaTable<NgxTcpSocket, Pending>(), { __mode: "k" });
+
+/** How much one receiveany may take. */
+const CHUNK = 65536;
+
+/** Appends what the connection has (waiting for at least a byte); an error message or undefined. */
+function more(sock: NgxTcpSocket, p: Pending): string | undefined {
+    const [chunk, err] = sock.receiveany(CHUNK);
+    if (chunk === undefined) {
+        return err;
+    }
+    p.buf = p.pos > p.buf.length ? chunk : string.sub(p.buf, p.pos) + chunk;
+    p.pos = 1;
+    return undefined;
+}
+
+function line_of(sock: NgxTcpSocket, p: Pending): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+    while (true) {
+        const [, e] = string.find(p.buf, "\r\n", p.pos, true);
+        if (e !== undefined) {
+            const l = string.sub(p.buf, p.pos, e - 2);
+            p.pos = e + 1;
+            return $multi(l, undefined);
+        }
+        const err = more(sock, p);
+        if (err !== undefined) {
+            return $multi(undefined, err);
+        }
+    }
+}
+
+/** `size` bytes and the CR LF after them. */
+function bulk_of(sock: NgxTcpSocket, p: Pending, size: number): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+    const have = p.buf.length - p.pos + 1;
+    if (have >= size + 2) {
+        const d = string.sub(p.buf, p.pos, p.pos + size - 1);
+        p.pos += size + 2;
+        return $multi(d, undefined);
+    }
+    // a large bulk (or its CR LF still to come): what is buffered, then the rest with one receive
+    const [rest, err] = sock.receive(size + 2 - have);
+    if (rest === undefined) {
+        return $multi(undefined, err);
+    }
+    const d = have >= size
+        ? string.sub(p.buf, p.pos, p.pos + size - 1)
+        : string.sub(p.buf, p.pos) + string.sub(rest, 1, size - have);
+    p.buf = "";
+    p.pos = 1;
+    return $multi(d, undefined);
+}
+
+function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
+    const [line, err] = line_of(sock, p);
     if (line === undefined) {
         return $multi(undefined, err, false);
     }
-    const kind = string.sub(line, 1, 1);
-    if (kind === "+") {
+    const kind = string.byte(line, 1);
+    if (kind === 43) { // +
         return $multi(string.sub(line, 2));
     }
-    if (kind === "-") {
+    if (kind === 45) { // -
         return $multi(undefined, string.sub(line, 2), true);
     }
-    if (kind === ":") {
-        const v = tonumber(string.sub(line, 2));
-        if (v === undefined) {
-            return $multi(undefined, `bad integer reply: ${line}`, false);
-        }
-        return $multi(v);
-    }
-    const size = tonumber(string.sub(line, 2));
-    if (size === undefined) {
+    const n = tonumber(string.sub(line, 2));
+    if (n === undefined) {
         return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
     }
-    if (kind === "$") {
-        if (size < 0) {
+    if (kind === 58) { // :
+        return $multi(n);
+    }
+    if (kind === 36) { // $
+        if (n < 0) {
             return $multi(false);
         }
-        let data = "";
-        if (size > 0) {
-            const [d, derr] = sock.receive(size);
-            if (d === undefined) {
-                return $multi(undefined, derr, false);
-            }
-            data = d;
+        const [d, derr] = bulk_of(sock, p, n);
+        if (d === undefined) {
+            return $multi(undefined, derr, false);
         }
-        // Two separate receives: receive(size + 2) would copy a large bulk once more to cut the CR LF.
-        const [tail, terr] = sock.receive(2);
-        if (tail === undefined) {
-            return $multi(undefined, terr, false);
-        }
-        return $multi(data);
+        return $multi(d);
     }
-    if (kind === "*") {
-        if (size < 0) {
+    if (kind === 42) { // *
+        if (n < 0) {
             return $multi(false);
         }
         const list = new LuaTable<number, Reply>();
         let first_error: string | undefined = undefined;
-        for (let i = 1; i <= size; i++) {
-            const [v, verr, usable] = read(sock);
+        for (let i = 1; i <= n; i++) {
+            const [v, verr, usable] = parse(sock, p);
             if (v === undefined) {
                 if (!usable) {
                     return $multi(undefined, verr, false);
@@ -114,6 +180,25 @@ export function read(sock: NgxTcpSocket): ReadResult {
         return $multi(list);
     }
     return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
+}
+
+/** Reads one reply; arrays are read whole even when an element is an error. */
+export function read(sock: NgxTcpSocket): ReadResult {
+    let p = pending.get(sock);
+    if (p === undefined) {
+        p = { buf: "", pos: 1 };
+        pending.set(sock, p);
+    }
+    return parse(sock, p);
+}
+
+/** A request's arguments as call() and encode() take them, and their count. */
+export function args(...list: string[]): LuaMultiReturn<[LuaTable<number, string>, number]> {
+    const t = new LuaTable<number, string>();
+    for (let i = 0; i < list.length; i++) {
+        t.set(i + 1, list[i]);
+    }
+    return $multi(t, list.length);
 }
 
 /** Sends one request and reads its reply. */
@@ -171,8 +256,62 @@ function login(sock: NgxTcpSocket, ep: Endpoint): Result<true> {
     return $multi(true);
 }
 
+/** Parses the client certificate and key once per worker; nil, err when they cannot be used. */
+function client_cert(tls: Tls, sock: NgxTcpSocket): Result<true> {
+    if (sock.setclientcert === undefined) {
+        return $multi(undefined, "a client certificate needs tcpsock:setclientcert (lua-resty-core 0.1.18 or later), which this nginx lacks");
+    }
+    if (tls.cert === undefined) {
+        // ngx.ssl is required here, not at load: it is only needed with a client certificate
+        const ssl = require("ngx.ssl") as typeof import("ngx.ssl");
+        const [cert, cerr] = ssl.parse_pem_cert(tls.cert_pem!);
+        if (cert === undefined) {
+            return $multi(undefined, `bad client certificate (ssl_cert): ${cerr}`);
+        }
+        const [key, kerr] = ssl.parse_pem_priv_key(tls.key_pem!);
+        if (key === undefined) {
+            return $multi(undefined, `bad client key (ssl_key): ${kerr}`);
+        }
+        tls.cert = cert;
+        tls.key = key;
+    }
+    const [ok, err] = sock.setclientcert(tls.cert, tls.key!);
+    if (ok === undefined) {
+        return $multi(undefined, err);
+    }
+    return $multi(true);
+}
+
+function handshake(sock: NgxTcpSocket, tls: Tls): Result<true> {
+    if (tls.cert_pem !== undefined) {
+        const [ok, err] = client_cert(tls, sock);
+        if (ok === undefined) {
+            return $multi(undefined, err);
+        }
+    }
+    // pcall: Debian's lua-resty-core can raise an assertion on a failed verification
+    const [called, ok, err] = pcall(sock.sslhandshake, sock, false, tls.server_name, tls.verify);
+    if (!called) {
+        return $multi(undefined, `TLS handshake failed: ${tostring(ok)}`);
+    }
+    if (ok === undefined) {
+        return $multi(undefined, `TLS handshake failed: ${err}`);
+    }
+    // On a failed verification, lua-nginx-module (0.10.23 and 0.10.28 alike) sometimes
+    // reports success and closes the connection: the first request finds out.
+    const [ping, n] = args("PING");
+    const [pong, perr] = call(sock, ping, n);
+    if (pong === undefined && (perr === "closed" || string.find(perr, "NOAUTH", 1, true)[0] === undefined)) {
+        return $multi(undefined, `TLS handshake failed: ${perr === "closed"
+            ? "the connection was closed right after it (a failed certificate verification: see the error log)"
+            : perr}`);
+    }
+    return $multi(true);
+}
+
 /**
- * A connection from the pool, or a new one (then logged in with AUTH and SELECT).
+ * A connection from the pool, or a new one (then TLS when configured, and logged in
+ * with AUTH and SELECT).
  * `connect_ms` bounds the connect, `io_ms` each later send and receive.
  */
 export function connect(ep: Endpoint, connect_ms: number, io_ms: number): Result<NgxTcpSocket> {
@@ -187,6 +326,13 @@ export function connect(ep: Endpoint, connect_ms: number, io_ms: number): Result
     }
     const [reused] = sock.getreusedtimes();
     if (reused === 0) {
+        if (ep.tls !== undefined) {
+            const [shaken, herr] = handshake(sock, ep.tls);
+            if (shaken === undefined) {
+                sock.close();
+                return $multi(undefined, herr);
+            }
+        }
         const [logged, lerr] = login(sock, ep);
         if (logged === undefined) {
             sock.close();

@@ -6,10 +6,13 @@ local ____envelope = require("ngx.ipc.cluster.envelope")
 local encode = ____envelope.encode
 local LOCAL_NAME = ____envelope.LOCAL_NAME
 local packed = ____envelope.packed
+local link = require("ngx.ipc.cluster.link")
 local ____scripts = require("ngx.ipc.cluster.scripts")
 local ACQUIRE = ____scripts.ACQUIRE
 local args_of = ____scripts.args_of
 local COMMIT = ____scripts.COMMIT
+local load = ____scripts.load
+local RAISE = ____scripts.RAISE
 local run = ____scripts.run
 local script_args = ____scripts.script_args
 local state = require("ngx.ipc.cluster.state")
@@ -94,7 +97,7 @@ local function drop_connection(err)
         ngx.log(
             ngx.ERR,
             "ngx.ipc: cluster reader: redis at ",
-            resp.label(state.settings.reader_endpoint),
+            link.label(state.settings, state.settings.reader_endpoint),
             ": ",
             err,
             "; reconnecting with backoff, resuming after ",
@@ -109,20 +112,29 @@ local function drop_connection(err)
 end
 local function open()
     local s = state.settings
-    local c, err = resp.connect(s.reader_endpoint, s.timeout_ms, BLOCK_MS + s.timeout_ms)
+    local c, err = link.connect(s, s.reader_endpoint, s.timeout_ms, BLOCK_MS + s.timeout_ms)
     if c == nil then
         drop_connection(err)
         return false
     end
-    local load = {}
-    load[1] = "SCRIPT"
-    load[2] = "LOAD"
-    load[3] = COMMIT.body
-    local sha, lerr = resp.call(c, load, 3)
+    local sha, lerr = load(c, COMMIT)
     if sha == nil then
         c:close()
         drop_connection(lerr)
         return false
+    end
+    if last_seq > 0 then
+        local rargs, rcount = args_of(
+            "1",
+            s.seq_key,
+            tostring(last_seq)
+        )
+        local raised, rerr = run(c, RAISE, rargs, rcount)
+        if raised == nil then
+            c:close()
+            drop_connection(rerr)
+            return false
+        end
     end
     sock = c
     if down_since ~= nil then
@@ -131,7 +143,7 @@ local function open()
         ngx.log(
             ngx.NOTICE,
             "ngx.ipc: cluster reader: redis at ",
-            resp.label(s.reader_endpoint),
+            link.label(s, s.reader_endpoint),
             " is back after ",
             string.format(
                 "%.1f",
@@ -284,7 +296,21 @@ local function count_gap(seq, id)
             state.settings.stream,
             " (maxlen ",
             state.settings.maxlen,
-            ") before this instance read them; they are lost for it"
+            ") or lost in a failover before this instance read them; they are lost for it"
+        )
+    elseif last_seq > 0 and seq <= last_seq then
+        counters.rewound = counters.rewound + (last_seq - seq + 1)
+        ngx.log(
+            ngx.ERR,
+            "ngx.ipc: cluster reader: ",
+            state.settings.stream,
+            " went back from number ",
+            last_seq,
+            " to ",
+            seq,
+            " at ",
+            id,
+            ": a failover lost alerts this instance had handled; other instances may have missed them"
         )
     end
 end
@@ -424,18 +450,18 @@ local function read_loop(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue59
+                goto __continue62
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue59
+                goto __continue62
             end
             step()
         end
-        ::__continue59::
+        ::__continue62::
     end
     if sock ~= nil and holding then
         commit(true)

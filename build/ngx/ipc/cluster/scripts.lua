@@ -9,8 +9,14 @@ local function script(body)
 end
 --- KEYS: stream, seq, pos. Returns the position.
 ____exports.FLOOR = script(FLOOR_BODY .. "\nreturn (floor(KEYS[1], KEYS[2], KEYS[3]))")
---- KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, name, data. Returns the id.
-____exports.PUBLISH = script("\nlocal seq = redis.call('INCR', KEYS[2])\nreturn redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', seq,\n  'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[5], 'd', ARGV[6])")
+--- KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, floor, then name and data
+-- of each alert (a publisher's batch). Returns the last sequence number given out.
+-- floor is the highest number the caller has seen given out: after a failover that
+-- lost the last entries (and the counter's last increments), numbering goes on above
+-- it, so readers see the loss as a gap.
+____exports.PUBLISH = script("\nlocal n = (#ARGV - 5) / 2\nlocal last = redis.call('INCRBY', KEYS[2], n)\nlocal floor = tonumber(ARGV[5])\nif last - n < floor then\n  last = floor + n\n  redis.call('SET', KEYS[2], last)\nend\nfor k = 1, n do\n  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', last - n + k,\n    'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[4 + 2 * k], 'd', ARGV[5 + 2 * k])\nend\nreturn last")
+--- KEYS: seq. ARGV: floor. Raises the counter to floor (a reader's last number, after a reconnect).
+____exports.RAISE = script("\nif tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then\n  redis.call('SET', KEYS[1], ARGV[1])\nend\nreturn 1")
 --- KEYS: lease, pos, stream, seq. ARGV: token, lease ms, the token of a holder known
 -- to be dead (or ""). Returns {1, position, 1 if the position was made now} or {0, holder}.
 ____exports.ACQUIRE = script(FLOOR_BODY .. "\nlocal cur = redis.call('GET', KEYS[1])\nif cur and cur ~= ARGV[1] and cur ~= ARGV[3] then return {0, cur} end\nredis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\nlocal pos, fresh = floor(KEYS[3], KEYS[4], KEYS[2])\nreturn {1, pos, fresh}")
@@ -34,6 +40,11 @@ end
 function ____exports.script_args(sc, args, evalsha)
     args[1] = evalsha and "EVALSHA" or "EVAL"
     args[2] = evalsha and sha_of(sc) or sc.body
+end
+--- SCRIPT LOAD: for a script pipelined with EVALSHA, where NOSCRIPT could not fall back to EVAL.
+function ____exports.load(sock, sc)
+    local a, n = resp.args("SCRIPT", "LOAD", sc.body)
+    return resp.call(sock, a, n)
 end
 --- Runs a script; falls back to EVAL (which loads it) when Redis answers NOSCRIPT.
 function ____exports.run(sock, sc, args, count)

@@ -15,7 +15,10 @@ ____exports.counters = {
     gaps = 0,
     lost = 0,
     reconnects = 0,
-    malformed = 0
+    malformed = 0,
+    failovers = 0,
+    rewound = 0,
+    unreplicated = 0
 }
 --- ipc.ts hands over its join function once, at load.
 function ____exports.attach(fn)

@@ -7,7 +7,8 @@
 import * as resp from "../resp";
 import * as shim from "../shim";
 import { encode, LOCAL_NAME, packed } from "./envelope";
-import { ACQUIRE, args_of, COMMIT, run, script_args } from "./scripts";
+import * as link from "./link";
+import { ACQUIRE, args_of, COMMIT, load, RAISE, run, script_args } from "./scripts";
 import * as state from "./state";
 
 const counters = state.counters;
@@ -87,7 +88,7 @@ function drop_connection(err: string): void {
     ngx.update_time();
     if (down_since === undefined) {
         down_since = ngx.now();
-        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: redis at ", resp.label(state.settings!.reader_endpoint), ": ", err,
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: redis at ", link.label(state.settings!, state.settings!.reader_endpoint), ": ", err,
             "; reconnecting with backoff, resuming after ", last_id === "" ? "the instance's position" : last_id);
     }
     const delay = math.min(BACKOFF_MAX, BACKOFF_MIN * 2 ** math.min(failures - 1, 10));
@@ -96,27 +97,34 @@ function drop_connection(err: string): void {
 
 function open(): boolean {
     const s = state.settings!;
-    const [c, err] = resp.connect(s.reader_endpoint, s.timeout_ms, BLOCK_MS + s.timeout_ms);
+    const [c, err] = link.connect(s, s.reader_endpoint, s.timeout_ms, BLOCK_MS + s.timeout_ms);
     if (c === undefined) {
         drop_connection(err);
         return false;
     }
-    // step() pipelines COMMIT with XREAD, where a NOSCRIPT could not fall back to EVAL
-    const load = new LuaTable<number, string>();
-    load.set(1, "SCRIPT");
-    load.set(2, "LOAD");
-    load.set(3, COMMIT.body);
-    const [sha, lerr] = resp.call(c, load, 3);
+    // step() pipelines COMMIT with XREAD
+    const [sha, lerr] = load(c, COMMIT);
     if (sha === undefined) {
         c.close();
         drop_connection(lerr);
         return false;
     }
+    if (last_seq > 0) {
+        // A failover may have lost the newest entries and increments: numbering goes
+        // on above what this reader saw, so readers that had not read them see a gap.
+        const [rargs, rcount] = args_of("1", s.seq_key, tostring(last_seq));
+        const [raised, rerr] = run(c, RAISE, rargs, rcount);
+        if (raised === undefined) {
+            c.close();
+            drop_connection(rerr);
+            return false;
+        }
+    }
     sock = c;
     if (down_since !== undefined) {
         counters.reconnects += 1;
         ngx.update_time();
-        ngx.log(ngx.NOTICE, "ngx.ipc: cluster reader: redis at ", resp.label(s.reader_endpoint), " is back after ",
+        ngx.log(ngx.NOTICE, "ngx.ipc: cluster reader: redis at ", link.label(s, s.reader_endpoint), " is back after ",
             string.format("%.1f", ngx.now() - down_since), " s");
         down_since = undefined;
     }
@@ -240,7 +248,13 @@ function count_gap(seq: number, id: string): void {
         counters.lost += n;
         ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", n, " alert(s) between ", last_id, " and ", id,
             " were trimmed from ", state.settings!.stream, " (maxlen ", state.settings!.maxlen,
-            ") before this instance read them; they are lost for it");
+            ") or lost in a failover before this instance read them; they are lost for it");
+    } else if (last_seq > 0 && seq <= last_seq) {
+        // Numbers given out again: a failover lost entries this instance had handled
+        // (and their increments) before the numbering was raised past them.
+        counters.rewound += last_seq - seq + 1;
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", state.settings!.stream, " went back from number ", last_seq,
+            " to ", seq, " at ", id, ": a failover lost alerts this instance had handled; other instances may have missed them");
     }
 }
 

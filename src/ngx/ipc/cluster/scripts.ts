@@ -38,11 +38,33 @@ function script(body: string): Script {
 export const FLOOR = script(`${FLOOR_BODY}
 return (floor(KEYS[1], KEYS[2], KEYS[3]))`);
 
-/** KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, name, data. Returns the id. */
+/**
+ * KEYS: stream, seq. ARGV: maxlen, instance, pid, worker id, floor, then name and data
+ * of each alert (a publisher's batch). Returns the last sequence number given out.
+ * floor is the highest number the caller has seen given out: after a failover that
+ * lost the last entries (and the counter's last increments), numbering goes on above
+ * it, so readers see the loss as a gap.
+ */
 export const PUBLISH = script(`
-local seq = redis.call('INCR', KEYS[2])
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', seq,
-  'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[5], 'd', ARGV[6])`);
+local n = (#ARGV - 5) / 2
+local last = redis.call('INCRBY', KEYS[2], n)
+local floor = tonumber(ARGV[5])
+if last - n < floor then
+  last = floor + n
+  redis.call('SET', KEYS[2], last)
+end
+for k = 1, n do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 's', last - n + k,
+    'i', ARGV[2], 'p', ARGV[3], 'w', ARGV[4], 'n', ARGV[4 + 2 * k], 'd', ARGV[5 + 2 * k])
+end
+return last`);
+
+/** KEYS: seq. ARGV: floor. Raises the counter to floor (a reader's last number, after a reconnect). */
+export const RAISE = script(`
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1`);
 
 /**
  * KEYS: lease, pos, stream, seq. ARGV: token, lease ms, the token of a holder known
@@ -77,6 +99,12 @@ function sha_of(sc: Script): string {
 export function script_args(sc: Script, args: LuaTable<number, string>, evalsha: boolean): void {
     args.set(1, evalsha ? "EVALSHA" : "EVAL");
     args.set(2, evalsha ? sha_of(sc) : sc.body);
+}
+
+/** SCRIPT LOAD: for a script pipelined with EVALSHA, where NOSCRIPT could not fall back to EVAL. */
+export function load(sock: NgxTcpSocket, sc: Script): resp.ReadResult {
+    const [a, n] = resp.args("SCRIPT", "LOAD", sc.body);
+    return resp.call(sock, a, n);
 }
 
 /** Runs a script; falls back to EVAL (which loads it) when Redis answers NOSCRIPT. */

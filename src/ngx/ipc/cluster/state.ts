@@ -28,6 +28,9 @@ export const counters = {
     lost: 0,
     reconnects: 0,
     malformed: 0,
+    failovers: 0,
+    rewound: 0,
+    unreplicated: 0,
 };
 
 /** ipc.ts hands over its join function once, at load. */
