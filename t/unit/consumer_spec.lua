@@ -51,6 +51,8 @@ describe("two consumers of one process (http and stream Lua VMs)", function()
         assert.are.equal(1, C.ngx_ipc_start(sema[2], "stream", 0, 1),
                          ffi.string(C.ngx_ipc_last_error()))
         assert.are.equal(2, C.ngx_ipc_consumers())
+        -- no read event will announce what waits for it: its join posts it
+        assert.are.equal(1, fake.ngx_ipc_fake_posts[1], "stream posts at its join, \"early\" queued")
         want(1, "b")
         want(1, "both")
         want(1, "early")
