@@ -113,6 +113,31 @@ describe("two consumers of one process (http and stream Lua VMs)", function()
         assert.are.same({}, take(0))
     end)
 
+    it("a consumer that does not drain holds the other's alerts only up to receive_backlog", function()
+        assert.are.equal(0, C.ngx_ipc_configure(0, 65536))
+        local data = string.rep("x", 1024)
+        local sent, rc = 0, 0
+        while sent < 1000 do
+            rc = send("both", data)
+            if rc ~= 0 then break end
+            sent = sent + 1
+            -- consumer 0 keeps up; consumer 1 never takes its copies
+            assert.are.same({ "both=" .. data }, take(0))
+        end
+        assert.are.equal(-1, rc, "a send to itself refused once the backlog is full, not taken")
+        assert.truthy(ffi.string(C.ngx_ipc_last_error()):find("receive backlog", 1, true),
+                      ffi.string(C.ngx_ipc_last_error()))
+        assert.is_true(sent > 16 and sent < 66, "alerts held for consumer 1: " .. sent)
+        local counters = ffi.new("ngx_ipc_counters_t")
+        C.ngx_ipc_counters(counters)
+        assert.is_true(tonumber(counters.receive_ready) <= 65536,
+                       "bytes held: " .. tostring(counters.receive_ready))
+        assert.are.equal(sent, #take(1), "consumer 1 gets every copy it was owed, in the end")
+        assert.are.equal(0, send("both", data), "room again once it drained")
+        assert.are.equal(1, #take(0))
+        assert.are.equal(1, #take(1))
+    end)
+
     it("refuses an unknown consumer or a name past 254 bytes", function()
         assert.are.equal(-1, C.ngx_ipc_want(9, "a", 1, 1))
         assert.are.equal(-1, C.ngx_ipc_want(0, string.rep("n", 255), 255, 1))
