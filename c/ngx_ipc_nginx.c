@@ -610,7 +610,11 @@ ngx_ipc_agent_owner(pid_t master)
 }
 
 
-/* another Lua VM of this process (stream after http): a consumer more */
+/*
+ * Another Lua VM of this process (stream after http): a consumer more.  What
+ * it finds queued no read event will announce (the reads are done), so it is
+ * posted now, or its loop would first wait its whole timeout.
+ */
 
 static int
 ngx_ipc_start_consumer(void *sema, ngx_ipc_post_pt post)
@@ -618,8 +622,13 @@ ngx_ipc_start_consumer(void *sema, ngx_ipc_post_pt post)
     int  c;
 
     c = ngx_ipc_consumer_add(sema, post);
+
     if (c > 0) {
         ngx_ipc_ready_join(c);
+
+        if (ngx_ipc_ready_has(c)) {
+            ngx_ipc_consumer_post(c);
+        }
     }
 
     return c;

@@ -53,12 +53,19 @@ local STREAM = [[
         add(kind .. ":" .. me, table.concat({ "stream", tostring(ipc.sender), tostring(ipc.sender_id), d }, "|"))
       end
     end
-    local ok, err = pcall(ipc.receive, { rec = rec("rec"), sonly = rec("sonly"), early = rec("early"),
+    local ok, err = pcall(ipc.receive, { rec = rec("rec"), sonly = rec("sonly"), early = function(d)
+        rec("early")(d)
+        ngx.update_time()
+        add("early_wait:" .. me, ngx.now() - S:get("joined:" .. me))
+      end,
       secho = function(d) return "stream echo " .. d .. " from " .. me end,
       big = function(d) add("big:" .. me, "stream|" .. #d .. "|" .. ngx.crc32_long(d)) end,
       both = function(d) add("both", "stream|" .. me .. "|" .. d); return "stream" end,
       sslow = function(d) ngx.sleep(tonumber(d)); add("sslow:" .. me, "done") end })
     if not ok then add("init_errors", tostring(err)) end
+    -- when this VM joined, for how long an alert queued before it waits
+    ngx.update_time()
+    S:set("joined:" .. me, ngx.now())
   }
   server {
     listen 127.0.0.1:STREAM_PORT;
@@ -288,21 +295,44 @@ describe("stream {} Lua beside http {} Lua", function()
   end)
 end)
 
-describe("stream {} Lua in the privileged agent", function()
-  local ok_agent = nginx.sh("nm -D " .. nginx.shq(NGINX) .. " | grep -q ngx_is_privileged_agent")
-  if not has_stream_lua() or not ok_agent then
-    pending("needs an nginx with stream Lua and the privileged agent (NGX_IPC_T_NGINX=" .. NGINX .. ")")
-    return
-  end
-
-  local inst
-
-  teardown(function()
-    if inst then inst:stop() end
+-- a describe block whose cases start their own instance (box.inst, stopped
+-- at the end); pending where this nginx lacks stream Lua (or the agent)
+local function own_instance(title, needs_agent, cases)
+  describe(title, function()
+    local ok_agent = not needs_agent
+      or nginx.sh("nm -D " .. nginx.shq(NGINX) .. " | grep -q ngx_is_privileged_agent")
+    if not has_stream_lua() or not ok_agent then
+      pending("needs an nginx with stream Lua" .. (needs_agent and " and the privileged agent" or "")
+        .. " (NGX_IPC_T_NGINX=" .. NGINX .. ")")
+      return
+    end
+    local box = {}
+    teardown(function()
+      if box.inst then box.inst:stop() end
+    end)
+    cases(box)
   end)
+end
 
+own_instance("stream {} Lua joining after http {} Lua in a lone worker", false, function(box)
+  -- no other worker's alert comes to wake it: only its join can
+  it("the stream VM is woken at its join for what was queued before (not at its first 1 s wait's end)", function()
+    local inst = nginx.start { workers = 1, init_worker = HTTP, stream = STREAM }
+    box.inst = inst
+    local pid = inst:workers()[1]
+    local waits
+    inst:wait_for(function()
+      waits = slist(inst, "early_wait:" .. pid)
+      return #waits == 1, #waits .. " handled"
+    end, 10, "the early broadcast in the stream VM")
+    assert.is_true(waits[1] < 0.5, "seconds from the stream VM's join to its handler: " .. waits[1])
+  end)
+end)
+
+own_instance("stream {} Lua in the privileged agent", true, function(box)
   it("the agent's two VMs join as one process: a worker's broadcast reaches both", function()
-    inst = nginx.start { workers = 2, agent = true, init_worker = HTTP, stream = STREAM }
+    local inst = nginx.start { workers = 2, agent = true, init_worker = HTTP, stream = STREAM }
+    box.inst = inst
     local agent = inst:agent()
     local a = inst:workers()[1]
     local id = inst:run(a, "return ngx.worker.id()")

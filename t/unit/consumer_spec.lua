@@ -51,6 +51,8 @@ describe("two consumers of one process (http and stream Lua VMs)", function()
         assert.are.equal(1, C.ngx_ipc_start(sema[2], "stream", 0, 1),
                          ffi.string(C.ngx_ipc_last_error()))
         assert.are.equal(2, C.ngx_ipc_consumers())
+        -- no read event will announce what waits for it: its join posts it
+        assert.are.equal(1, fake.ngx_ipc_fake_posts[1], "stream posts at its join, \"early\" queued")
         want(1, "b")
         want(1, "both")
         want(1, "early")
@@ -109,6 +111,31 @@ describe("two consumers of one process (http and stream Lua VMs)", function()
         C.ngx_ipc_release(0)
         assert.are.same({ "both=" .. data }, take(1))
         assert.are.same({}, take(0))
+    end)
+
+    it("a consumer that does not drain holds the other's alerts only up to receive_backlog", function()
+        assert.are.equal(0, C.ngx_ipc_configure(0, 65536))
+        local data = string.rep("x", 1024)
+        local sent, rc = 0, 0
+        while sent < 1000 do
+            rc = send("both", data)
+            if rc ~= 0 then break end
+            sent = sent + 1
+            -- consumer 0 keeps up; consumer 1 never takes its copies
+            assert.are.same({ "both=" .. data }, take(0))
+        end
+        assert.are.equal(-1, rc, "a send to itself refused once the backlog is full, not taken")
+        assert.truthy(ffi.string(C.ngx_ipc_last_error()):find("receive backlog", 1, true),
+                      ffi.string(C.ngx_ipc_last_error()))
+        assert.is_true(sent > 16 and sent < 66, "alerts held for consumer 1: " .. sent)
+        local counters = ffi.new("ngx_ipc_counters_t")
+        C.ngx_ipc_counters(counters)
+        assert.is_true(tonumber(counters.receive_ready) <= 65536,
+                       "bytes held: " .. tostring(counters.receive_ready))
+        assert.are.equal(sent, #take(1), "consumer 1 gets every copy it was owed, in the end")
+        assert.are.equal(0, send("both", data), "room again once it drained")
+        assert.are.equal(1, #take(0))
+        assert.are.equal(1, #take(1))
     end)
 
     it("refuses an unknown consumer or a name past 254 bytes", function()
