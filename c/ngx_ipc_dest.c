@@ -116,6 +116,7 @@ ngx_ipc_dest_forget(ngx_ipc_dest_t *d)
                                          + ngx_ipc_queue_clear(&d->queue);
     d->oalerts = 0;
     d->olen = 0;
+    d->gathering = 0;
 
     ngx_ipc_dest_release(d);
 }
