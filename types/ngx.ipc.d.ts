@@ -88,13 +88,26 @@ declare module "ngx.ipc" {
         received: number;
         /** Entries this worker's reader handed to its instance. */
         relayed: number;
-        /** Times the reader found entries trimmed before it read them, and how many. */
+        /** Times the reader found entries trimmed before it read them. */
         gaps: number;
+        /** Alerts this worker never got: trimmed from the stream before its instance read them. */
         lost: number;
         /** Times the reader got its connection back after losing it. */
         reconnects: number;
         /** Entries of the stream, or local alerts, that were not ngx.ipc's: skipped. */
         malformed: number;
+        /**
+         * Relayed alerts this worker let pass: handled already (sent again after a
+         * reader's restart or a resend), or after one it had not got yet (then resent).
+         */
+        skipped: number;
+        /**
+         * Alerts this worker handled although its predecessor (killed with -9) had begun
+         * their handler: the one case handled at least once rather than exactly once.
+         */
+        redelivered: number;
+        /** Times this worker's reader went back to hand alerts over again to a worker that missed them. */
+        rewinds: number;
     }
 
     /**

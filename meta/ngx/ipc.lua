@@ -57,9 +57,12 @@
 ---@field received integer cluster alerts handed to this worker's handlers
 ---@field relayed integer entries this worker's reader handed to its instance
 ---@field gaps integer times the reader found entries trimmed before it read them
----@field lost integer entries trimmed before this instance's reader read them
+---@field lost integer alerts this worker never got: trimmed before its instance's reader read them
 ---@field reconnects integer times the reader got its connection back
 ---@field malformed integer stream entries or local alerts that were not ngx.ipc's, skipped
+---@field skipped integer relayed alerts this worker let pass: handled already, or resent later
+---@field redelivered integer alerts handled again because a predecessor killed with -9 was inside their handler
+---@field rewinds integer times this worker's reader handed alerts over again to a worker that missed them
 
 ---Connection and stream of `ipc.cluster.configure`; the README lists every option.
 ---@class ngx.ipc.cluster.options

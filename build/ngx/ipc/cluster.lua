@@ -12,7 +12,7 @@ function ____exports.joined()
         return
     end
     state.start(s)
-    envelope.listen()
+    envelope.listen((s.stream .. "\n") .. s.endpoint.pool)
     if ngx.worker.id() == 0 then
         reader.start()
     end
@@ -53,7 +53,10 @@ function ____exports.stats()
         gaps = counters.gaps,
         lost = counters.lost,
         reconnects = counters.reconnects,
-        malformed = counters.malformed
+        malformed = counters.malformed,
+        skipped = counters.skipped,
+        redelivered = counters.redelivered,
+        rewinds = counters.rewinds
     }
 end
 return ____exports

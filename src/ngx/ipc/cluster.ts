@@ -61,7 +61,7 @@ export function joined(): void {
         return;
     }
     state.start(s);
-    envelope.listen();
+    envelope.listen(`${s.stream}\n${s.endpoint.pool}`);
     if (ngx.worker.id() === 0) {
         reader.start();
     }
@@ -80,5 +80,8 @@ export function stats(): ClusterStats {
         lost: counters.lost,
         reconnects: counters.reconnects,
         malformed: counters.malformed,
+        skipped: counters.skipped,
+        redelivered: counters.redelivered,
+        rewinds: counters.rewinds,
     };
 }

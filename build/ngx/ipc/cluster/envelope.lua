@@ -1,5 +1,6 @@
 local ____exports = {}
 local dispatch = require("ngx.ipc.dispatch")
+local slots = require("ngx.ipc.cluster.slots")
 local state = require("ngx.ipc.cluster.state")
 local counters = state.counters
 --- The local alert that carries a stream entry to every worker of the instance.
@@ -7,13 +8,44 @@ ____exports.LOCAL_NAME = dispatch.RESERVED .. "cluster"
 --- Bytes a local broadcast adds per packet, and per alert, beyond name and data (an upper bound).
 local PACKET_OVERHEAD = 64
 local PACKET_PAYLOAD = 4000
---- Header "instance_len pid worker_id name_len\n", then instance, name and data.
-function ____exports.encode(inst, pid, wid, name, data)
-    return (((((((((tostring(#inst) .. " ") .. pid) .. " ") .. wid) .. " ") .. tostring(#name)) .. "\n") .. inst) .. name) .. data
+--- How long a worker waits for its slot before it says so in the log (seconds).
+local SLOT_WAIT_LOG = 1
+--- Header "instance_len pid worker_id name_len prev_id id seq\n", then instance, name
+-- and data: the entry's id and sequence number, and the id of the entry relayed
+-- before it (so a worker sees that it missed one).
+function ____exports.encode(inst, pid, wid, name, prev, id, seq, data)
+    return (((((((((((((((tostring(#inst) .. " ") .. pid) .. " ") .. wid) .. " ") .. tostring(#name)) .. " ") .. prev) .. " ") .. id) .. " ") .. tostring(seq)) .. "\n") .. inst) .. name) .. data
 end
 --- Upper bound of the bytes a local broadcast of `size` envelope bytes puts in a queue.
 function ____exports.packed(size)
     return #____exports.LOCAL_NAME + size + PACKET_OVERHEAD * (2 + math.floor(size / PACKET_PAYLOAD))
+end
+--- Takes this worker's slot over, or waits (yielding) until it can; false once the worker is exiting.
+local function hold()
+    local ok, again = slots.take()
+    ngx.update_time()
+    local t0 = ngx.now()
+    local logged = false
+    while not ok do
+        if ngx.worker.exiting() then
+            return false
+        end
+        ngx.sleep(0.002)
+        ok, again = slots.take()
+        if not ok and not logged and ngx.now() - t0 >= SLOT_WAIT_LOG then
+            logged = true
+            ngx.log(
+                ngx.NOTICE,
+                "ngx.ipc: cluster: worker ",
+                ngx.worker.pid(),
+                " waits for its predecessor (worker id ",
+                ngx.worker.id(),
+                ") to finish a handler before it handles cluster alerts"
+            )
+        end
+    end
+    counters.redelivered = counters.redelivered + again
+    return true
 end
 local function on_local(_from, env)
     local nl = string.find(env, "\n", 1, true)
@@ -21,40 +53,105 @@ local function on_local(_from, env)
         counters.malformed = counters.malformed + 1
         return
     end
-    local ilen, pid, wid, nlen = string.match(
+    local ilen, pid, wid, nlen, pms, pn, ms, n, seq = string.match(
         string.sub(env, 1, nl - 1),
-        "^(%d+) (%d+) (%-?%d+) (%d+)$"
+        "^(%d+) (%d+) (%-?%d+) (%d+) (%d+)%-(%d+) (%d+)%-(%d+) (%d+)$"
     )
-    if nlen == nil then
+    if seq == nil then
         counters.malformed = counters.malformed + 1
         return
     end
     local i = tonumber(ilen)
-    local n = tonumber(nlen)
+    local k = tonumber(nlen)
     local inst = string.sub(env, nl + 1, nl + i)
-    local name = string.sub(env, nl + i + 1, nl + i + n)
-    local id = tonumber(wid)
-    counters.received = counters.received + 1
-    local ____dispatch_invoke_3 = dispatch.invoke
-    local ____string_sub_result_1 = string.sub(env, nl + i + n + 1)
-    local ____tonumber_result_2 = tonumber(pid)
-    local ____temp_0
-    if id < 0 then
-        ____temp_0 = nil
-    else
-        ____temp_0 = id
+    local name = string.sub(env, nl + i + 1, nl + i + k)
+    local from_id = tonumber(wid)
+    if not slots.ready() then
+        counters.received = counters.received + 1
+        local ____dispatch_invoke_3 = dispatch.invoke
+        local ____string_sub_result_1 = string.sub(env, nl + i + k + 1)
+        local ____tonumber_result_2 = tonumber(pid)
+        local ____temp_0
+        if from_id < 0 then
+            ____temp_0 = nil
+        else
+            ____temp_0 = from_id
+        end
+        ____dispatch_invoke_3(
+            name,
+            ____string_sub_result_1,
+            ____tonumber_result_2,
+            ____temp_0,
+            inst,
+            inst ~= state.instance
+        )
+        return
     end
-    ____dispatch_invoke_3(
+    if ngx.worker.exiting() or not hold() or ngx.worker.exiting() then
+        counters.skipped = counters.skipped + 1
+        return
+    end
+    local e_ms = tonumber(ms)
+    local e_n = tonumber(n)
+    local e_seq = tonumber(seq)
+    local verdict, trimmed = slots.verdict(
+        tonumber(pms),
+        tonumber(pn),
+        e_ms,
+        e_n,
+        e_seq
+    )
+    if verdict ~= slots.HANDLE then
+        counters.skipped = counters.skipped + 1
+        if verdict == slots.GAP then
+            slots.want()
+        end
+        return
+    end
+    counters.lost = counters.lost + trimmed
+    counters.received = counters.received + 1
+    slots.begin(e_ms, e_n, e_seq)
+    local ____dispatch_invoke_7 = dispatch.invoke
+    local ____string_sub_result_5 = string.sub(env, nl + i + k + 1)
+    local ____tonumber_result_6 = tonumber(pid)
+    local ____temp_4
+    if from_id < 0 then
+        ____temp_4 = nil
+    else
+        ____temp_4 = from_id
+    end
+    ____dispatch_invoke_7(
         name,
-        ____string_sub_result_1,
-        ____tonumber_result_2,
-        ____temp_0,
+        ____string_sub_result_5,
+        ____tonumber_result_6,
+        ____temp_4,
         inst,
         inst ~= state.instance
     )
+    slots.finish()
 end
---- Registers this worker's handler of the local alert.
-function ____exports.listen()
+--- Registers this worker's handler of the local alert, and maps the slots (`key`
+-- names the stream and its Redis). A replacement of a worker killed with -9 takes
+-- its slot over at once, asking for what its predecessor may not have handled.
+function ____exports.listen(key)
     dispatch.reserve(____exports.LOCAL_NAME, on_local)
+    local ok, err = slots.open(
+        key,
+        ngx.worker.count()
+    )
+    if ok == nil then
+        ngx.log(
+            ngx.ERR,
+            "ngx.ipc: cluster: ",
+            err,
+            "; this worker handles every relayed alert it gets, ",
+            "which can repeat alerts after a reader's restart"
+        )
+        return
+    end
+    if not ngx.worker.exiting() then
+        local ____, again = slots.take()
+        counters.redelivered = counters.redelivered + again
+    end
 end
 return ____exports

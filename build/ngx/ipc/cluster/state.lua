@@ -15,7 +15,10 @@ ____exports.counters = {
     gaps = 0,
     lost = 0,
     reconnects = 0,
-    malformed = 0
+    malformed = 0,
+    skipped = 0,
+    redelivered = 0,
+    rewinds = 0
 }
 --- ipc.ts hands over its join function once, at load.
 function ____exports.attach(fn)

@@ -1,7 +1,10 @@
 // The local side of a relayed entry: the reserved local alert that carries it to
 // every worker of the instance, its envelope, and every worker's handler of it, which
-// decodes the envelope and hands the alert to the user's handler (dispatch.invoke).
+// decodes the envelope and hands the alert to the user's handler (dispatch.invoke)
+// once per worker slot (./slots): it passes over resent entries this slot handled
+// already, and asks for a resend when one is missing before an entry.
 import * as dispatch from "../dispatch";
+import * as slots from "./slots";
 import * as state from "./state";
 
 const counters = state.counters;
@@ -12,14 +15,44 @@ export const LOCAL_NAME = `${dispatch.RESERVED}cluster`;
 const PACKET_OVERHEAD = 64;
 const PACKET_PAYLOAD = 4000;
 
-/** Header "instance_len pid worker_id name_len\n", then instance, name and data. */
-export function encode(inst: string, pid: string, wid: string, name: string, data: string): string {
-    return `${inst.length} ${pid} ${wid} ${name.length}\n${inst}${name}${data}`;
+/** How long a worker waits for its slot before it says so in the log (seconds). */
+const SLOT_WAIT_LOG = 1;
+
+/**
+ * Header "instance_len pid worker_id name_len prev_id id seq\n", then instance, name
+ * and data: the entry's id and sequence number, and the id of the entry relayed
+ * before it (so a worker sees that it missed one).
+ */
+export function encode(inst: string, pid: string, wid: string, name: string, prev: string, id: string, seq: number,
+    data: string): string {
+    return `${inst.length} ${pid} ${wid} ${name.length} ${prev} ${id} ${seq}\n${inst}${name}${data}`;
 }
 
 /** Upper bound of the bytes a local broadcast of `size` envelope bytes puts in a queue. */
 export function packed(size: number): number {
     return LOCAL_NAME.length + size + PACKET_OVERHEAD * (2 + math.floor(size / PACKET_PAYLOAD));
+}
+
+/** Takes this worker's slot over, or waits (yielding) until it can; false once the worker is exiting. */
+function hold(): boolean {
+    let [ok, again] = slots.take();
+    ngx.update_time();
+    const t0 = ngx.now();
+    let logged = false;
+    while (!ok) {
+        if (ngx.worker.exiting()) {
+            return false;
+        }
+        ngx.sleep(0.002);
+        [ok, again] = slots.take();
+        if (!ok && !logged && ngx.now() - t0 >= SLOT_WAIT_LOG) {
+            logged = true;
+            ngx.log(ngx.NOTICE, "ngx.ipc: cluster: worker ", ngx.worker.pid(), " waits for its predecessor (worker id ",
+                ngx.worker.id(), ") to finish a handler before it handles cluster alerts");
+        }
+    }
+    counters.redelivered += again;
+    return true;
 }
 
 function on_local(_from: number, env: string): void {
@@ -28,22 +61,63 @@ function on_local(_from: number, env: string): void {
         counters.malformed += 1;
         return;
     }
-    const [ilen, pid, wid, nlen] = string.match(string.sub(env, 1, nl - 1), "^(%d+) (%d+) (%-?%d+) (%d+)$");
-    if (nlen === undefined) {
+    const [ilen, pid, wid, nlen, pms, pn, ms, n, seq] = string.match(string.sub(env, 1, nl - 1),
+        "^(%d+) (%d+) (%-?%d+) (%d+) (%d+)%-(%d+) (%d+)%-(%d+) (%d+)$");
+    if (seq === undefined) {
         counters.malformed += 1;
         return;
     }
     const i = tonumber(ilen)!;
-    const n = tonumber(nlen)!;
+    const k = tonumber(nlen)!;
     const inst = string.sub(env, nl + 1, nl + i);
-    const name = string.sub(env, nl + i + 1, nl + i + n);
-    const id = tonumber(wid)!;
+    const name = string.sub(env, nl + i + 1, nl + i + k);
+    const from_id = tonumber(wid)!;
+    if (!slots.ready()) {
+        counters.received += 1;
+        dispatch.invoke(name, string.sub(env, nl + i + k + 1), tonumber(pid)!, from_id < 0 ? undefined : from_id,
+            inst, inst !== state.instance);
+        return;
+    }
+    // Once it shuts down (reload, quit) a worker begins no handler: its slot passes to
+    // the next generation's worker with its id, which goes on after its last entry.
+    if (ngx.worker.exiting() || !hold() || ngx.worker.exiting()) {
+        counters.skipped += 1;
+        return;
+    }
+    const e_ms = tonumber(ms)!;
+    const e_n = tonumber(n)!;
+    const e_seq = tonumber(seq)!;
+    const [verdict, trimmed] = slots.verdict(tonumber(pms)!, tonumber(pn)!, e_ms, e_n, e_seq);
+    if (verdict !== slots.HANDLE) {
+        counters.skipped += 1;
+        if (verdict === slots.GAP) {
+            slots.want();
+        }
+        return;
+    }
+    counters.lost += trimmed;
     counters.received += 1;
-    dispatch.invoke(name, string.sub(env, nl + i + n + 1), tonumber(pid)!, id < 0 ? undefined : id,
+    slots.begin(e_ms, e_n, e_seq);
+    dispatch.invoke(name, string.sub(env, nl + i + k + 1), tonumber(pid)!, from_id < 0 ? undefined : from_id,
         inst, inst !== state.instance);
+    slots.finish();
 }
 
-/** Registers this worker's handler of the local alert. */
-export function listen(): void {
+/**
+ * Registers this worker's handler of the local alert, and maps the slots (`key`
+ * names the stream and its Redis). A replacement of a worker killed with -9 takes
+ * its slot over at once, asking for what its predecessor may not have handled.
+ */
+export function listen(key: string): void {
     dispatch.reserve(LOCAL_NAME, on_local);
+    const [ok, err] = slots.open(key, ngx.worker.count());
+    if (ok === undefined) {
+        ngx.log(ngx.ERR, "ngx.ipc: cluster: ", err, "; this worker handles every relayed alert it gets, ",
+            "which can repeat alerts after a reader's restart");
+        return;
+    }
+    if (!ngx.worker.exiting()) {
+        const [, again] = slots.take();
+        counters.redelivered += again;
+    }
 }

@@ -28,6 +28,9 @@ export const counters = {
     lost: 0,
     reconnects: 0,
     malformed: 0,
+    skipped: 0,
+    redelivered: 0,
+    rewinds: 0,
 };
 
 /** ipc.ts hands over its join function once, at load. */
