@@ -19,6 +19,10 @@ local function worker_code(addr)
     ipc.receive("c", function(d)
       ngx.log(ngx.ALERT, "cluster-got ", ngx.worker.id(), " ", ngx.worker.pid(), " ", d, " .")
       T.dict:incr("handled", 1, 0)
+      -- a worker made slow: each handler sleeps after its work, and alerts pile up behind it
+      if T.dict:get("slow:" .. ngx.worker.pid()) then
+        ngx.sleep(0.02)
+      end
     end)
   ]]):format(addr)
 end
@@ -214,6 +218,47 @@ describe("ipc.cluster exactly once per worker", function()
     end
   end)
 
+  it("reload from 2 workers to 3 and back under a stream: ids 0 and 1 handle every alert once, id 2 a run of it once", function()
+    local a_inst, b_inst = two()
+    local a = a_inst:workers()[1]
+    local h = a_inst:spawn({ a }, publisher(3000))
+    b_inst:wait_for(function()
+      local n = handled(b_inst, b_inst:workers()[1])
+      return n >= 1000, n
+    end, 30, "1,000 alerts handled at instance B")
+    b_inst.nworkers = 3
+    local _, g2 = b_inst:reload()
+    assert.are.equal(3, #g2, "workers of the second generation")
+    b_inst:wait_for(function()
+      local n = handled(b_inst, g2[1])
+      return n >= 3500, n
+    end, 30, "3,500 alerts handled at instance B")
+    b_inst.nworkers = 2
+    b_inst:reload()
+    finish(a_inst, h)
+    local truth = stream_of(r)
+    assert.are.equal(3000, #truth, "entries in the stream")
+    wait_slots(b_inst, #truth, 2)
+    assert_exactly_once(b_inst, "B (2, 3, then 2 workers)", truth, 2)
+    -- id 2 existed in the second generation only: from its first alert on, each once, in order
+    local s2 = slots_of(b_inst)[2]
+    assert.is_truthy(s2, "alerts handled by worker id 2")
+    local k
+    for i, d in ipairs(truth) do
+      if d == s2.list[1] then
+        k = i
+      end
+    end
+    assert.is_truthy(k, "worker id 2's first alert " .. tostring(s2.list[1]) .. " in the stream")
+    for i, d in ipairs(s2.list) do
+      assert.are.equal(truth[k + i - 1], d, "worker id 2's alert #" .. i)
+    end
+    comment("B worker id 2 (pid %s): handled %d alerts, stream entries %d..%d, each once, in order",
+      s2.pids[1], #s2.list, k, k + #s2.list - 1)
+    wait_slots(a_inst, #truth, 2)
+    assert_exactly_once(a_inst, "A", truth, 2)
+  end)
+
   it("quit in the middle of a stream: each worker id handled a prefix of it, once, in order, and the saved position is not past it", function()
     local a_inst, b_inst = two()
     local a = a_inst:workers()[1]
@@ -275,6 +320,36 @@ describe("ipc.cluster exactly once per worker", function()
     assert.are.equal(0, again, "alerts a replacement handled again (its predecessor died inside the handler)")
     assert_exactly_once(b_inst, "B (kill -9 of worker 1, then 0)", truth, 2)
     assert_exactly_once(a_inst, "A", truth, 2)
+  end)
+
+  it("kill -9 of a worker inside a handler, alerts piled up behind it: that alert is handled again and counted, no other", function()
+    local a_inst, b_inst = two()
+    local bw = b_inst:by_id()
+    b_inst:run(bw[1], "T.dict:set('slow:' .. ngx.worker.pid(), true) return true")
+    local a = a_inst:workers()[1]
+    local h = a_inst:spawn({ a }, publisher(3000))
+    -- worker 1 handles 50 a second: what it took from its pipe waits in its memory
+    b_inst:wait_for(function()
+      local n = handled(b_inst, bw[0])
+      return n >= 300, n
+    end, 30, "300 alerts handled at instance B")
+    local new1 = b_inst:kill9(bw[1])
+    finish(a_inst, h)
+    local truth = stream_of(r)
+    wait_slots(b_inst, #truth, 2)
+    local s1 = b_inst:run(new1, "return ipc.stats().cluster")
+    local s0 = b_inst:run(bw[0], "return ipc.stats().cluster")
+    local slot1 = slots_of(b_inst)[1]
+    local acc = account(slot1.list, truth)
+    comment("worker id 1, pid (alerts) %s (%d) -> %s (%d): lost %d, duplicates %d; the replacement's redelivered %d, skipped %d; the reader's rewinds %d",
+      slot1.pids[1], slot1.seen[slot1.pids[1]], slot1.pids[2], slot1.seen[slot1.pids[2]], acc.lost, acc.dups,
+      s1.redelivered, s1.skipped, s0.rewinds)
+    assert.are.equal(0, acc.lost, "alerts worker id 1 never handled")
+    assert.are.equal(1, s1.redelivered, "alerts the replacement handled again (its predecessor died inside the handler)")
+    assert.are.equal(s1.redelivered, acc.dups, "alerts worker id 1 handled twice")
+    assert.are.equal(0, acc.order, "alerts out of order at worker id 1")
+    assert.is_true(s0.rewinds >= 1, "the reader sent alerts again: " .. s0.rewinds)
+    assert_exactly_once(b_inst, "B", truth, 1)
   end)
 
   it("Redis (appendonly yes) restarts in the middle of a stream: each worker id handles every entry once", function()

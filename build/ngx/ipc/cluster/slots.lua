@@ -27,6 +27,7 @@ HEADER = 8
 SLOT = 16
 local H_MS = 1
 local H_SET = 4
+local H_GEN = 5
 local S_VER = 0
 local S_PID = 1
 local S_START = 2
@@ -39,6 +40,8 @@ S_WANT = 7
 local S_BMS = 8
 local S_BN = 9
 local S_BSEQ = 10
+--- The holder's generation (its cycle's address): its own reader relays to it.
+local S_GEN = 11
 --- How often a seqlock read is tried before the record counts as unreadable now.
 local TRIES = 1000
 --- Name prefix of the files; the version of the layout is part of it.
@@ -48,6 +51,7 @@ local mapped = 0
 my_id = -1
 local my_pid = 0
 local my_start = 0
+local my_gen = 0
 --- This worker holds its slot.
 local holding = false
 wanted_at = ""
@@ -122,11 +126,11 @@ function ____exports.open(key, count)
     if id == nil then
         return nil, "not a worker"
     end
-    local root, ns, master, mstart = string.match(
+    local root, ns, master, mstart, cycle = string.match(
         shim.dir(),
-        "^(.*)/(%d+)%-(%d+)%-(%d+)%-%x+/?$"
+        "^(.*)/(%d+)%-(%d+)%-(%d+)%-(%x+)/?$"
     )
-    if mstart == nil then
+    if cycle == nil then
         return nil, "unexpected instance directory " .. shim.dir()
     end
     local digest = (string.gsub(
@@ -173,6 +177,7 @@ function ____exports.open(key, count)
     my_id = id
     my_pid = ngx.worker.pid()
     my_start = start_of(my_pid) or 0
+    my_gen = tonumber(cycle, 16) or 0
     return true
 end
 --- Removes the slot files of masters that are gone (the reader does, when it takes the lease).
@@ -211,7 +216,7 @@ local function write3(b, o, x, y, z)
     a[b + o + 2] = z
     a[b] = v + 2
 end
---- The reader's start position, for slots that never had a holder; undefined before a reader set it.
+--- The reader's start position; undefined before a reader set it.
 local function base()
     local ms, n, seq = read3(0, H_MS)
     if ms == nil or p[H_SET] ~= 1 then
@@ -219,8 +224,11 @@ local function base()
     end
     return {ms = ms, n = n, seq = seq}
 end
---- The reader sets where it starts, before it relays anything.
+--- The reader sets where it starts, and its generation, before it relays anything:
+-- the generation first, so that whoever sees the old one knows that this reader has
+-- relayed nothing yet.
 function ____exports.set_base(pos)
+    p[H_GEN] = my_gen
     write3(
         0,
         H_MS,
@@ -230,16 +238,26 @@ function ____exports.set_base(pos)
     )
     p[H_SET] = 1
 end
+--- The reader's start, when a reader of this worker's generation set it (it may have relayed to us since).
+local function our_base()
+    local ____temp_0
+    if p[H_GEN] == my_gen then
+        ____temp_0 = base()
+    else
+        ____temp_0 = nil
+    end
+    return ____temp_0
+end
 --- Whether a is before b.
 local function before(ams, an, bms, bn)
     return ams < bms or ams == bms and an < bn
 end
---- Where slot i stands: its holder's last entry, or for a slot that never had a
--- holder (or whose holder handled nothing yet) the reader's start; undefined when
--- neither is known or the record is being written.
-function ____exports.done_of(i)
+--- Where slot i stands: the last entry its holders handled; for a holder that handled
+-- nothing yet, the reader's start if that reader is of its generation; otherwise
+-- undefined (nothing was relayed to it: the first entry that comes is its start).
+local function position_of(i)
     if i >= mapped then
-        return base()
+        return nil
     end
     local a = p
     local b = base_of(i)
@@ -247,31 +265,40 @@ function ____exports.done_of(i)
     if ms == nil then
         ms, n, seq = a[b + S_BMS], a[b + S_BN], a[b + S_BSEQ]
     end
-    if a[b + S_PID] == 0 or ms < 0 then
-        return base()
+    if a[b + S_PID] == 0 then
+        return nil
+    end
+    if ms < 0 then
+        local ____temp_1
+        if a[b + S_GEN] == a[H_GEN] then
+            ____temp_1 = base()
+        else
+            ____temp_1 = nil
+        end
+        return ____temp_1
     end
     return {ms = ms, n = n, seq = seq}
 end
---- The least position of slots 0 .. count - 1: the instance's position.
+--- Where slot i wants entries after: its position, else the reader's start.
+function ____exports.done_of(i)
+    return position_of(i) or base()
+end
+--- The least position of slots 0 .. count - 1, the instance's position; the reader's
+-- start while none has one. A slot without one (a worker that handled nothing yet)
+-- takes the first entry that reaches it, which is still in its pipe.
 function ____exports.least(count)
     local low
     do
         local i = 0
         while i < count do
-            do
-                local d = ____exports.done_of(i)
-                if d == nil then
-                    goto __continue45
-                end
-                if low == nil or before(d.ms, d.n, low.ms, low.n) then
-                    low = d
-                end
+            local d = position_of(i)
+            if d ~= nil and (low == nil or before(d.ms, d.n, low.ms, low.n)) then
+                low = d
             end
-            ::__continue45::
             i = i + 1
         end
     end
-    return low
+    return low or base()
 end
 --- What identifies slot i's current request to resend: holder and want count ("" when none).
 function ____exports.want_of(i)
@@ -322,11 +349,16 @@ function ____exports.take()
     local dms = ms or -1
     local dn = n or 0
     local dseq = seq or 0
+    local ours = our_base()
     local from = base()
-    if pid == 0 or dms < 0 or from ~= nil and before(dms, dn, from.ms, from.n) then
-        dms = from == nil and -1 or from.ms
-        dn = from == nil and 0 or from.n
-        dseq = from == nil and 0 or from.seq
+    if pid == 0 or dms < 0 then
+        dms = ours == nil and -1 or ours.ms
+        dn = ours == nil and 0 or ours.n
+        dseq = ours == nil and 0 or ours.seq
+    elseif from ~= nil and before(dms, dn, from.ms, from.n) then
+        dms = from.ms
+        dn = from.n
+        dseq = from.seq
     end
     local v = a[b + S_VER]
     a[b + S_VER] = v + 1
@@ -335,6 +367,7 @@ function ____exports.take()
     a[b + S_MS] = dms
     a[b + S_N] = dn
     a[b + S_SEQ] = dseq
+    a[b + S_GEN] = my_gen
     a[b + S_VER] = v + 2
     a[b + S_BUSY] = 0
     holding = true

@@ -53,10 +53,11 @@ const MAP_SHARED = 1;
 /** Doubles: the header, then SLOT per worker id. */
 const HEADER = 8;
 const SLOT = 16;
-// header: the reader's start position, for slots that never had a holder
-// (0: its seqlock; 1, 2, 3: ms, n, seq)
+// header: the reader's start position (0: its seqlock; 1, 2, 3: ms, n, seq), and
+// the generation of the reader that set it
 const H_MS = 1;
 const H_SET = 4;
+const H_GEN = 5;
 // slot
 const S_VER = 0;
 const S_PID = 1;
@@ -71,6 +72,8 @@ const S_WANT = 7;
 const S_BMS = 8;
 const S_BN = 9;
 const S_BSEQ = 10;
+/** The holder's generation (its cycle's address): its own reader relays to it. */
+const S_GEN = 11;
 
 /** How often a seqlock read is tried before the record counts as unreadable now. */
 const TRIES = 1000;
@@ -84,6 +87,7 @@ let mapped = 0;
 let my_id = -1;
 let my_pid = 0;
 let my_start = 0;
+let my_gen = 0;
 /** This worker holds its slot. */
 let holding = false;
 /** The position the last want asked to be resent after: asked once per position. */
@@ -175,8 +179,8 @@ export function open(key: string, count: number): LuaMultiReturn<[true] | [undef
     if (id === undefined) {
         return $multi(undefined, "not a worker");
     }
-    const [root, ns, master, mstart] = string.match(shim.dir(), "^(.*)/(%d+)%-(%d+)%-(%d+)%-%x+/?$");
-    if (mstart === undefined) {
+    const [root, ns, master, mstart, cycle] = string.match(shim.dir(), "^(.*)/(%d+)%-(%d+)%-(%d+)%-(%x+)/?$");
+    if (cycle === undefined) {
         return $multi(undefined, `unexpected instance directory ${shim.dir()}`);
     }
     const digest = string.gsub(string.sub(ngx.sha1_bin(key), 1, 8), ".",
@@ -206,6 +210,7 @@ export function open(key: string, count: number): LuaMultiReturn<[true] | [undef
     my_id = id;
     my_pid = ngx.worker.pid();
     my_start = start_of(my_pid) ?? 0;
+    my_gen = tonumber(cycle, 16) ?? 0;
     return $multi(true);
 }
 
@@ -248,7 +253,7 @@ function write3(b: number, o: number, x: number, y: number, z: number): void {
     a[b] = v + 2;
 }
 
-/** The reader's start position, for slots that never had a holder; undefined before a reader set it. */
+/** The reader's start position; undefined before a reader set it. */
 function base(): Position | undefined {
     const [ms, n, seq] = read3(0, H_MS);
     if (ms === undefined || p![H_SET] !== 1) {
@@ -257,10 +262,20 @@ function base(): Position | undefined {
     return { ms, n: n!, seq: seq! };
 }
 
-/** The reader sets where it starts, before it relays anything. */
+/**
+ * The reader sets where it starts, and its generation, before it relays anything:
+ * the generation first, so that whoever sees the old one knows that this reader has
+ * relayed nothing yet.
+ */
 export function set_base(pos: Position): void {
+    p![H_GEN] = my_gen;
     write3(0, H_MS, pos.ms, pos.n, pos.seq);
     p![H_SET] = 1;
+}
+
+/** The reader's start, when a reader of this worker's generation set it (it may have relayed to us since). */
+function our_base(): Position | undefined {
+    return p![H_GEN] === my_gen ? base() : undefined;
 }
 
 /** Whether a is before b. */
@@ -269,13 +284,13 @@ function before(ams: number, an: number, bms: number, bn: number): boolean {
 }
 
 /**
- * Where slot i stands: its holder's last entry, or for a slot that never had a
- * holder (or whose holder handled nothing yet) the reader's start; undefined when
- * neither is known or the record is being written.
+ * Where slot i stands: the last entry its holders handled; for a holder that handled
+ * nothing yet, the reader's start if that reader is of its generation; otherwise
+ * undefined (nothing was relayed to it: the first entry that comes is its start).
  */
-export function done_of(i: number): Position | undefined {
+function position_of(i: number): Position | undefined {
     if (i >= mapped) {
-        return base();
+        return undefined;
     }
     const a = p!;
     const b = base_of(i);
@@ -285,25 +300,35 @@ export function done_of(i: number): Position | undefined {
         // which is in `begun` and is not written meanwhile.
         [ms, n, seq] = [a[b + S_BMS], a[b + S_BN], a[b + S_BSEQ]];
     }
-    if (a[b + S_PID] === 0 || ms < 0) {
-        return base();
+    if (a[b + S_PID] === 0) {
+        return undefined;
+    }
+    if (ms < 0) {
+        // handled nothing yet: a reader of its generation may have relayed to it since its start
+        return a[b + S_GEN] === a[H_GEN] ? base() : undefined;
     }
     return { ms, n: n!, seq: seq! };
 }
 
-/** The least position of slots 0 .. count - 1: the instance's position. */
+/** Where slot i wants entries after: its position, else the reader's start. */
+export function done_of(i: number): Position | undefined {
+    return position_of(i) ?? base();
+}
+
+/**
+ * The least position of slots 0 .. count - 1, the instance's position; the reader's
+ * start while none has one. A slot without one (a worker that handled nothing yet)
+ * takes the first entry that reaches it, which is still in its pipe.
+ */
 export function least(count: number): Position | undefined {
     let low: Position | undefined;
     for (let i = 0; i < count; i++) {
-        const d = done_of(i);
-        if (d === undefined) {
-            continue;
-        }
-        if (low === undefined || before(d.ms, d.n, low.ms, low.n)) {
+        const d = position_of(i);
+        if (d !== undefined && (low === undefined || before(d.ms, d.n, low.ms, low.n))) {
             low = d;
         }
     }
-    return low;
+    return low ?? base();
 }
 
 /** What identifies slot i's current request to resend: holder and want count ("" when none). */
@@ -366,12 +391,20 @@ export function take(): Taken {
     let dms = ms ?? -1;
     let dn = n ?? 0;
     let dseq = seq ?? 0;
-    // never held, or left behind by an earlier generation with more workers: start where the reader did
+    const ours = our_base();
     const from = base();
-    if (pid === 0 || dms < 0 || (from !== undefined && before(dms, dn, from.ms, from.n))) {
-        dms = from === undefined ? -1 : from.ms;
-        dn = from === undefined ? 0 : from.n;
-        dseq = from === undefined ? 0 : from.seq;
+    if (pid === 0 || dms < 0) {
+        // Never held, or the predecessor handled nothing: the reader of this generation
+        // relayed to this id only after its start; with none yet, the first entry that
+        // comes is where this worker starts.
+        dms = ours === undefined ? -1 : ours.ms;
+        dn = ours === undefined ? 0 : ours.n;
+        dseq = ours === undefined ? 0 : ours.seq;
+    } else if (from !== undefined && before(dms, dn, from.ms, from.n)) {
+        // left behind by an earlier generation with more workers than the last reader's
+        dms = from.ms;
+        dn = from.n;
+        dseq = from.seq;
     }
     const v = a[b + S_VER];
     a[b + S_VER] = v + 1;
@@ -380,6 +413,7 @@ export function take(): Taken {
     a[b + S_MS] = dms;
     a[b + S_N] = dn;
     a[b + S_SEQ] = dseq;
+    a[b + S_GEN] = my_gen;
     a[b + S_VER] = v + 2;
     a[b + S_BUSY] = 0;
     holding = true;
