@@ -8,8 +8,12 @@ ____exports.LOCAL_NAME = dispatch.RESERVED .. "cluster"
 --- Bytes a local broadcast adds per packet, and per alert, beyond name and data (an upper bound).
 local PACKET_OVERHEAD = 64
 local PACKET_PAYLOAD = 4000
---- How long a worker waits for its slot before it says so in the log (seconds).
-local SLOT_WAIT_LOG = 1
+--- How often a worker that waits for its slot tries again, and after how long it says so (seconds).
+local RETAKE_EVERY = 0.005
+local RETAKE_LOG = 1
+--- A timer tries to take this worker's slot over (retake).
+local retaking = false
+local retake_since = 0
 --- Header "instance_len pid worker_id name_len prev_id id seq\n", then instance, name
 -- and data: the entry's id and sequence number, and the id of the entry relayed
 -- before it (so a worker sees that it missed one).
@@ -20,32 +24,52 @@ end
 function ____exports.packed(size)
     return #____exports.LOCAL_NAME + size + PACKET_OVERHEAD * (2 + math.floor(size / PACKET_PAYLOAD))
 end
---- Takes this worker's slot over, or waits (yielding) until it can; false once the worker is exiting.
+local function retake(premature)
+    if premature or ngx.worker.exiting() then
+        retaking = false
+        return
+    end
+    local ok, again = slots.take()
+    if ok then
+        retaking = false
+        counters.redelivered = counters.redelivered + again
+        return
+    end
+    ngx.update_time()
+    if retake_since >= 0 and ngx.now() - retake_since >= RETAKE_LOG then
+        retake_since = -1
+        ngx.log(
+            ngx.NOTICE,
+            "ngx.ipc: cluster: worker ",
+            ngx.worker.pid(),
+            " (id ",
+            ngx.worker.id(),
+            ") waits for its predecessor to finish a handler before it handles cluster alerts"
+        )
+    end
+    local t, err = ngx.timer.at(RETAKE_EVERY, retake)
+    if t == nil then
+        retaking = false
+        ngx.log(ngx.ERR, "ngx.ipc: cluster: cannot wait for this worker's slot: ", err)
+    end
+end
+--- Takes this worker's slot over when it can. While its predecessor still runs a
+-- handler (a reload), the entries that come are let pass and a timer tries again:
+-- taking the slot asks the reader to send them again (slots.take), so the receive
+-- loop never waits on the old generation.
 local function hold()
     local ok, again = slots.take()
-    ngx.update_time()
-    local t0 = ngx.now()
-    local logged = false
-    while not ok do
-        if ngx.worker.exiting() then
-            return false
-        end
-        ngx.sleep(0.002)
-        ok, again = slots.take()
-        if not ok and not logged and ngx.now() - t0 >= SLOT_WAIT_LOG then
-            logged = true
-            ngx.log(
-                ngx.NOTICE,
-                "ngx.ipc: cluster: worker ",
-                ngx.worker.pid(),
-                " waits for its predecessor (worker id ",
-                ngx.worker.id(),
-                ") to finish a handler before it handles cluster alerts"
-            )
-        end
+    if ok then
+        counters.redelivered = counters.redelivered + again
+        return true
     end
-    counters.redelivered = counters.redelivered + again
-    return true
+    if not retaking then
+        ngx.update_time()
+        retake_since = ngx.now()
+        local t = ngx.timer.at(RETAKE_EVERY, retake)
+        retaking = t ~= nil
+    end
+    return false
 end
 local function on_local(_from, env)
     local nl = string.find(env, "\n", 1, true)
@@ -87,7 +111,7 @@ local function on_local(_from, env)
         )
         return
     end
-    if ngx.worker.exiting() or not hold() or ngx.worker.exiting() then
+    if ngx.worker.exiting() or not hold() then
         counters.skipped = counters.skipped + 1
         return
     end
@@ -150,8 +174,7 @@ function ____exports.listen(key)
         return
     end
     if not ngx.worker.exiting() then
-        local ____, again = slots.take()
-        counters.redelivered = counters.redelivered + again
+        hold()
     end
 end
 return ____exports

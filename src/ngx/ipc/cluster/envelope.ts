@@ -15,8 +15,13 @@ export const LOCAL_NAME = `${dispatch.RESERVED}cluster`;
 const PACKET_OVERHEAD = 64;
 const PACKET_PAYLOAD = 4000;
 
-/** How long a worker waits for its slot before it says so in the log (seconds). */
-const SLOT_WAIT_LOG = 1;
+/** How often a worker that waits for its slot tries again, and after how long it says so (seconds). */
+const RETAKE_EVERY = 0.005;
+const RETAKE_LOG = 1;
+
+/** A timer tries to take this worker's slot over (retake). */
+let retaking = false;
+let retake_since = 0;
 
 /**
  * Header "instance_len pid worker_id name_len prev_id id seq\n", then instance, name
@@ -33,26 +38,49 @@ export function packed(size: number): number {
     return LOCAL_NAME.length + size + PACKET_OVERHEAD * (2 + math.floor(size / PACKET_PAYLOAD));
 }
 
-/** Takes this worker's slot over, or waits (yielding) until it can; false once the worker is exiting. */
-function hold(): boolean {
-    let [ok, again] = slots.take();
-    ngx.update_time();
-    const t0 = ngx.now();
-    let logged = false;
-    while (!ok) {
-        if (ngx.worker.exiting()) {
-            return false;
-        }
-        ngx.sleep(0.002);
-        [ok, again] = slots.take();
-        if (!ok && !logged && ngx.now() - t0 >= SLOT_WAIT_LOG) {
-            logged = true;
-            ngx.log(ngx.NOTICE, "ngx.ipc: cluster: worker ", ngx.worker.pid(), " waits for its predecessor (worker id ",
-                ngx.worker.id(), ") to finish a handler before it handles cluster alerts");
-        }
+function retake(premature: boolean): void {
+    if (premature || ngx.worker.exiting()) {
+        retaking = false;
+        return;
     }
-    counters.redelivered += again;
-    return true;
+    const [ok, again] = slots.take();
+    if (ok) {
+        retaking = false;
+        counters.redelivered += again;
+        return;
+    }
+    ngx.update_time();
+    if (retake_since >= 0 && ngx.now() - retake_since >= RETAKE_LOG) {
+        retake_since = -1;
+        ngx.log(ngx.NOTICE, "ngx.ipc: cluster: worker ", ngx.worker.pid(), " (id ", ngx.worker.id(),
+            ") waits for its predecessor to finish a handler before it handles cluster alerts");
+    }
+    const [t, err] = ngx.timer.at(RETAKE_EVERY, retake);
+    if (t === undefined) {
+        retaking = false;
+        ngx.log(ngx.ERR, "ngx.ipc: cluster: cannot wait for this worker's slot: ", err);
+    }
+}
+
+/**
+ * Takes this worker's slot over when it can. While its predecessor still runs a
+ * handler (a reload), the entries that come are let pass and a timer tries again:
+ * taking the slot asks the reader to send them again (slots.take), so the receive
+ * loop never waits on the old generation.
+ */
+function hold(): boolean {
+    const [ok, again] = slots.take();
+    if (ok) {
+        counters.redelivered += again;
+        return true;
+    }
+    if (!retaking) {
+        ngx.update_time();
+        retake_since = ngx.now();
+        const [t] = ngx.timer.at(RETAKE_EVERY, retake);
+        retaking = t !== undefined;
+    }
+    return false;
 }
 
 function on_local(_from: number, env: string): void {
@@ -80,7 +108,7 @@ function on_local(_from: number, env: string): void {
     }
     // Once it shuts down (reload, quit) a worker begins no handler: its slot passes to
     // the next generation's worker with its id, which goes on after its last entry.
-    if (ngx.worker.exiting() || !hold() || ngx.worker.exiting()) {
+    if (ngx.worker.exiting() || !hold()) {
         counters.skipped += 1;
         return;
     }
@@ -117,7 +145,6 @@ export function listen(key: string): void {
         return;
     }
     if (!ngx.worker.exiting()) {
-        const [, again] = slots.take();
-        counters.redelivered += again;
+        hold();
     }
 }
