@@ -148,7 +148,7 @@ local function wait_slots(inst, n, workers, timeout)
 end
 
 describe("ipc.cluster exactly once per worker", function()
-  local r, insts
+  local r, insts, a_inst, b_inst, h
 
   before_each(function()
     insts = {}
@@ -165,8 +165,9 @@ describe("ipc.cluster exactly once per worker", function()
     end
   end)
 
-  -- instances A (publishes) and B (the one things happen to), 2 workers each
-  local function two(redis_opts)
+  -- instances A (publishes) and B (the one things happen to), 2 workers each,
+  -- both reading; `before(B)` runs then, and A's worker starts publishing 3,000
+  local function stream(redis_opts, before)
     r = redis.start(redis_opts or {})
     for k = 1, 2 do
       insts[k] = nginx.start { workers = 2, init_worker = worker_code(r.addr) }
@@ -177,92 +178,81 @@ describe("ipc.cluster exactly once per worker", function()
         return inst:run(w0, "return ipc.stats().cluster.reader")
       end, 20, "worker 0 of the instance to read the stream")
     end
-    return insts[1], insts[2]
+    a_inst, b_inst = insts[1], insts[2]
+    if before then
+      before(b_inst)
+    end
+    h = a_inst:spawn({ a_inst:workers()[1] }, publisher(3000))
   end
 
-  local function handled(inst, pid)
-    return inst:run(pid, "return T.dict:get('handled') or 0")
+  -- waits until B's workers (pid: a current one, default worker 0) handled n in all
+  local function at_b(n, pid)
+    b_inst:wait_for(function()
+      local got = b_inst:run(pid or b_inst:by_id()[0], "return T.dict:get('handled') or 0")
+      return got >= n, got
+    end, 30, n .. " alerts handled at instance B")
   end
 
-  local function finish(a_inst, h)
-    local a = a_inst:workers()[1]
-    local res = a_inst:collect(h, 120)[a]
+  -- the publisher's end: the broadcasts refused (and sent again), and the stream
+  local function stream_end()
+    local res = a_inst:collect(h, 120)[a_inst:workers()[1]]
     assert.is_true(res.ok, tostring(res.err))
     assert.is_true(res.v[1], tostring(res.v[2]))
-    return res.v[2]
+    return stream_of(r), res.v[2]
+  end
+
+  -- A did not move: each of its worker ids handled the whole stream once
+  local function check_a(truth)
+    wait_slots(a_inst, #truth, 2)
+    assert_exactly_once(a_inst, "A", truth, 2)
+  end
+
+  local function stats(pid)
+    return b_inst:run(pid, "return ipc.stats().cluster")
   end
 
   it("reload twice under a stream of 3,000 broadcasts: each worker id handles every alert once, in order", function()
-    local a_inst, b_inst = two()
-    local a = a_inst:workers()[1]
-    local h = a_inst:spawn({ a }, publisher(3000))
-    b_inst:wait_for(function()
-      local n = handled(b_inst, b_inst:workers()[1])
-      return n >= 1000, n
-    end, 30, "1,000 alerts handled at instance B")
+    stream()
+    at_b(1000)
     local _, g2 = b_inst:reload()
-    b_inst:wait_for(function()
-      local n = handled(b_inst, g2[1])
-      return n >= 3000, n
-    end, 30, "3,000 alerts handled at instance B")
+    at_b(3000, g2[1])
     local _, g3 = b_inst:reload()
-    finish(a_inst, h)
-    local truth = stream_of(r)
+    local truth = stream_end()
     assert.are.equal(3000, #truth, "entries in the stream")
     wait_slots(b_inst, #truth, 2)
-    wait_slots(a_inst, #truth, 2)
     assert_exactly_once(b_inst, "B (reloaded twice)", truth, 2)
-    assert_exactly_once(a_inst, "A", truth, 2)
+    check_a(truth)
     for _, p in ipairs(g3) do
-      local s = b_inst:run(p, "return ipc.stats().cluster")
-      assert.are.equal(0, s.redelivered, "redelivered at " .. p)
+      assert.are.equal(0, stats(p).redelivered, "redelivered at " .. p)
     end
   end)
 
   it("reload while an old worker is inside a slow handler: the new one takes its id over after it, and gets what came meanwhile", function()
-    local a_inst, b_inst = two()
-    local old = b_inst:by_id()
-    b_inst:run(old[1], "T.dict:set('slow:' .. ngx.worker.pid(), 0.3) return true")
-    local a = a_inst:workers()[1]
-    local h = a_inst:spawn({ a }, publisher(3000))
-    b_inst:wait_for(function()
-      local n = handled(b_inst, old[0])
-      return n >= 300, n
-    end, 30, "300 alerts handled at instance B")
-    local _, g2 = b_inst:reload()
-    finish(a_inst, h)
-    local truth = stream_of(r)
+    stream(nil, function(b)
+      b:run(b:by_id()[1], "T.dict:set('slow:' .. ngx.worker.pid(), 0.3) return true")
+    end)
+    at_b(300)
+    b_inst:reload()
+    local truth = stream_end()
     wait_slots(b_inst, #truth, 2)
     local new = b_inst:by_id()
-    local s1 = b_inst:run(new[1], "return ipc.stats().cluster")
-    local s0 = b_inst:run(new[0], "return ipc.stats().cluster")
+    local s1, s0 = stats(new[1]), stats(new[0])
     comment("new worker 1: skipped %d while its id was not free, redelivered %d; the new reader's rewinds %d",
       s1.skipped, s1.redelivered, s0.rewinds)
-    assert.are.equal(2, #g2)
     assert_exactly_once(b_inst, "B (reload, old worker 1 slow)", truth, 2)
-    wait_slots(a_inst, #truth, 2)
-    assert_exactly_once(a_inst, "A", truth, 2)
+    check_a(truth)
   end)
 
   it("reload from 2 workers to 3 and back under a stream: ids 0 and 1 handle every alert once, id 2 a run of it once", function()
-    local a_inst, b_inst = two()
-    local a = a_inst:workers()[1]
-    local h = a_inst:spawn({ a }, publisher(3000))
-    b_inst:wait_for(function()
-      local n = handled(b_inst, b_inst:workers()[1])
-      return n >= 1000, n
-    end, 30, "1,000 alerts handled at instance B")
+    stream()
+    at_b(1000)
     b_inst.nworkers = 3
     local _, g2 = b_inst:reload()
     assert.are.equal(3, #g2, "workers of the second generation")
-    b_inst:wait_for(function()
-      local n = handled(b_inst, g2[1])
-      return n >= 3500, n
-    end, 30, "3,500 alerts handled at instance B")
+    at_b(3500, g2[1])
     b_inst.nworkers = 2
     b_inst:reload()
-    finish(a_inst, h)
-    local truth = stream_of(r)
+    local truth = stream_end()
     assert.are.equal(3000, #truth, "entries in the stream")
     wait_slots(b_inst, #truth, 2)
     assert_exactly_once(b_inst, "B (2, 3, then 2 workers)", truth, 2)
@@ -281,28 +271,21 @@ describe("ipc.cluster exactly once per worker", function()
     end
     comment("B worker id 2 (pid %s): handled %d alerts, stream entries %d..%d, each once, in order",
       s2.pids[1], #s2.list, k, k + #s2.list - 1)
-    wait_slots(a_inst, #truth, 2)
-    assert_exactly_once(a_inst, "A", truth, 2)
+    check_a(truth)
   end)
 
   it("quit in the middle of a stream: each worker id handled a prefix of it, once, in order, and the saved position is not past it", function()
-    local a_inst, b_inst = two()
-    local a = a_inst:workers()[1]
-    local h = a_inst:spawn({ a }, publisher(3000))
-    b_inst:wait_for(function()
-      local n = handled(b_inst, b_inst:workers()[1])
-      return n >= 1000, n
-    end, 30, "1,000 alerts handled at instance B")
+    stream()
+    at_b(1000)
     local secs, qerr = b_inst:quit(15)
     assert.is_truthy(secs, qerr)
-    finish(a_inst, h)
-    local truth = stream_of(r)
+    local truth = stream_end()
     local low
     for id, s in pairs(slots_of(b_inst)) do
-      local a_ = account(s.list, truth, #s.list)
+      local acc = account(s.list, truth, #s.list)
       comment("B worker id %d (pid %s): handled the first %d of %d, lost %d, duplicates %d, out of order %d",
-        id, table.concat(s.pids, " "), #s.list, #truth, a_.lost, a_.dups, a_.order)
-      assert.are.same({ handled = #s.list, lost = 0, dups = 0, stray = 0, order = 0 }, a_, "worker id " .. id)
+        id, table.concat(s.pids, " "), #s.list, #truth, acc.lost, acc.dups, acc.order)
+      assert.are.same({ handled = #s.list, lost = 0, dups = 0, stray = 0, order = 0 }, acc, "worker id " .. id)
       low = math.min(low or math.huge, #s.list)
     end
     assert.is_true(low >= 500, "alerts handled by every worker id: " .. tostring(low))
@@ -311,60 +294,44 @@ describe("ipc.cluster exactly once per worker", function()
     local pos = tonumber(r:cli("GET", key):match(" (%d+)"))
     comment("B's saved position: sequence number %d; its workers stopped after %d and more", pos, low)
     assert.is_true(pos <= low, ("saved position %d past the least handled %d"):format(pos, low))
-    wait_slots(a_inst, #truth, 2)
-    assert_exactly_once(a_inst, "A", truth, 2)
+    check_a(truth)
   end)
 
   it("kill -9 of a worker, then of the reader, in the middle of a stream: their replacements go on exactly where they stopped", function()
-    local a_inst, b_inst = two()
-    local a = a_inst:workers()[1]
-    local h = a_inst:spawn({ a }, publisher(3000))
+    stream()
     local bw = b_inst:by_id()
-    b_inst:wait_for(function()
-      local n = handled(b_inst, bw[0])
-      return n >= 800, n
-    end, 30, "800 alerts handled at instance B")
+    at_b(800)
     local new1 = b_inst:kill9(bw[1])
-    b_inst:wait_for(function()
-      local n = handled(b_inst, bw[0])
-      return n >= 2400, n
-    end, 30, "1,200 alerts handled at instance B")
+    at_b(2400)
     local new0 = b_inst:kill9(bw[0])
     b_inst:wait_for(function()
-      return b_inst:run(new0, "return ipc.stats().cluster.reader")
+      return stats(new0).reader
     end, 20, "the replacement of worker 0 to read")
-    finish(a_inst, h)
-    local truth = stream_of(r)
+    local truth = stream_end()
     wait_slots(b_inst, #truth, 2)
     local again = 0
     for _, p in ipairs({ new0, new1 }) do
-      local s = b_inst:run(p, "return ipc.stats().cluster")
+      local s = stats(p)
       comment("replacement %d: redelivered %d, skipped %d, rewinds %d", p, s.redelivered, s.skipped, s.rewinds)
       again = again + s.redelivered
     end
     -- a worker killed inside a handler: the one at-least-once case, counted (not expected here)
     assert.are.equal(0, again, "alerts a replacement handled again (its predecessor died inside the handler)")
     assert_exactly_once(b_inst, "B (kill -9 of worker 1, then 0)", truth, 2)
-    assert_exactly_once(a_inst, "A", truth, 2)
+    check_a(truth)
   end)
 
   it("kill -9 of a worker inside a handler, alerts piled up behind it: that alert is handled again and counted, no other", function()
-    local a_inst, b_inst = two()
+    stream(nil, function(b)
+      b:run(b:by_id()[1], "T.dict:set('slow:' .. ngx.worker.pid(), 0.02) return true")
+    end)
     local bw = b_inst:by_id()
-    b_inst:run(bw[1], "T.dict:set('slow:' .. ngx.worker.pid(), 0.02) return true")
-    local a = a_inst:workers()[1]
-    local h = a_inst:spawn({ a }, publisher(3000))
     -- worker 1 handles 50 a second: what it took from its pipe waits in its memory
-    b_inst:wait_for(function()
-      local n = handled(b_inst, bw[0])
-      return n >= 300, n
-    end, 30, "300 alerts handled at instance B")
+    at_b(300)
     local new1 = b_inst:kill9(bw[1])
-    finish(a_inst, h)
-    local truth = stream_of(r)
+    local truth = stream_end()
     wait_slots(b_inst, #truth, 2)
-    local s1 = b_inst:run(new1, "return ipc.stats().cluster")
-    local s0 = b_inst:run(bw[0], "return ipc.stats().cluster")
+    local s1, s0 = stats(new1), stats(bw[0])
     local slot1 = slots_of(b_inst)[1]
     local acc = account(slot1.list, truth)
     comment("worker id 1, pid (alerts) %s (%d) -> %s (%d): lost %d, duplicates %d; the replacement's redelivered %d, skipped %d; the reader's rewinds %d",
@@ -379,21 +346,14 @@ describe("ipc.cluster exactly once per worker", function()
   end)
 
   it("Redis (appendonly yes) restarts in the middle of a stream: each worker id handles every entry once", function()
-    local a_inst, b_inst = two({ appendonly = true })
-    local a = a_inst:workers()[1]
-    local h = a_inst:spawn({ a }, publisher(3000))
-    b_inst:wait_for(function()
-      local n = handled(b_inst, b_inst:workers()[1])
-      return n >= 800, n
-    end, 30, "800 alerts handled at instance B")
+    stream({ appendonly = true })
+    at_b(800)
     r:restart()
-    local failed = finish(a_inst, h)
+    local truth, failed = stream_end()
     comment("broadcasts refused while Redis was down, then sent again: %d", failed)
-    local truth = stream_of(r)
     assert.is_true(#truth >= 3000, "entries in the stream: " .. #truth)
     wait_slots(b_inst, #truth, 2)
-    wait_slots(a_inst, #truth, 2)
     assert_exactly_once(b_inst, "B", truth, 2)
-    assert_exactly_once(a_inst, "A", truth, 2)
+    check_a(truth)
   end)
 end)

@@ -89,76 +89,63 @@ local function on_local(_from, env)
     local k = tonumber(nlen)
     local inst = string.sub(env, nl + 1, nl + i)
     local name = string.sub(env, nl + i + 1, nl + i + k)
-    local from_id = tonumber(wid)
-    if not slots.ready() then
-        counters.received = counters.received + 1
-        local ____dispatch_invoke_3 = dispatch.invoke
-        local ____string_sub_result_1 = string.sub(env, nl + i + k + 1)
-        local ____tonumber_result_2 = tonumber(pid)
-        local ____temp_0
-        if from_id < 0 then
-            ____temp_0 = nil
-        else
-            ____temp_0 = from_id
+    local ready = slots.ready()
+    if ready then
+        if ngx.worker.exiting() or not hold() then
+            counters.skipped = counters.skipped + 1
+            return
         end
-        ____dispatch_invoke_3(
-            name,
-            ____string_sub_result_1,
-            ____tonumber_result_2,
-            ____temp_0,
-            inst,
-            inst ~= state.instance
+        local e_ms = tonumber(ms)
+        local e_n = tonumber(n)
+        local e_seq = tonumber(seq)
+        local verdict, trimmed = slots.verdict(
+            tonumber(pms),
+            tonumber(pn),
+            e_ms,
+            e_n,
+            e_seq
         )
-        return
-    end
-    if ngx.worker.exiting() or not hold() then
-        counters.skipped = counters.skipped + 1
-        return
-    end
-    local e_ms = tonumber(ms)
-    local e_n = tonumber(n)
-    local e_seq = tonumber(seq)
-    local verdict, trimmed = slots.verdict(
-        tonumber(pms),
-        tonumber(pn),
-        e_ms,
-        e_n,
-        e_seq
-    )
-    if verdict ~= slots.HANDLE then
-        counters.skipped = counters.skipped + 1
-        if verdict == slots.GAP then
-            slots.want()
+        if verdict ~= slots.HANDLE then
+            counters.skipped = counters.skipped + 1
+            if verdict == slots.GAP then
+                slots.want()
+            end
+            return
         end
-        return
+        counters.lost = counters.lost + trimmed
+        slots.begin(e_ms, e_n, e_seq)
     end
-    counters.lost = counters.lost + trimmed
+    local id = tonumber(wid)
     counters.received = counters.received + 1
-    slots.begin(e_ms, e_n, e_seq)
-    local ____dispatch_invoke_7 = dispatch.invoke
-    local ____string_sub_result_5 = string.sub(env, nl + i + k + 1)
-    local ____tonumber_result_6 = tonumber(pid)
-    local ____temp_4
-    if from_id < 0 then
-        ____temp_4 = nil
+    local ____dispatch_invoke_3 = dispatch.invoke
+    local ____string_sub_result_1 = string.sub(env, nl + i + k + 1)
+    local ____tonumber_result_2 = tonumber(pid)
+    local ____temp_0
+    if id < 0 then
+        ____temp_0 = nil
     else
-        ____temp_4 = from_id
+        ____temp_0 = id
     end
-    ____dispatch_invoke_7(
+    ____dispatch_invoke_3(
         name,
-        ____string_sub_result_5,
-        ____tonumber_result_6,
-        ____temp_4,
+        ____string_sub_result_1,
+        ____tonumber_result_2,
+        ____temp_0,
         inst,
         inst ~= state.instance
     )
-    slots.finish()
+    if ready then
+        slots.finish()
+    end
 end
 --- Registers this worker's handler of the local alert, and maps the slots (`key`
 -- names the stream and its Redis). A replacement of a worker killed with -9 takes
 -- its slot over at once, asking for what its predecessor may not have handled.
 function ____exports.listen(key)
     dispatch.reserve(____exports.LOCAL_NAME, on_local)
+    if ngx.worker.id() == nil then
+        return
+    end
     local ok, err = slots.open(
         key,
         ngx.worker.count()

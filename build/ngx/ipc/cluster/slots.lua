@@ -2,6 +2,8 @@ local ____exports = {}
 local base_of, HEADER, SLOT, S_MS, S_N, S_WANT, p, my_id, wanted_at
 local ffi = require("ffi")
 local shim = require("ngx.ipc.shim")
+local ____state = require("ngx.ipc.cluster.state")
+local read_text = ____state.read_text
 function base_of(i)
     return HEADER + SLOT * i
 end
@@ -63,15 +65,6 @@ function ____exports.ready()
 end
 local function errstr()
     return ffi.string(C.ngx_ipc_cl_strerror(ffi.errno()))
-end
-local function read_text(file)
-    local f = io.open(file, "r")
-    if f == nil then
-        return nil
-    end
-    local s = f:read("*a")
-    f:close()
-    return s
 end
 --- A process's start time (clock ticks since boot), or undefined when it is gone or a zombie.
 local function start_of(pid)

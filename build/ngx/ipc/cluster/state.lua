@@ -27,7 +27,8 @@ end
 function ____exports.set_settings(s)
     ____exports.settings = s
 end
-local function read_text(path)
+--- A whole file's text (from /proc), or undefined when it cannot be read.
+function ____exports.read_text(path)
     local f = io.open(path, "r")
     if f == nil then
         return nil
@@ -40,7 +41,7 @@ end
 -- instance directory (<pidns>-<master pid>-<start in clock ticks>-<cycle>).
 local function find_instance()
     local host = (string.match(
-        read_text("/proc/sys/kernel/hostname") or "",
+        ____exports.read_text("/proc/sys/kernel/hostname") or "",
         "^%s*(.-)%s*$"
     ))
     local master, start = string.match(
@@ -48,7 +49,7 @@ local function find_instance()
         "%d+%-(%d+)%-(%d+)%-%x+/?$"
     )
     local btime = string.match(
-        read_text("/proc/stat") or "",
+        ____exports.read_text("/proc/stat") or "",
         "\nbtime (%d+)"
     )
     ____exports.master_pid = tonumber(master) or 0
@@ -57,7 +58,7 @@ local function find_instance()
 end
 --- Whether process `pid` is alive and a child of this instance's master.
 function ____exports.our_worker(pid)
-    local stat = read_text(("/proc/" .. pid) .. "/stat")
+    local stat = ____exports.read_text(("/proc/" .. pid) .. "/stat")
     if stat == nil then
         return false
     end

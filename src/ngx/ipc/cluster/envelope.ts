@@ -99,36 +99,35 @@ function on_local(_from: number, env: string): void {
     const k = tonumber(nlen)!;
     const inst = string.sub(env, nl + 1, nl + i);
     const name = string.sub(env, nl + i + 1, nl + i + k);
-    const from_id = tonumber(wid)!;
-    if (!slots.ready()) {
-        counters.received += 1;
-        dispatch.invoke(name, string.sub(env, nl + i + k + 1), tonumber(pid)!, from_id < 0 ? undefined : from_id,
-            inst, inst !== state.instance);
-        return;
-    }
-    // Once it shuts down (reload, quit) a worker begins no handler: its slot passes to
-    // the next generation's worker with its id, which goes on after its last entry.
-    if (ngx.worker.exiting() || !hold()) {
-        counters.skipped += 1;
-        return;
-    }
-    const e_ms = tonumber(ms)!;
-    const e_n = tonumber(n)!;
-    const e_seq = tonumber(seq)!;
-    const [verdict, trimmed] = slots.verdict(tonumber(pms)!, tonumber(pn)!, e_ms, e_n, e_seq);
-    if (verdict !== slots.HANDLE) {
-        counters.skipped += 1;
-        if (verdict === slots.GAP) {
-            slots.want();
+    const ready = slots.ready();
+    if (ready) {
+        // Once it shuts down (reload, quit) a worker begins no handler: its slot passes to
+        // the next generation's worker with its id, which goes on after its last entry.
+        if (ngx.worker.exiting() || !hold()) {
+            counters.skipped += 1;
+            return;
         }
-        return;
+        const e_ms = tonumber(ms)!;
+        const e_n = tonumber(n)!;
+        const e_seq = tonumber(seq)!;
+        const [verdict, trimmed] = slots.verdict(tonumber(pms)!, tonumber(pn)!, e_ms, e_n, e_seq);
+        if (verdict !== slots.HANDLE) {
+            counters.skipped += 1;
+            if (verdict === slots.GAP) {
+                slots.want();
+            }
+            return;
+        }
+        counters.lost += trimmed;
+        slots.begin(e_ms, e_n, e_seq);
     }
-    counters.lost += trimmed;
+    const id = tonumber(wid)!;
     counters.received += 1;
-    slots.begin(e_ms, e_n, e_seq);
-    dispatch.invoke(name, string.sub(env, nl + i + k + 1), tonumber(pid)!, from_id < 0 ? undefined : from_id,
-        inst, inst !== state.instance);
-    slots.finish();
+    dispatch.invoke(name, string.sub(env, nl + i + k + 1), tonumber(pid)!, id < 0 ? undefined : id, inst,
+        inst !== state.instance);
+    if (ready) {
+        slots.finish();
+    }
 }
 
 /**
@@ -138,6 +137,10 @@ function on_local(_from: number, env: string): void {
  */
 export function listen(key: string): void {
     dispatch.reserve(LOCAL_NAME, on_local);
+    if (ngx.worker.id() === undefined) {
+        // not a worker (the privileged agent): no slot, it handles what it gets
+        return;
+    }
     const [ok, err] = slots.open(key, ngx.worker.count());
     if (ok === undefined) {
         ngx.log(ngx.ERR, "ngx.ipc: cluster: ", err, "; this worker handles every relayed alert it gets, ",

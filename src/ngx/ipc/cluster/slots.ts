@@ -18,6 +18,7 @@
 // the entry it was finishing in `begun`, which its successor completes.
 import * as ffi from "ffi";
 import * as shim from "../shim";
+import { read_text } from "./state";
 
 ffi.cdef(`
 int ngx_ipc_cl_open(const char *path, int flags, int mode) __asm__("open");
@@ -109,16 +110,6 @@ export function ready(): boolean {
 
 function errstr(): string {
     return ffi.string(C.ngx_ipc_cl_strerror(ffi.errno()));
-}
-
-function read_text(file: string): string | undefined {
-    const [f] = io.open(file, "r");
-    if (f === undefined) {
-        return undefined;
-    }
-    const s = f.read("*a");
-    f.close();
-    return s;
 }
 
 /** A process's start time (clock ticks since boot), or undefined when it is gone or a zombie. */

@@ -42,7 +42,8 @@ export function set_settings(s: Settings): void {
     settings = s;
 }
 
-function read_text(path: string): string | undefined {
+/** A whole file's text (from /proc), or undefined when it cannot be read. */
+export function read_text(path: string): string | undefined {
     const [f] = io.open(path, "r");
     if (f === undefined) {
         return undefined;
