@@ -17,6 +17,9 @@ declare module "ffi" {
     export function errno(): number;
     function new_(ctype: string, size?: number): unknown;
     export { new_ as new };
+    /** The ctype of a declaration; raises when it is not declared. */
+    function typeof_(ctype: string): unknown;
+    export { typeof_ as typeof };
 }
 
 /**

@@ -17,7 +17,10 @@ function ____exports.want()
     wanted_at = at
     p[b + S_WANT] = p[b + S_WANT] + 1
 end
-ffi.cdef("\nint ngx_ipc_cl_open(const char *path, int flags, int mode) __asm__(\"open\");\nint ngx_ipc_cl_close(int fd) __asm__(\"close\");\nint ngx_ipc_cl_ftruncate(int fd, int64_t length) __asm__(\"ftruncate\");\nint64_t ngx_ipc_cl_lseek(int fd, int64_t offset, int whence) __asm__(\"lseek\");\nvoid *ngx_ipc_cl_mmap(void *addr, size_t length, int prot, int flags, int fd,\n    int64_t offset) __asm__(\"mmap\");\ntypedef struct {\n    uint64_t        d_ino;\n    int64_t         d_off;\n    unsigned short  d_reclen;\n    unsigned char   d_type;\n    char            d_name[256];\n} ngx_ipc_cl_dirent_t;\nvoid *ngx_ipc_cl_opendir(const char *path) __asm__(\"opendir\");\nngx_ipc_cl_dirent_t *ngx_ipc_cl_readdir(void *dir) __asm__(\"readdir64\");\nint ngx_ipc_cl_closedir(void *dir) __asm__(\"closedir\");\nint ngx_ipc_cl_unlink(const char *path) __asm__(\"unlink\");\nchar *ngx_ipc_cl_strerror(int errnum) __asm__(\"strerror\");\n")
+local declared = pcall(ffi.typeof, "ngx_ipc_cl_dirent_t")
+if not declared then
+    ffi.cdef("\nint ngx_ipc_cl_open(const char *path, int flags, int mode) __asm__(\"open\");\nint ngx_ipc_cl_close(int fd) __asm__(\"close\");\nint ngx_ipc_cl_ftruncate(int fd, int64_t length) __asm__(\"ftruncate\");\nint64_t ngx_ipc_cl_lseek(int fd, int64_t offset, int whence) __asm__(\"lseek\");\nvoid *ngx_ipc_cl_mmap(void *addr, size_t length, int prot, int flags, int fd,\n    int64_t offset) __asm__(\"mmap\");\ntypedef struct {\n    uint64_t        d_ino;\n    int64_t         d_off;\n    unsigned short  d_reclen;\n    unsigned char   d_type;\n    char            d_name[256];\n} ngx_ipc_cl_dirent_t;\nvoid *ngx_ipc_cl_opendir(const char *path) __asm__(\"opendir\");\nngx_ipc_cl_dirent_t *ngx_ipc_cl_readdir(void *dir) __asm__(\"readdir64\");\nint ngx_ipc_cl_closedir(void *dir) __asm__(\"closedir\");\nint ngx_ipc_cl_unlink(const char *path) __asm__(\"unlink\");\nchar *ngx_ipc_cl_strerror(int errnum) __asm__(\"strerror\");\n")
+end
 local C = ffi.C
 local O_RDWR = 2
 local O_CREAT = 64

@@ -20,7 +20,10 @@ import * as ffi from "ffi";
 import * as shim from "../shim";
 import { read_text } from "./state";
 
-ffi.cdef(`
+// Once per Lua VM (a module required again, as the unit specs do, must not declare twice).
+const [declared] = pcall(ffi.typeof, "ngx_ipc_cl_dirent_t");
+if (!declared) {
+    ffi.cdef(`
 int ngx_ipc_cl_open(const char *path, int flags, int mode) __asm__("open");
 int ngx_ipc_cl_close(int fd) __asm__("close");
 int ngx_ipc_cl_ftruncate(int fd, int64_t length) __asm__("ftruncate");
@@ -40,6 +43,7 @@ int ngx_ipc_cl_closedir(void *dir) __asm__("closedir");
 int ngx_ipc_cl_unlink(const char *path) __asm__("unlink");
 char *ngx_ipc_cl_strerror(int errnum) __asm__("strerror");
 `);
+}
 
 const C = ffi.C as SlotsLibc;
 
