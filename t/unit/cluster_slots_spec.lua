@@ -84,7 +84,9 @@ describe("cluster worker slots", function()
   it("the least position is the instance's; the reader's base stands for a slot of its generation with none", function()
     local r = worker(gone + 1, 0, 2, GEN1)
     r.set_base({ ms = 50, n = 0, seq = 0 })
-    assert.are.same({ ms = 100, n = 0, seq = 1 }, r.least(2), "slot 0 never held, slot 1 at 100-0")
+    -- slot 0 never held: a worker of the reader's generation still to come, which the
+    -- reader may have relayed to since its start
+    assert.are.same({ ms = 50, n = 0, seq = 0 }, r.least(2), "slot 0 never held, slot 1 at 100-0")
     -- taken after its generation's reader started: its position is that reader's start
     assert.are.same({ true, 0 }, { r.take() })
     assert.are.same({ ms = 50, n = 0, seq = 0 }, r.least(2))
@@ -130,6 +132,14 @@ describe("cluster worker slots", function()
     assert.are.same({ true, 0 }, { w.take() }, "taken; the handler had returned: nothing to run again")
     assert.are.same({ ms = 200, n = 1, seq = 10 }, w.done_of(0))
     assert.are.same({ w.PASS, 0 }, { w.verdict(200, 0, 200, 1, 10) })
+  end)
+
+  it("a slot never held counts at the base only for the generation of the reader that set it", function()
+    local w = worker(gone + 4, 0, 3, GEN2)
+    -- the base (50) was set by a reader of generation 1: nothing was relayed to slot 2 yet
+    assert.are.same({ ms = 100, n = 0, seq = 1 }, w.least(3), "slots 0 and 1 at 200-1 and 100-0, 2 never held")
+    w.set_base({ ms = 90, n = 0, seq = 0 })
+    assert.are.same({ ms = 90, n = 0, seq = 0 }, w.least(3), "slot 2, never held, of this reader's generation")
   end)
 
   it("waits while the holder runs and is not shutting down", function()

@@ -12,7 +12,7 @@ function ____exports.joined()
         return
     end
     state.start(s)
-    envelope.listen((s.stream .. "\n") .. s.endpoint.pool)
+    envelope.listen((((s.stream .. "\n") .. s.endpoint.pool) .. "\n") .. state.instance)
     if ngx.worker.id() == 0 then
         reader.start()
     end

@@ -61,7 +61,9 @@ export function joined(): void {
         return;
     }
     state.start(s);
-    envelope.listen(`${s.stream}\n${s.endpoint.pool}`);
+    // the instance (its master's start as wall-clock time) tells a master from one with
+    // the same pid and start in clock ticks after a reboot
+    envelope.listen(`${s.stream}\n${s.endpoint.pool}\n${state.instance}`);
     if (ngx.worker.id() === 0) {
         reader.start();
     }

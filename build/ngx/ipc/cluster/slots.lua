@@ -114,7 +114,7 @@ local function sweep(root, ns)
         C.ngx_ipc_cl_unlink((root .. "/") .. name)
     end
 end
---- Maps the slots' file of this master and `key` (the stream and its Redis), creating
+--- Maps the slots' file of this master and `key` (the stream, its Redis, the instance), creating
 -- it, or growing it to `count` slots. nil, err when it cannot: the caller then
 -- handles every entry it gets, without these guarantees.
 function ____exports.open(key, count)
@@ -249,8 +249,9 @@ local function before(ams, an, bms, bn)
     return ams < bms or ams == bms and an < bn
 end
 --- Where slot i stands: the last entry its holders handled; for a holder that handled
--- nothing yet, the reader's start if that reader is of its generation; otherwise
--- undefined (nothing was relayed to it: the first entry that comes is its start).
+-- nothing yet (or none yet), the reader's start if that reader is of its generation;
+-- otherwise undefined (nothing was relayed to it: the first entry that comes is its
+-- start).
 local function position_of(i)
     if i >= mapped then
         return nil
@@ -262,16 +263,22 @@ local function position_of(i)
         ms, n, seq = a[b + S_BMS], a[b + S_BN], a[b + S_BSEQ]
     end
     if a[b + S_PID] == 0 then
-        return nil
-    end
-    if ms < 0 then
         local ____temp_1
-        if a[b + S_GEN] == a[H_GEN] then
+        if a[H_GEN] == my_gen then
             ____temp_1 = base()
         else
             ____temp_1 = nil
         end
         return ____temp_1
+    end
+    if ms < 0 then
+        local ____temp_2
+        if a[b + S_GEN] == a[H_GEN] then
+            ____temp_2 = base()
+        else
+            ____temp_2 = nil
+        end
+        return ____temp_2
     end
     return {ms = ms, n = n, seq = seq}
 end

@@ -132,7 +132,7 @@ function on_local(_from: number, env: string): void {
 
 /**
  * Registers this worker's handler of the local alert, and maps the slots (`key`
- * names the stream and its Redis). A replacement of a worker killed with -9 takes
+ * names the stream, its Redis and the instance). A replacement of a worker killed with -9 takes
  * its slot over at once, asking for what its predecessor may not have handled.
  */
 export function listen(key: string): void {

@@ -165,7 +165,7 @@ function sweep(root: string, ns: string): void {
 }
 
 /**
- * Maps the slots' file of this master and `key` (the stream and its Redis), creating
+ * Maps the slots' file of this master and `key` (the stream, its Redis, the instance), creating
  * it, or growing it to `count` slots. nil, err when it cannot: the caller then
  * handles every entry it gets, without these guarantees.
  */
@@ -280,8 +280,9 @@ function before(ams: number, an: number, bms: number, bn: number): boolean {
 
 /**
  * Where slot i stands: the last entry its holders handled; for a holder that handled
- * nothing yet, the reader's start if that reader is of its generation; otherwise
- * undefined (nothing was relayed to it: the first entry that comes is its start).
+ * nothing yet (or none yet), the reader's start if that reader is of its generation;
+ * otherwise undefined (nothing was relayed to it: the first entry that comes is its
+ * start).
  */
 function position_of(i: number): Position | undefined {
     if (i >= mapped) {
@@ -296,7 +297,9 @@ function position_of(i: number): Position | undefined {
         [ms, n, seq] = [a[b + S_BMS], a[b + S_BN], a[b + S_BSEQ]];
     }
     if (a[b + S_PID] === 0) {
-        return undefined;
+        // Never held: a worker of this generation (the caller's: the reader's) not yet
+        // started, to which a reader of it may have relayed since its start.
+        return a[H_GEN] === my_gen ? base() : undefined;
     }
     if (ms < 0) {
         // handled nothing yet: a reader of its generation may have relayed to it since its start
