@@ -526,6 +526,37 @@ describe("ipc.cluster", function()
     assert.is_truthy(own:match("/" .. insts[1].master .. "/"), "instance " .. own .. " names master " .. insts[1].master)
   end)
 
+  it("stats().cluster has the fields types/ngx.ipc.d.ts (ClusterStats) and meta/ngx/ipc.lua declare, no other", function()
+    local inst = cluster_of(1, {})
+    local pid = inst:by_id()[0]
+    assert.is_true(inst:run(pid, "return ipc.cluster.broadcast('c', ngx.worker.pid() .. ':1')"))
+    wait_handled(inst, 1, 20)
+    local real = {}
+    for k in pairs(inst:run(pid, "return ipc.stats().cluster")) do
+      real[#real + 1] = k
+    end
+    table.sort(real)
+    local function read(path)
+      local f = assert(io.open(nginx.root .. "/" .. path))
+      local text = f:read("*a")
+      f:close()
+      return text
+    end
+    local dts = {}
+    local body = read("types/ngx.ipc.d.ts"):match("export interface ClusterStats {\n(.-)\n    }")
+    for name in ("\n" .. body):gmatch("\n%s+([%w_]+)%??:") do
+      dts[#dts + 1] = name
+    end
+    table.sort(dts)
+    local meta = {}
+    for name in read("meta/ngx/ipc.lua"):match("%-%-%-@class ngx%.ipc%.stats%.cluster\n(.-)\n\n"):gmatch("%-%-%-@field ([%w_]+)") do
+      meta[#meta + 1] = name
+    end
+    table.sort(meta)
+    assert.are.same(real, dts, "ClusterStats in types/ngx.ipc.d.ts")
+    assert.are.same(real, meta, "ngx.ipc.stats.cluster in meta/ngx/ipc.lua")
+  end)
+
   it("logs in with a password and uses the configured db", function()
     local inst = cluster_of(1, { password = "s3cret pass" }, "password = 's3cret pass', db = 3")
     local pid = inst:workers()[1]
