@@ -7,7 +7,8 @@ SHIM_CFLAGS = -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
               -Wall -Wextra -Werror $(CFLAGS)
 SHIM_LDFLAGS = -shared $(LDFLAGS)
 
-SHIM_SRC = c/ngx_ipc_core.c c/ngx_ipc_cache.c c/ngx_ipc_assemble.c c/ngx_ipc_wire.c \
+SHIM_SRC = c/ngx_ipc_core.c c/ngx_ipc_cache.c c/ngx_ipc_consumer.c \
+           c/ngx_ipc_assemble.c c/ngx_ipc_wire.c \
            c/ngx_ipc_proc.c c/ngx_ipc_dir.c c/ngx_ipc_names.c \
            c/ngx_ipc_queue.c c/ngx_ipc_dest.c c/ngx_ipc_deliver.c c/ngx_ipc_send.c \
            c/ngx_ipc_nginx.c
@@ -22,7 +23,7 @@ INST_LUADIR ?= /usr/local/share/lua/5.1
 # them in its own directory (rockspec/)
 INST_METADIR ?= /usr/local/share/ngx-ipc/meta
 
-.PHONY: all shim lua install demo test deps bench clean
+.PHONY: all shim lua install demo test deps bench clean dist
 
 all: shim
 
@@ -76,8 +77,23 @@ bench: deps shim
 	  fi; }
 	luajit bench/run.lua $(if $(ORIGINAL),--original=$(abspath $(ORIGINAL))) $(ARGS)
 
+# the release artifacts (source rock, npm tarball, checksums) into dist/; fails
+# when package.json's version and the other places that name it disagree
+DIST ?= dist
+dist:
+	DIST=$(DIST) t/dist.sh
+
 clean:
-	rm -rf lib
+	rm -rf lib dist
+
+# the libraries' own Test::Nginx suites, as they are and on the drop-ins
+# (docs/compat.md):  make compat PEERS=/path/to/checkouts
+#   [COMPAT_NGINX="label=/path/nginx[:/module.so...] ..."] [COMPAT_LIBS=...]
+#   [COMPAT_FILES=...] [COMPAT_MODES="real ours"]
+PEERS ?=
+.PHONY: compat
+compat: shim
+	PEERS="$(PEERS)" t/compat/run.sh
 
 # --- hardening: fuzzing, sanitizers, stress (issue 3) ----------------------
 #   make fuzz        libFuzzer over the packet decoder, FUZZ_SECONDS (20) s

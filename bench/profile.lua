@@ -97,6 +97,7 @@ return function(ctx)
     local sched = read_file("/proc/" .. pid .. "/schedstat") or "0"
     return {
       cpu_ns = tonumber(sched:match("^(%d+)")) or 0,
+      runq_ns = tonumber(sched:match("^%d+%s+(%d+)")) or 0,
       utime = (tonumber(fields[12]) or 0) / CLK_TCK,
       stime = (tonumber(fields[13]) or 0) / CLK_TCK,
       vcsw = tonumber(status:match("voluntary_ctxt_switches:%s*(%d+)")) or 0,
@@ -134,6 +135,225 @@ return function(ctx)
     "readv", "recvfrom", "sendto", "accept4", "fcntl", "fstat", "newfstatat", "getdents64",
     "rt_sigreturn", "setitimer" }
 
+  -- one run (run(hooks)) with `perf stat` counting `events` (its -e
+  -- arguments) for each of `pids`, into `file`
+  local function perf_stat_during(run, events, pids, file)
+    local perf
+    run {
+      before = function()
+        perf = spawn_bg(("perf stat -x, --per-thread %s -p %s -o %s"):format(events, table.concat(pids, ","), shq(file)))
+        socket.sleep(0.5)
+      end,
+      after = function() stop_bg(perf) end,
+    }
+  end
+
+  -- writes DIR/<name>.txt (the lines printed) and DIR/<name>.json
+  local function finish(name, lines, data, more)
+    write_file(("%s/%s.txt"):format(DIR, name), table.concat(lines, "\n") .. "\n")
+    write_file(("%s/%s.json"):format(DIR, name), ctx.json(data) .. "\n")
+    say("profile written to %s (%s.txt, %s.json%s)", DIR, name, name, more)
+    return 0
+  end
+
+  -- prints a line (a format and its arguments) and keeps it in `list`
+  local function printer(list)
+    return function(fmt, ...)
+      local l = select("#", ...) > 0 and fmt:format(...) or fmt
+      list[#list + 1] = l
+      print(l)
+    end
+  end
+
+  ---------------------------------------------------------------------------
+  -- --waits=DIR: who waits for whom in the bulk rows (issue 18)
+  ---------------------------------------------------------------------------
+
+  -- Counts, not times (on a busy machine only counts repeat): per alert,
+  -- for the sender and the receiver(s), with the workers on separate CPUs
+  -- (split), on one CPU (shared) and where the scheduler puts them (auto):
+  --   a. /proc: CPU and run-queue time (schedstat), the rest of the run is
+  --      time asleep, i.e. waiting for the other side or for a yield's timer;
+  --      voluntary context switches (each one a sleep the other side or a
+  --      timer ends);
+  --   b. perf stat: system calls by name; writes refused with EAGAIN (pipe
+  --      full); reads that found the pipe empty (EAGAIN) and epoll_wait
+  --      calls that returned nothing; wake-ups this process issued
+  --      (sched_waking: a write that wakes the reader, a read that wakes a
+  --      writer waiting for room); context switches, CPU migrations;
+  --   c. uprobes: read events handled, semaphore posts (receive-loop
+  --      wake-ups), write events (a full pipe drained), end-of-turn events,
+  --      alerts put in a send queue.  The probes slow the workers (~1 µs a
+  --      hit), so c's counts are right per call but its rates are not.
+  local function waits()
+    local WSPECS = {
+      { id = "W2", what = "send 10 KiB", workers = 2, bcast = false, size = 10240 },
+      { id = "W2_64k", what = "send 64 KiB", workers = 2, bcast = false, size = 65536 },
+      { id = "W4", what = "broadcast 10 KiB to 2 workers", workers = 2, bcast = true, size = 10240 },
+      { id = "W4_64k", what = "broadcast 64 KiB to 2 workers", workers = 2, bcast = true, size = 65536 },
+    }
+    local yield = opts.yield:match("^[%w]+$") and opts.yield or "timer"
+    local placements = { "split", "shared", "auto" }
+    local EVENTS = { { "raw_syscalls:sys_enter", nil, "system calls" } }
+    for _, name in ipairs { "writev", "write", "read", "epoll_wait", "epoll_ctl", "openat", "close" } do
+      EVENTS[#EVENTS + 1] = { "syscalls:sys_enter_" .. name, nil, "  " .. name }
+    end
+    for _, e in ipairs {
+      { "syscalls:sys_exit_writev", "ret == -11", "writev EAGAIN (pipe full)" },
+      { "syscalls:sys_exit_write", "ret == -11", "write EAGAIN (pipe full)" },
+      { "syscalls:sys_exit_read", "ret == -11", "read EAGAIN (pipe empty)" },
+      { "syscalls:sys_exit_epoll_wait", "ret == 0", "epoll_wait with no event" },
+      { "sched:sched_waking", nil, "wake-ups issued (sched_waking)" },
+      { "context-switches", nil, "context switches" },
+      { "cpu-migrations", nil, "CPU migrations" },
+    } do EVENTS[#EVENTS + 1] = e end
+    local shim_probes = { "ngx_ipc_read_handler", "ngx_ipc_write_handler", "ngx_ipc_turn_handler", "ngx_ipc_recv" }
+    must("mkdir -p " .. shq(DIR))
+    local results, lines = {}, {}
+    local out = printer(lines)
+    for _, spec in ipairs(WSPECS) do
+      if not opts.only or ctx.wanted(spec.id:upper()) then
+        local R = { id = spec.id, what = spec.what, size = spec.size, yield = yield, by = {} }
+        results[#results + 1] = R
+        for _, placement in ipairs(placements) do
+          ctx.wait_quiet(opts.quiet)
+          say("waits %s (%s, %s, yield %s) ...", spec.id, spec.what, placement, yield)
+          local inst = ctx.start(spec.workers, placement ~= "auto" and placement or nil)
+          local sender = inst.by_id[1]
+          local receivers = {}
+          for _, pid in ipairs(inst.all) do
+            if pid ~= sender then receivers[#receivers + 1] = pid end
+          end
+          local n = spec.size == 65536 and 4000 or 20000
+          local function run(hooks)
+            local r = ctx.stream_run(inst, spec.bcast, n, spec.size, false, hooks, yield)
+            if not r.ok then error(spec.id .. ": " .. table.concat(r.errors, "; ")) end
+            return r
+          end
+          ctx.stream_run(inst, spec.bcast, math.floor(n / 4), spec.size, true, nil, yield)
+          n = math.max(1000, math.floor(run().alerts_per_s * math.max(0.5, opts.seconds) / 100) * 100)
+          local P = { n = n }
+          R.by[placement] = P
+          -- a
+          local before, after = {}, {}
+          local r = run {
+            before = function() for _, pid in ipairs(inst.all) do before[pid] = proc(pid) end end,
+            after = function() for _, pid in ipairs(inst.all) do after[pid] = proc(pid) end end,
+          }
+          P.alerts_per_s, P.seconds, P.throttled = r.alerts_per_s, r.seconds, r.throttled
+          local function role(pids, f)
+            local sum = 0
+            for _, pid in ipairs(pids) do sum = sum + f(pid) end
+            return sum / #pids / n
+          end
+          local function proc_role(pids)
+            local function d(k) return function(pid) return after[pid][k] - before[pid][k] end end
+            local cpu, runq = role(pids, d("cpu_ns")), role(pids, d("runq_ns"))
+            return { cpu_us = cpu / 1e3, runq_us = runq / 1e3, asleep_us = r.seconds * 1e6 / n - cpu / 1e3 - runq / 1e3,
+              vcsw = role(pids, d("vcsw")), ivcsw = role(pids, d("ivcsw")) }
+          end
+          P.sender, P.receiver = { proc = proc_role { sender } }, { proc = proc_role(receivers) }
+          -- b
+          local file = ("%s/%s-%s-events.csv"):format(DIR, spec.id, placement)
+          local args = {}
+          for _, e in ipairs(EVENTS) do
+            args[#args + 1] = "-e " .. e[1] .. (e[2] and (" --filter " .. shq(e[2])) or "")
+          end
+          perf_stat_during(run, table.concat(args, " "), inst.all, file)
+          -- (one event may appear twice, with and without a filter: keyed by
+          -- the order in the file)
+          local counts = {}
+          for line in (read_file(file) or ""):gmatch("[^\n]+") do
+            local tid, count, event = line:match("^.-%-(%d+),([^,]*),[^,]*,([^,]+),")
+            if tid then
+              tid = tonumber(tid)
+              counts[tid] = counts[tid] or {}
+              local list = counts[tid]
+              list[#list + 1] = { event, tonumber(count) or 0 }
+            end
+          end
+          local function ev_role(pids)
+            local t = {}
+            for i, e in ipairs(EVENTS) do
+              t[e[3]] = role(pids, function(pid)
+                local x = (counts[pid] or {})[i]
+                return x and x[1] == e[1] and x[2] or 0
+              end)
+            end
+            return t
+          end
+          P.sender.events, P.receiver.events = ev_role { sender }, ev_role(receivers)
+          -- c
+          sh("perf probe -q -d 'ngxbench:*'")
+          local shim = inst.prefix .. "/lib/ngx_ipc_shim.so"
+          local probes = {}
+          for _, f in ipairs(shim_probes) do
+            if sh(("perf probe -q -x %s -a 'ngxbench:%s=%s'"):format(shq(shim), f, f)) then
+              probes[#probes + 1] = f
+            end
+          end
+          if sh(("perf probe -q -x %s -a 'ngxbench:sema_post=ngx_http_lua_ffi_sema_post'"):format(shq(LUA_MODULE))) then
+            probes[#probes + 1] = "sema_post"
+          end
+          local pfile = ("%s/%s-%s-calls.csv"):format(DIR, spec.id, placement)
+          local ev = {}
+          for i, f in ipairs(probes) do ev[i] = "ngxbench:" .. f end
+          if #ev > 0 then
+            perf_stat_during(run, "-e " .. table.concat(ev, ","), inst.all, pfile)
+            local pc = perf_stat_parse(pfile)
+            for _, x in ipairs { { P.sender, { sender } }, { P.receiver, receivers } } do
+              x[1].calls = {}
+              for _, e in ipairs(ev) do
+                x[1].calls[e:gsub("^ngxbench:", "")] = role(x[2], function(pid) return (pc[pid] or {})[e] or 0 end)
+              end
+            end
+          end
+          sh("perf probe -q -d 'ngxbench:*'")
+          ctx.stop_all()
+        end
+        -- the digest
+        out("")
+        out("== %s: %s, yield %s; per alert (receiver: each other worker)", spec.id, spec.what, yield)
+        local head = { ("%-34s"):format("") }
+        for _, pl in ipairs(placements) do
+          head[#head + 1] = ("%21s"):format(pl .. (R.by[pl] and (" " .. si(R.by[pl].alerts_per_s) .. "/s") or ""))
+        end
+        out(table.concat(head, " "))
+        local sub = { ("%-34s"):format("") }
+        for _ = 1, #placements do sub[#sub + 1] = ("%10s %10s"):format("sender", "receiver") end
+        out(table.concat(sub, " "))
+        local function row(label, f, fmt)
+          local cells = { ("%-34s"):format(label) }
+          for _, pl in ipairs(placements) do
+            local P = R.by[pl]
+            for _, side in ipairs { "sender", "receiver" } do
+              local ok, v = pcall(f, P[side])
+              cells[#cells + 1] = ("%10s"):format(ok and v and (fmt or "%.3g"):format(v) or "-")
+            end
+          end
+          out(table.concat(cells, " "))
+        end
+        row("CPU µs", function(x) return x.proc.cpu_us end, "%.2f")
+        row("run-queue µs", function(x) return x.proc.runq_us end, "%.2f")
+        row("asleep µs (waiting)", function(x) return x.proc.asleep_us end, "%.2f")
+        row("voluntary switches (sleeps)", function(x) return x.proc.vcsw end)
+        row("involuntary switches", function(x) return x.proc.ivcsw end)
+        for _, e in ipairs(EVENTS) do
+          row(e[3], function(x) return x.events[e[3]] end)
+        end
+        for _, f in ipairs(shim_probes) do
+          row("uprobe " .. f:gsub("^ngx_ipc_", ""), function(x) return x.calls[f] end)
+        end
+        row("uprobe sema_post (loop wake-ups)", function(x) return x.calls.sema_post end)
+        local thr = { ("%-34s"):format("bench flow-control sleeps (run)") }
+        for _, pl in ipairs(placements) do thr[#thr + 1] = ("%10s %10s"):format(tostring(R.by[pl].throttled), "") end
+        out(table.concat(thr, " "))
+      end
+    end
+    return finish("waits", lines, results, "")
+  end
+  if opts.waits then return waits() end
+
   ---------------------------------------------------------------------------
   -- the workloads
   ---------------------------------------------------------------------------
@@ -163,11 +383,7 @@ return function(ctx)
 
   must("mkdir -p " .. shq(DIR))
   local summary, text = {}, {}
-  local function out(fmt, ...)
-    local l = select("#", ...) > 0 and fmt:format(...) or fmt
-    text[#text + 1] = l
-    print(l)
-  end
+  local out = printer(text)
 
   for _, spec in ipairs(chosen) do
     local wdir = DIR .. "/" .. spec.key
@@ -498,8 +714,5 @@ return function(ctx)
     end
   end
 
-  write_file(DIR .. "/summary.txt", table.concat(text, "\n") .. "\n")
-  write_file(DIR .. "/summary.json", ctx.json(summary) .. "\n")
-  say("profile written to %s (summary.txt, summary.json, one folder per workload)", DIR)
-  return 0
+  return finish("summary", text, summary, ", one folder per workload")
 end

@@ -5,7 +5,7 @@
 --                        [--yield=sleep0,sleep1ms,timer] [--extra-runs=3]
 --                        [--extra-seconds=0.4] [--wrk-seconds=2]
 --                        [--original=PATH] [--window=BYTES] [--quiet=60]
---                        [--strict] [--profile=DIR]
+--                        [--strict] [--pin] [--profile=DIR]
 --
 -- Starts real nginx masters on 127.0.0.1 (through t/lib/nginx.lua, whose
 -- control path is a lua_shared_dict, never ngx.ipc), runs each workload as
@@ -37,6 +37,22 @@
 -- workloads, with neither our build/ nor our shim on its Lua paths: the same
 -- workloads, its figures and the ratio ours/original next to ours.  Its
 -- losses are reported but do not change the exit code.
+--
+-- --pin: every group of workloads the scheduler places (2 and 5 workers)
+-- runs a second time with every worker on one CPU (worker_cpu_affinity 01
+-- 01 ...), ours and the original, and a second table gives each row
+-- unpinned, pinned and their ratio (issue 18: a second CPU must never make
+-- a row slower, and pinned stays >= 3 x the original).  The header prints
+-- what kind of machine this is: the pipe's bytes/s and the cost of a wake-up
+-- on the same CPU and on the other one (the L rows).
+--
+-- --waits=DIR does no table: per alert of the bulk rows (W2, W4 to 2
+-- workers; 10 KiB and 64 KiB; or --only=W2,W2_64k,W4,W4_64k), sender and
+-- receiver, with the workers on separate CPUs, on one CPU and where the
+-- scheduler puts them: CPU, run-queue and asleep time, sleeps, system calls,
+-- pipe-full and pipe-empty events, wake-ups issued, read and write events,
+-- semaphore posts (bench/profile.lua, waits()).  Counts, which repeat on a
+-- busy machine where times do not.
 --
 -- --profile=DIR does no table: it profiles W1 and W2 (or --only), with the
 -- workers on separate CPUs and on one CPU: /proc counters, system calls
@@ -86,6 +102,10 @@ do
       opts[k] = assert(tonumber(v), "--" .. k .. " needs a number")
     elseif k == "strict" then
       opts.strict = true
+    elseif k == "pin" then
+      opts.pin = true
+    elseif k == "waits" then
+      opts.profile, opts.waits = assert(v, "--waits needs a directory"), true
     elseif k == "help" or k == "h" then
       local head = io.open(ROOT .. "/bench/run.lua"):read("*a"):match("^(.-)\n\n")
       print((("\n" .. head):gsub("\n%-%- ?", "\n"):sub(2)))
@@ -777,6 +797,51 @@ end
 -- the table
 ---------------------------------------------------------------------------
 
+-- Appends to `out` a table of `rows` (lists of strings; only the columns
+-- `cols`, those in `right` aligned right) under `head`, then how many of
+-- `targets` were met.  A title row (label only) does not widen the first
+-- column.
+local function render(out, head, cols, right, rows, met_label, targets)
+  local width = {}
+  local function len(s) return #s:gsub("[\128-\191]", "") end
+  for _, i in ipairs(cols) do width[i] = len(head[i]) end
+  for _, r in ipairs(rows) do
+    for _, i in ipairs(cols) do
+      if not (i == 1 and r[2] == "" and r[3] == "") then width[i] = math.max(width[i], len(r[i])) end
+    end
+  end
+  local function line(r)
+    local parts = {}
+    for j, i in ipairs(cols) do
+      local c = r[i]
+      local pad = (" "):rep(math.max(0, width[i] - len(c)))
+      parts[j] = right[i] and (pad .. c) or (c .. pad)
+    end
+    return (table.concat(parts, "  "):gsub("%s+$", ""))
+  end
+  out[#out + 1] = line(head)
+  local sep = {}
+  for _, i in ipairs(cols) do sep[i] = ("-"):rep(width[i]) end
+  out[#out + 1] = line(sep)
+  for _, r in ipairs(rows) do out[#out + 1] = line(r) end
+  local met_n = 0
+  for _, t in ipairs(targets) do if t.met then met_n = met_n + 1 end end
+  out[#out + 1] = ""
+  out[#out + 1] = ("%s: %d of %d"):format(met_label, met_n, #targets)
+end
+
+-- The machine's kind, from the L rows: how fast its pipe is and what a
+-- wake-up costs on the same CPU and on the other one.  Where the second is
+-- many times the first, a reader and a writer on two CPUs wait for each
+-- other at every wake-up (issue 18).
+local function machine_line(L)
+  local same, cross = L.L3_pinned.p50_us, L.L3_split.p50_us
+  local x = same > 0 and cross / same or 0
+  return ("machine: pipe %s B/s (L2, 4 KiB writes, one process per CPU), wake-up p50 %.1f µs on one CPU (L3 pinned)"
+    .. " and %.1f µs across CPUs (L3 one process per CPU): a cross-CPU wake-up costs %.1f x a same-CPU one (%s)")
+    :format(si(L.L2_split.median), same, cross, x, x >= 3 and "expensive" or "cheap")
+end
+
 local function report(M, L, W, O)
   local rows = {}
   -- label, figure, unit, limit, ratio, target, met, whole, and with O the
@@ -961,29 +1026,11 @@ local function report(M, L, W, O)
 
   local head = { "workload", "figure", "unit", "limit", "ratio", "target", "", "original", "ours/orig", "whole" }
   local cols = O and { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 } or { 1, 2, 3, 4, 5, 6, 7, 10 }
-  local right = { [2] = true, [5] = true, [8] = true, [9] = true }
-  local width = {}
-  local function len(s) return #s:gsub("[\128-\191]", "") end
-  for _, i in ipairs(cols) do width[i] = len(head[i]) end
-  for _, r in ipairs(rows) do
-    for _, i in ipairs(cols) do
-      -- a title row (label only) does not widen the first column
-      if not (i == 1 and r[2] == "" and r[3] == "") then width[i] = math.max(width[i], len(r[i])) end
-    end
-  end
-  local function line(r)
-    local parts = {}
-    for j, i in ipairs(cols) do
-      local c = r[i]
-      local pad = (" "):rep(math.max(0, width[i] - len(c)))
-      parts[j] = right[i] and (pad .. c) or (c .. pad)
-    end
-    return (table.concat(parts, "  "):gsub("%s+$", ""))
-  end
   local out = {}
   out[#out + 1] = ("ngx.ipc bench — %s, %d × %s, %s, %s, LuaJIT %s, commit %s%s"):format(
     M.date, M.cpus or 0, M.cpu, M.kernel, M.nginx, M.luajit, M.commit,
     M.uncommitted_changes and " + uncommitted changes" or "")
+  out[#out + 1] = machine_line(L)
   out[#out + 1] = ("each figure: median of %d runs after a warm-up; W runs %.1f s each; whole = every alert counted, in order, intact")
     :format(opts.runs, opts.seconds)
   local labels = {}
@@ -1017,15 +1064,70 @@ local function report(M, L, W, O)
       :format(bg.steal * 100, bg.steal >= 0.02 and ": the figures are disturbed" or "")
   end
   out[#out + 1] = ""
-  out[#out + 1] = line(head)
-  local sep = {}
-  for _, i in ipairs(cols) do sep[i] = ("-"):rep(width[i]) end
-  out[#out + 1] = line(sep)
-  for _, r in ipairs(rows) do out[#out + 1] = line(r) end
-  local met_n = 0
-  for _, t in ipairs(targets) do if t.met then met_n = met_n + 1 end end
-  out[#out + 1] = ""
-  out[#out + 1] = ("targets met: %d of %d"):format(met_n, #targets)
+  render(out, head, cols, { [2] = true, [5] = true, [8] = true, [9] = true }, rows, "targets met", targets)
+  return table.concat(out, "\n"), targets
+end
+
+-- --pin: each row unpinned and with every worker on one CPU, and the
+-- targets of issue 18 (bulk rows: unpinned >= pinned, unpinned >= 2 x and
+-- pinned >= 3 x the original; 10 B rows >= 10 x the original)
+local function pin_report(L, W, O, P, OP, items)
+  local head = { "workload (alerts/s)", "unpinned", "pinned", "unpin/pin", "", "original", "orig pinned",
+    "ours/orig", "", "pinned ours/orig", "" }
+  local rows, targets = {}, {}
+  local function ratio(a, b) return a and b and b > 0 and a / b or nil end
+  local function fmt(x) return x and ("%.2f"):format(x) or "-" end
+  local function check(id, what, r, goal)
+    if not r then return "" end
+    local met = r >= goal
+    targets[#targets + 1] = { id = id, what = what, ratio = r, goal = goal, op = ">=", met = met }
+    return met and "met" or "NOT met"
+  end
+  for _, item in ipairs(items) do
+    local k = item.key
+    local u, p = W[k] and W[k].alerts_per_s, P[k] and P[k].alerts_per_s
+    local ou, op = O and O[k] and O[k].alerts_per_s, OP and OP[k] and OP[k].alerts_per_s
+    local small = k == "W1" or k:match("^W3")
+    local up, ru, rp = ratio(u, p), ratio(u, ou), ratio(p, op)
+    rows[#rows + 1] = { item.label, u and si(u) or "-", p and si(p) or "-", fmt(up),
+      small and "" or check("pin " .. k, item.label .. ": unpinned >= pinned", up, 1),
+      ou and si(ou) or "", op and si(op) or "", O and fmt(ru) or "",
+      O and check("orig " .. k, item.label .. (small and ": >= 10 x" or ": unpinned >= 2 x") .. " the original", ru,
+        small and 10 or 2) or "",
+      O and fmt(rp) or "",
+      O and not small and check("orig pin " .. k, item.label .. ": pinned >= 3 x the original", rp, 3) or "" }
+  end
+  local wu, wp = W.W5_unpinned, W.W5_pinned
+  if wu and wp and wu.p50_us and wp.p50_us then
+    local ou = O and O.W5_unpinned and O.W5_unpinned.p50_us
+    local op = O and O.W5_pinned and O.W5_pinned.p50_us
+    -- to the paired limits, as in the first table
+    local paired = {}
+    for i, run in ipairs(wp.paired and wp.runs or {}) do
+      local lim = wp.paired.runs[i]
+      if run.p50_us and lim and lim > 0 then paired[#paired + 1] = run.p50_us / lim end
+    end
+    local r = #paired > 0 and median(paired) or ratio(wp.p50_us, L.L3_pinned.p50_us)
+    local met = r and r <= 1.5
+    targets[#targets + 1] = { id = "W5 L3", what = "W5 pinned p50 <= 1.5 x L3 pinned", ratio = r, goal = 1.5,
+      op = "<=", met = met or false }
+    rows[#rows + 1] = { "W5 ping-pong p50 µs (lower is better)", ("%.1f"):format(wu.p50_us), ("%.1f"):format(wp.p50_us),
+      "", ("pinned %.2f x L3 %s"):format(r or 0, met and "met" or "NOT met"),
+      ou and ("%.1f"):format(ou) or "", op and ("%.1f"):format(op) or "", ou and fmt(wu.p50_us / ou) or "",
+      ou and (function()
+        local m = wu.p50_us <= ou
+        targets[#targets + 1] = { id = "W5 orig", what = "W5 unpinned p50 <= the original's", ratio = wu.p50_us / ou,
+          goal = 1, op = "<=", met = m }
+        return m and "met" or "NOT met"
+      end)() or "",
+      op and fmt(wp.p50_us / op) or "", "" }
+  end
+  local out = { "unpinned and pinned (--pin: the same rows again with every worker on CPU 0, no paired limits);"
+    .. " targets of issue 18: bulk rows unpinned >= pinned, >= 2 x the original unpinned and >= 3 x pinned;"
+    .. " W1, W3 >= 10 x", "" }
+  render(out, head, O and { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 } or { 1, 2, 3, 4, 5 },
+    { [2] = true, [3] = true, [4] = true, [6] = true, [7] = true, [8] = true, [10] = true }, rows,
+    "issue 18 targets met", targets)
   return table.concat(out, "\n"), targets
 end
 
@@ -1080,7 +1182,8 @@ local function main()
       for _, pattern in ipairs(patterns) do
         local main_row = size == 10240 and pattern == base_yield
         local n_warm = math.max(500, math.floor(n_warm10 * 10240 / size / 100 + 0.5) * 100)
-        list[#list + 1] = { key = bulk_key(base, size, pattern), run = function(inst, orig)
+        list[#list + 1] = { key = bulk_key(base, size, pattern),
+          label = ("%s %d KiB, %s"):format(label, math.floor(size / 1024), PATTERN_LABEL[pattern]), run = function(inst, orig)
           local spec = { yield = pattern, runs = main_row and opts.runs or opts.extra_runs,
             seconds = main_row and opts.seconds or opts.extra_seconds, short_warmup = orig or not main_row }
           return stream_workload(inst, ("%s %s %s"):format(label, size == 65536 and "64K" or "10K", pattern),
@@ -1095,29 +1198,29 @@ local function main()
   do
     local list = {}
     if wanted("W1") then
-      list[#list + 1] = { key = "W1", run = function(inst, orig)
+      list[#list + 1] = { key = "W1", label = "W1 10 B", run = function(inst, orig)
         return stream_workload(inst, "W1", false, 10, 200000, not orig and L1p or nil,
           { short_warmup = orig })
       end }
     end
     if wanted("W2") then bulk(list, "W2", "W2", false, 20000, L2p) end
     if wanted("W3") then
-      list[#list + 1] = { key = "W3_2", run = function(inst, orig)
+      list[#list + 1] = { key = "W3_2", label = "W3 2w 10 B", run = function(inst, orig)
         return stream_workload(inst, "W3 2w", true, 10, 200000, not orig and L1p or nil,
           { short_warmup = orig })
       end }
     end
     if wanted("W4") then bulk(list, "W4_2", "W4 2w", true, 10000, L2p) end
     if wanted("W5") then
-      list[#list + 1] = { key = "W5_unpinned", run = function(inst, orig)
+      list[#list + 1] = { key = "W5_unpinned", unpinned_only = true, run = function(inst, orig)
         return pingpong_workload(inst, "W5 unpin", not orig and L3u or nil) end }
     end
     if wanted("C1") then
-      list[#list + 1] = { key = "C1", ours_only = true, run = function(inst)
+      list[#list + 1] = { key = "C1", ours_only = true, unpinned_only = true, run = function(inst)
         return call_workload(inst, "C1 call") end }
     end
     if wanted("R1") and WRK then
-      list[#list + 1] = { key = "R1", run = function(inst)
+      list[#list + 1] = { key = "R1", label = "R1 wrk 10 KiB", run = function(inst)
         return request_workload(inst, "R1", 10240) end }
     end
     groups[#groups + 1] = { what = "2 workers", workers = 2, list = list }
@@ -1125,7 +1228,7 @@ local function main()
   do
     local list = {}
     if wanted("W3") then
-      list[#list + 1] = { key = "W3_5", run = function(inst, orig)
+      list[#list + 1] = { key = "W3_5", label = "W3 5w 10 B", run = function(inst, orig)
         return stream_workload(inst, "W3 5w", true, 10, 100000, not orig and L1p or nil,
           { short_warmup = orig })
       end }
@@ -1160,26 +1263,43 @@ local function main()
 
   -- ours, then (with --original) the original on its own nginx, group by
   -- group: each pair of figures is measured minutes apart at most
+  -- With --pin, each group the scheduler places runs again with every
+  -- worker on one CPU (P, OP), ours then the original's; those runs have no
+  -- paired limit and a short first warm-up, as the original's have.
   local W, O = {}, opts.original and {} or nil
+  local P, OP = opts.pin and {} or nil, opts.pin and opts.original and {} or nil
+  local pin_rows = {}
+  local function run_group(g, placement, ours, theirs, pinned)
+    sample_background("before " .. g.what .. (pinned and ", pinned" or ""))
+    say("nginx, %s%s ...", g.what, pinned and ", every worker on one CPU" or "")
+    local inst = start(g.workers, placement)
+    for _, item in ipairs(g.list) do
+      if not (pinned and item.unpinned_only) then ours[item.key] = item.run(inst, pinned) end
+    end
+    stop_all()
+    if theirs then
+      sample_background("before " .. g.what .. ", original" .. (pinned and ", pinned" or ""))
+      say("nginx with the original module, %s%s ...", g.what, pinned and ", every worker on one CPU" or "")
+      inst = start(g.workers, placement, opts.original)
+      for _, item in ipairs(g.list) do
+        -- the original has no ipc.call
+        if not item.ours_only and not (pinned and item.unpinned_only) then
+          local w = item.run(inst, true)
+          w.name = "original " .. w.name .. (pinned and " pinned" or "")
+          theirs[item.key] = w
+        end
+      end
+      stop_all()
+    end
+  end
   for _, g in ipairs(groups) do
     if #g.list > 0 then
-      sample_background("before " .. g.what)
-      say("nginx, %s ...", g.what)
-      local inst = start(g.workers, g.placement)
-      for _, item in ipairs(g.list) do W[item.key] = item.run(inst, false) end
-      stop_all()
-      if O then
-        sample_background("before " .. g.what .. ", original")
-        say("nginx with the original module, %s ...", g.what)
-        inst = start(g.workers, g.placement, opts.original)
+      run_group(g, g.placement, W, O, false)
+      if P and not g.placement then
+        run_group(g, "shared", P, OP, true)
         for _, item in ipairs(g.list) do
-          if not item.ours_only then     -- the original has no ipc.call
-            local w = item.run(inst, true)
-            w.name = "original " .. w.name
-            O[item.key] = w
-          end
+          if item.label and not item.unpinned_only then pin_rows[#pin_rows + 1] = item end
         end
-        stop_all()
       end
     end
   end
@@ -1194,6 +1314,11 @@ local function main()
   M.background = background
   background.steal = steal_since(cpu0)
   local text, targets = report(M, L, W, O)
+  if P then
+    local ptext, ptargets = pin_report(L, W, O, P, OP, pin_rows)
+    text = text .. "\n\n" .. ptext
+    for _, t in ipairs(ptargets) do targets[#targets + 1] = t end
+  end
   print(text)
   local function sorted_keys(t)
     local keys = {}
@@ -1202,22 +1327,26 @@ local function main()
     return keys
   end
   local whole = true
-  for _, k in ipairs(sorted_keys(W)) do
-    local w = W[k]
-    if not w.whole then
-      whole = false
-      print(("LOSS in %s: %s"):format(w.name, table.concat(w.errors, "; ")))
+  for _, set in ipairs { W, P or {} } do
+    for _, k in ipairs(sorted_keys(set)) do
+      local w = set[k]
+      if not w.whole then
+        whole = false
+        print(("LOSS in %s%s: %s"):format(w.name, set == P and " (pinned)" or "", table.concat(w.errors, "; ")))
+      end
     end
   end
   print(whole and "delivery: every alert of every run delivered whole" or "delivery: FAILED (see above)")
   local orig_whole
   if O then
     orig_whole = true
-    for _, k in ipairs(sorted_keys(O)) do
-      local w = O[k]
-      if not w.whole then
-        orig_whole = false
-        print(("original, LOSS in %s: %s"):format(w.name, table.concat(w.errors, "; ")))
+    for _, set in ipairs { O, OP or {} } do
+      for _, k in ipairs(sorted_keys(set)) do
+        local w = set[k]
+        if not w.whole then
+          orig_whole = false
+          print(("original, LOSS in %s: %s"):format(w.name, table.concat(w.errors, "; ")))
+        end
       end
     end
     print(orig_whole and "original: every alert of every run delivered whole"
@@ -1233,6 +1362,7 @@ local function main()
         window_bytes = opts.window, original = opts.original },
       limits = L, workloads = W, targets = targets, whole = whole,
       original = O and { path = opts.original, workloads = O, whole = orig_whole } or nil,
+      pinned = P and { workloads = P, original = OP } or nil,
       table = text,
     }
     local f = assert(io.open(opts.json, "w"))

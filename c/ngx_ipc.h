@@ -11,6 +11,18 @@
  * ngx_ipc_worker_id a joined worker's id, both -1 on failure.
  * ngx_ipc_configure takes 0 for "keep the current value".
  *
+ * Consumers: each Lua VM of the process (http, stream) that starts is one.
+ * ngx_ipc_start returns its number (0 for the first, which joins the
+ * process; later ones share its pipe), or -1; "subsystem" ("http" or
+ * "stream") names the module whose ngx_<subsystem>_lua_ffi_sema_post
+ * posts "sema".  ngx_ipc_recv and ngx_ipc_release act for one consumer.
+ * ngx_ipc_want says which names a consumer has handlers for; while there
+ * are several, each alert goes to every consumer that wants its name (a
+ * lone consumer gets every alert).  ngx_ipc_wanted_by returns the lowest
+ * consumer that wants a name, or -1; ngx_ipc_consumers how many started.
+ * ngx_ipc_workers gives worker id -1 for a process without one (the
+ * privileged agent), after the workers.
+ *
  * Lending: ngx_ipc_lend(ref) says that the data of the next send, send_worker
  * or broadcast of this process stays alive in the caller under "ref" (not 0)
  * until ngx_ipc_recv hands back an alert whose "lent" is ref; the copy to this
@@ -64,7 +76,8 @@ typedef struct {
 } ngx_ipc_counters_t;
 
 int ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);
-int ngx_ipc_start(void *sema, int32_t id, int32_t count);
+int ngx_ipc_start(void *sema, const char *subsystem, int32_t id,
+    int32_t count);
 int ngx_ipc_start_standalone(const char *dir, int32_t pid);
 int ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
     const char *data, size_t data_len);
@@ -77,13 +90,16 @@ int32_t ngx_ipc_send_any(const char *name, size_t name_len,
 int32_t ngx_ipc_worker_id(int32_t pid);
 int ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);
 void ngx_ipc_lend(uint32_t ref);
-int ngx_ipc_recv(ngx_ipc_alert_t *alert);
+int ngx_ipc_recv(int32_t consumer, ngx_ipc_alert_t *alert);
 int ngx_ipc_poll(void);
 int ngx_ipc_feed(const char *buf, size_t len);
 void ngx_ipc_counters(ngx_ipc_counters_t *out);
 double ngx_ipc_dropped(void);
 int ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);
-void ngx_ipc_release(void);
+void ngx_ipc_release(int32_t consumer);
+int ngx_ipc_want(int32_t consumer, const char *name, size_t name_len, int on);
+int32_t ngx_ipc_wanted_by(const char *name, size_t name_len);
+int ngx_ipc_consumers(void);
 const char *ngx_ipc_last_error(void);
 const char *ngx_ipc_dir(void);
 /* END FFI */

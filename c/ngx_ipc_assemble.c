@@ -40,6 +40,7 @@ struct ngx_ipc_msg_s {
                                    pipe was emptied this many times */
     uint32_t        lent;       /* to oneself: the data stays with the
                                    caller under this ref (buf: the name) */
+    uint32_t        refs;       /* ready: consumers yet to pass it */
 };
 
 #define NGX_IPC_SENDERS      256            /* buckets of pending alerts */
@@ -57,7 +58,15 @@ ngx_ipc_limits_t    ngx_ipc_limits = {
 static ngx_ipc_msg_t     *ngx_ipc_pending[NGX_IPC_SENDERS];
 static ngx_ipc_msg_t     *ngx_ipc_ready_head;
 static ngx_ipc_msg_t     *ngx_ipc_ready_tail;
-static ngx_ipc_msg_t     *ngx_ipc_current;     /* handed out by recv */
+
+/*
+ * Each consumer (ngx_ipc_consumer.c) walks the ready queue on its own: the
+ * next alert it has not looked at, and the one recv handed it (valid until
+ * its next recv or release).  An alert leaves the queue once every consumer
+ * has passed it and none holds it; alone, a consumer passes the head.
+ */
+static ngx_ipc_msg_t     *ngx_ipc_cursor[NGX_IPC_CONSUMERS_MAX];
+static ngx_ipc_msg_t     *ngx_ipc_held[NGX_IPC_CONSUMERS_MAX];
 static size_t             ngx_ipc_pending_n;   /* alerts being reassembled */
 static time_t             ngx_ipc_swept;       /* last ngx_ipc_pending_sweep */
 
@@ -227,7 +236,17 @@ ngx_ipc_discard(size_t bytes)
 static void
 ngx_ipc_ready_push(ngx_ipc_msg_t *m)
 {
+    int  c, n;
+
+    n = ngx_ipc_consumer_n();
     m->next = NULL;
+    m->refs = (uint32_t) n;
+
+    for (c = 0; c < n; c++) {
+        if (ngx_ipc_cursor[c] == NULL) {
+            ngx_ipc_cursor[c] = m;
+        }
+    }
 
     if (ngx_ipc_ready_tail) {
         ngx_ipc_ready_tail->next = m;
@@ -548,6 +567,7 @@ int
 ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
 {
     size_t          size;
+    uint32_t        lent;
     ngx_ipc_msg_t  *m;
 
     size = (size_t) out->name_len + out->total;
@@ -559,7 +579,10 @@ ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
         return NGX_IPC_FULL;
     }
 
-    if (out->lent) {
+    /* a loan is the lending VM's string: another VM could not read it */
+    lent = ngx_ipc_consumer_n() == 1 ? out->lent : 0;
+
+    if (lent) {
         m = malloc(sizeof(ngx_ipc_msg_t) + out->name_len);
         if (m != NULL) {
             m->buf = (u_char *) (m + 1);
@@ -593,28 +616,70 @@ ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out)
     m->received = out->total;
     m->skip = 0;
     m->doomed = 0;
-    m->lent = out->lent;
+    m->lent = lent;
 
     if (out->name_len) {
         memcpy(m->buf, out->name, out->name_len);
     }
 
-    if (out->total && !out->lent) {
+    if (out->total && !lent) {
         memcpy(m->buf + out->name_len, out->data, out->total);
     }
 
     ngx_ipc_ready_push(m);
 
-    return out->lent ? NGX_IPC_LENT : 0;
+    return lent ? NGX_IPC_LENT : 0;
 }
 
 
 /* the ready queue */
 
+/* no consumer has an alert to look at */
+
 int
 ngx_ipc_ready_empty(void)
 {
-    return ngx_ipc_ready_head == NULL;
+    int  c, n;
+
+    n = ngx_ipc_consumer_n();
+
+    for (c = 0; c < n; c++) {
+        if (ngx_ipc_cursor[c] != NULL) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+ngx_ipc_ready_has(int consumer)
+{
+    return ngx_ipc_cursor[consumer] != NULL;
+}
+
+
+/*
+ * A consumer that starts after others (the stream VM after the http one)
+ * looks at what no consumer has passed yet: alerts of this process held
+ * for handlers it may have too.
+ */
+
+void
+ngx_ipc_ready_join(int consumer)
+{
+    ngx_ipc_msg_t  *m;
+
+    for (m = ngx_ipc_ready_head; m && m->refs == 0; m = m->next) {
+        /* void */
+    }
+
+    ngx_ipc_cursor[consumer] = m;
+
+    for ( /* void */ ; m; m = m->next) {
+        m->refs++;
+    }
 }
 
 
@@ -640,31 +705,112 @@ ngx_ipc_take_notice(void)
 }
 
 
-int
-ngx_ipc_recv(ngx_ipc_alert_t *alert)
+static int
+ngx_ipc_ready_held(const ngx_ipc_msg_t *m)
+{
+    int  c, n;
+
+    n = ngx_ipc_consumer_n();
+
+    for (c = 0; c < n; c++) {
+        if (ngx_ipc_held[c] == m) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* frees the alerts at the head that every consumer passed and none holds */
+
+static void
+ngx_ipc_ready_trim(void)
 {
     ngx_ipc_msg_t  *m;
 
-    if (ngx_ipc_current) {
-        ngx_ipc_msg_free(ngx_ipc_current);
-        ngx_ipc_current = NULL;
+    while ((m = ngx_ipc_ready_head) != NULL
+           && m->refs == 0 && !ngx_ipc_ready_held(m))
+    {
+        ngx_ipc_ready_head = m->next;
+        if (ngx_ipc_ready_head == NULL) {
+            ngx_ipc_ready_tail = NULL;
+        }
+
+        ngx_ipc_msg_free(m);
+    }
+}
+
+
+/* the consumer moves past m; the last one to do so takes it off the gauge */
+
+static void
+ngx_ipc_ready_pass(int consumer, ngx_ipc_msg_t *m)
+{
+    ngx_ipc_cursor[consumer] = m->next;
+
+    if (--m->refs == 0) {
+        ngx_ipc_counters_data.receive_ready -= (uint64_t) m->name_len
+                                               + m->total;
+    }
+}
+
+
+/* the next alert for "consumer": one whose name it wants (a loan: only the
+ * first consumer's, which lent it), or NULL */
+
+static ngx_ipc_msg_t *
+ngx_ipc_ready_next(int consumer)
+{
+    ngx_ipc_msg_t  *m;
+
+    while ((m = ngx_ipc_cursor[consumer]) != NULL) {
+        ngx_ipc_ready_pass(consumer, m);
+
+        if ((m->lent == 0 || consumer == 0)
+            && ngx_ipc_consumer_wants(consumer, m->buf, m->name_len))
+        {
+            return m;
+        }
     }
 
-    m = ngx_ipc_ready_head;
+    return NULL;
+}
 
-    if (m == NULL) {
-        ngx_ipc_pending_sweep();
-        ngx_ipc_hooks.drained();
+
+int
+ngx_ipc_recv(int32_t consumer, ngx_ipc_alert_t *alert)
+{
+    ngx_ipc_msg_t  *m;
+
+    if (consumer < 0 || consumer >= ngx_ipc_consumer_n()) {
         return 0;
     }
 
-    ngx_ipc_ready_head = m->next;
-    if (ngx_ipc_ready_head == NULL) {
-        ngx_ipc_ready_tail = NULL;
+    ngx_ipc_held[consumer] = NULL;
+
+    m = ngx_ipc_ready_next(consumer);
+
+    if (m == NULL) {
+        ngx_ipc_ready_trim();
+        ngx_ipc_pending_sweep();
+        ngx_ipc_consumer_drained(consumer);
+
+        if (ngx_ipc_ready_empty()) {
+            ngx_ipc_hooks.drained();          /* Lua took every alert */
+
+        } else if (ngx_ipc_paused
+                   && ngx_ipc_counters_data.receive_ready
+                      < ngx_ipc_limits.receive_backlog / 4)
+        {
+            ngx_ipc_hooks.resume();
+        }
+
+        return 0;
     }
 
-    ngx_ipc_counters_data.receive_ready -= (uint64_t) m->name_len + m->total;
-    ngx_ipc_current = m;
+    ngx_ipc_held[consumer] = m;
+    ngx_ipc_ready_trim();
 
     alert->sender = m->sender;
     alert->name_len = m->name_len;
@@ -685,14 +831,15 @@ ngx_ipc_recv(ngx_ipc_alert_t *alert)
 
 
 /* the alert ngx_ipc_recv handed out, freed before the next call: Lua has
- * copied it (a large one need not be held twice while its handler runs) */
+ * copied it (a large one need not be held twice while its handler runs);
+ * while another consumer has still to pass it, it stays for that one */
 
 void
-ngx_ipc_release(void)
+ngx_ipc_release(int32_t consumer)
 {
-    if (ngx_ipc_current) {
-        ngx_ipc_msg_free(ngx_ipc_current);
-        ngx_ipc_current = NULL;
+    if (consumer >= 0 && consumer < ngx_ipc_consumer_n()) {
+        ngx_ipc_held[consumer] = NULL;
+        ngx_ipc_ready_trim();
     }
 }
 

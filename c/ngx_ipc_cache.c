@@ -18,11 +18,16 @@
  *
  * Free buffers are listed by size class (a power of two) through their own
  * first bytes; a buffer is reused for a need of at most twice less.
- * No I/O, no nginx: the lowest layer, beside ngx_ipc_core.c.
+ * No nginx, and no I/O but a look at /proc/self/statm under an address-space
+ * limit: the lowest layer, beside ngx_ipc_core.c.
  */
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ngx_ipc_internal.h"
 
@@ -34,6 +39,60 @@ struct ngx_ipc_spare_s {
 
 
 #define NGX_IPC_CACHE_LOOKS  8
+
+/*
+ * Under an address-space limit (RLIMIT_AS), an allocation of at least
+ * NGX_IPC_AS_CHECK bytes that would leave the process less than
+ * NGX_IPC_AS_RESERVE of it is refused, as if malloc() had failed: the rest
+ * of the worker (nginx's pools, LuaJIT) allocates between two reads too, and
+ * a failure there aborts the worker, where a refused buffer only drops the
+ * alert it was for (counted and logged).  Seen: a reassembly buffer grown
+ * in place (mremap) to within a few KiB of the limit, then the worker gone.
+ */
+#define NGX_IPC_AS_CHECK    (1024 * 1024)
+#define NGX_IPC_AS_RESERVE  (16 * 1024 * 1024)
+
+
+/* 1 when "more" bytes fit under RLIMIT_AS with the reserve left over */
+
+static int
+ngx_ipc_cache_room(size_t more)
+{
+    int                 fd;
+    char                buf[64];
+    ssize_t             n;
+    struct rlimit       rl;
+    unsigned long long  pages;
+
+    if (more < NGX_IPC_AS_CHECK
+        || getrlimit(RLIMIT_AS, &rl) != 0
+        || rl.rlim_cur == RLIM_INFINITY)
+    {
+        return 1;
+    }
+
+    fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return 1;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void) close(fd);
+
+    if (n <= 0) {
+        return 1;
+    }
+
+    buf[n] = '\0';
+
+    if (sscanf(buf, "%llu", &pages) != 1) {
+        return 1;
+    }
+
+    return (unsigned long long) rl.rlim_cur
+           >= pages * (unsigned long long) sysconf(_SC_PAGESIZE)
+              + more + NGX_IPC_AS_RESERVE;
+}
 
 
 static unsigned
@@ -154,7 +213,7 @@ ngx_ipc_cache_get(ngx_ipc_cache_t *c, size_t need, size_t *cap)
         *cap = s->cap;
 
     } else {
-        s = malloc(need);
+        s = ngx_ipc_cache_room(need) ? malloc(need) : NULL;
         if (s == NULL) {
             return NULL;
         }
@@ -209,6 +268,11 @@ ngx_ipc_cache_resize(ngx_ipc_cache_t *c, u_char *buf, size_t cap,
     size_t new_cap)
 {
     u_char  *p;
+
+    /* all of new_cap: where realloc() copies, both buffers live at once */
+    if (new_cap > cap && !ngx_ipc_cache_room(new_cap)) {
+        return NULL;
+    }
 
     p = realloc(buf, new_cap);
     if (p == NULL) {

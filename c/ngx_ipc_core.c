@@ -7,6 +7,7 @@
  *
  *   ngx_ipc_core.c     errors, mode, hooks, clock
  *   ngx_ipc_cache.c    buffers kept for reuse, freed after bursts
+ *   ngx_ipc_consumer.c the Lua VMs that take alerts, their names, posts
  *   ngx_ipc_assemble.c reassembly per sender, ready queue, counters
  *   ngx_ipc_wire.c     packing alerts into packets, parsing a stream of them
  *   ngx_ipc_proc.c     facts about processes (/proc, kill(pid, 0))

@@ -91,7 +91,8 @@ ngx_ipc_dest_dirty(ngx_ipc_dest_t *d)
 }
 
 
-/* the end of an event-loop turn: what small alerts left in obufs goes out */
+/* the end of an event-loop turn: what small alerts left in obufs, and what
+ * a burst gathered in a queue, goes out */
 
 void
 ngx_ipc_pipe_flush_dirty(void)
@@ -102,6 +103,13 @@ ngx_ipc_pipe_flush_dirty(void)
         d = ngx_ipc_dirty;
         ngx_ipc_dirty = d->dirty_next;
         d->dirty = 0;
+
+        if (d->gathering && d->fd != -1) {
+            if (ngx_ipc_dest_flush(d) == 0) {
+                ngx_ipc_dest_arm(d);    /* the pipe is full: wait for room */
+            }
+            continue;
+        }
 
         if (d->olen == 0 || d->fd == -1) {
             ngx_ipc_dest_release(d);
@@ -239,8 +247,30 @@ ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
 
 #define NGX_IPC_SLICE_MIN  1024
 
-/* while a queue waits, every this many bytes queued a send tries to write it */
+/*
+ * While a queue waits, every this many bytes queued a send tries to write
+ * it; each try that finds the pipe still full doubles the step, up to
+ * NGX_IPC_RETRY_MAX, a quarter of the pipe.  A try takes the pipe's mutex,
+ * which the reader holds while it copies out, so a try for every 64 KiB
+ * alert (one writev returning EAGAIN per alert, all of them spinning on
+ * that mutex) cost as much as the writes themselves.
+ */
 #define NGX_IPC_RETRY_BYTES  (64 * 1024)
+#define NGX_IPC_RETRY_MAX    (256 * 1024)
+
+/*
+ * A burst's alerts from NGX_IPC_SLICE_MIN of data up to NGX_IPC_GATHER_MAX
+ * packed are gathered in the queue and written NGX_IPC_GATHER_BYTES at a
+ * time (or at the turn's end), not one write or two each.  With reader and
+ * writer on two CPUs, every write woke the reader or met it on the pipe's
+ * mutex, and the reader, as fast as the writer, read a few KiB per wake-up
+ * (W2 10 KiB, workers on separate CPUs: 1.02 writes and 0.38 epoll_wait
+ * per alert, a quarter of the reader's time spinning on the mutex).  The
+ * copy into the queue costs less than that.  Larger alerts already go out
+ * in large writes of their own (whole pages straight from the caller).
+ */
+#define NGX_IPC_GATHER_MAX    (32 * 1024)
+#define NGX_IPC_GATHER_BYTES  (64 * 1024)
 
 /*
  * The whole-page packets that "out" has next, in one write (obuf must be
@@ -320,11 +350,43 @@ ngx_ipc_deliver_pages(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
 
 
 static int
+ngx_ipc_gather(const ngx_ipc_out_t *out)
+{
+    return out->total - out->off >= NGX_IPC_SLICE_MIN
+           && ngx_ipc_out_packed(out) < NGX_IPC_GATHER_MAX;
+}
+
+
+/* the first alert of a burst to gather, behind what obuf holds */
+
+static int
+ngx_ipc_dest_gather(ngx_ipc_dest_t *d, ngx_ipc_out_t *out)
+{
+    int  rc;
+
+    if (ngx_ipc_dest_hold(d) != 0) {
+        return NGX_IPC_FAILED;
+    }
+
+    rc = ngx_ipc_queue_add(&d->queue, out, 0);
+
+    d->gathering = 1;
+    d->retry_at = d->queue.added + NGX_IPC_GATHER_BYTES;
+
+    /* last: without the end-of-turn hook, this writes the queue at once */
+    ngx_ipc_dest_dirty(d);
+
+    return rc == 0 ? 0 : NGX_IPC_FAILED;
+}
+
+
+static int
 ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
 {
     int               rc, lone, wrote, counted;
     size_t            k, room;
     int32_t           key;
+    uint64_t          queued;
     uint32_t          off;
     ngx_ipc_out_t     out;
     ngx_ipc_packet_t  p;
@@ -339,12 +401,21 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
          * it yields would leave the reader idle meanwhile, its pipe empty.
          */
 
-        d->retry_at = d->queue.added + NGX_IPC_RETRY_BYTES;
+        queued = d->queue.queued;
         key = d->key;
 
         if (ngx_ipc_dest_flush(d) != 0) {
             return key > 0 ? NGX_IPC_GONE : NGX_IPC_FAILED;   /* d is gone */
         }
+
+        if (d->queue.queued != queued || d->retry_step == 0) {
+            d->retry_step = NGX_IPC_RETRY_BYTES;
+
+        } else if (d->retry_step < NGX_IPC_RETRY_MAX) {
+            d->retry_step *= 2;
+        }
+
+        d->retry_at = d->queue.added + d->retry_step;
     }
 
     if (d->queue.head) {
@@ -372,11 +443,19 @@ ngx_ipc_deliver_to(ngx_ipc_dest_t *d, const ngx_ipc_out_t *alert)
             return NGX_IPC_FAILED;
         }
 
+        if (d->gathering) {
+            return 0;                   /* written at the turn's end */
+        }
+
         ngx_ipc_dest_arm(d);
         return 0;
     }
 
     lone = !d->dirty && !ngx_ipc_burst();
+
+    if (!lone && ngx_ipc_gather(&out)) {
+        return ngx_ipc_dest_gather(d, &out);
+    }
     wrote = 0;
     counted = 0;
 

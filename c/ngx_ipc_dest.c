@@ -344,6 +344,9 @@ ngx_ipc_dest_flush(ngx_ipc_dest_t *d)
     ssize_t       w;
     struct iovec  iov[NGX_IPC_PAGES_MAX];
 
+    /* what this leaves queued, the pipe had no room for */
+    d->gathering = 0;
+
     while ((n = ngx_ipc_queue_iov(&d->queue, iov, ngx_ipc_pages_max(), &size))
            > 0)
     {

@@ -3,7 +3,7 @@
  * directories, this process's FIFO (joining), the names of pipes, and
  * clean-up of what gone processes and instances left.
  *
- *   /tmp/ngx_ipc.<euid>/                       root, 0700, checked
+ *   /tmp/ngx_ipc.w<wire>.<euid>/               root, 0700, checked
  *       <pidns>-<master>-<start>-<cycle>/      instance, 0700, checked
  *           w<id>                              the FIFO of worker id <id>
  *           <pid>                              the same FIFO (a hard link)
@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +57,86 @@ typedef struct {
 static ngx_ipc_dir_t  ngx_ipc_d = {
     .id = -1, .root_fd = -1, .inst_fd = -1, .rfd = -1, .wfd = -1
 };
+
+
+/*
+ * Whose the directories and pipes are: this process's euid, except in the
+ * privileged agent, which keeps root while the workers run as nginx's
+ * "user": it joins their directory, and what it creates there it creates
+ * as them (setfsuid: owner and permission checks as theirs, for that call
+ * only), so a worker takes over a pipe the agent made and writes to the
+ * agent's own.  A directory or pipe owned by anyone else is refused.
+ */
+
+static int    ngx_ipc_owner_set;
+static uid_t  ngx_ipc_owner_uid;
+static gid_t  ngx_ipc_owner_gid;
+
+
+void
+ngx_ipc_dir_owner(uid_t uid, gid_t gid)
+{
+    ngx_ipc_owner_set = uid != geteuid();
+    ngx_ipc_owner_uid = uid;
+    ngx_ipc_owner_gid = gid;
+}
+
+
+static uid_t
+ngx_ipc_owner(void)
+{
+    return ngx_ipc_owner_set ? ngx_ipc_owner_uid : geteuid();
+}
+
+
+static void
+ngx_ipc_as_owner(int on)
+{
+    if (!ngx_ipc_owner_set) {
+        return;
+    }
+
+    if (on) {
+        (void) setfsgid(ngx_ipc_owner_gid);
+        (void) setfsuid(ngx_ipc_owner_uid);
+
+    } else {
+        (void) setfsuid(geteuid());
+        (void) setfsgid(getegid());
+    }
+}
+
+
+static int
+ngx_ipc_mkdir(int at, const char *name)
+{
+    int  rc, err;
+
+    ngx_ipc_as_owner(1);
+    rc = mkdirat(at, name, 0700);
+    err = errno;
+    ngx_ipc_as_owner(0);
+
+    errno = err;
+    return rc;
+}
+
+
+/* a FIFO in the instance directory, 0600, the owner's */
+
+int
+ngx_ipc_dir_mkfifo(const char *name)
+{
+    int  rc, err;
+
+    ngx_ipc_as_owner(1);
+    rc = mkfifoat(ngx_ipc_d.inst_fd, name, 0600);
+    err = errno;
+    ngx_ipc_as_owner(0);
+
+    errno = err;
+    return rc;
+}
 
 
 /* names */
@@ -139,7 +220,7 @@ ngx_ipc_open_dir(int at, const char *name, const char *path)
     int          fd, err;
     struct stat  st;
 
-    if (mkdirat(at, name, 0700) == -1 && errno != EEXIST) {
+    if (ngx_ipc_mkdir(at, name) == -1 && errno != EEXIST) {
         ngx_ipc_set_error("ngx.ipc: cannot create %s: %s",
                           path, strerror(errno));
         return -1;
@@ -179,9 +260,10 @@ ngx_ipc_open_dir(int at, const char *name, const char *path)
         goto failed;
     }
 
-    if (st.st_uid != geteuid()) {
+    if (st.st_uid != ngx_ipc_owner()) {
         ngx_ipc_set_error("ngx.ipc: %s is owned by uid %u, not by uid %u",
-                          path, (unsigned) st.st_uid, (unsigned) geteuid());
+                          path, (unsigned) st.st_uid,
+                          (unsigned) ngx_ipc_owner());
         goto failed;
     }
 
@@ -463,7 +545,7 @@ ngx_ipc_open_own(const char *name)
         goto failed;
     }
 
-    if (!S_ISFIFO(st.st_mode) || st.st_uid != geteuid()) {
+    if (!S_ISFIFO(st.st_mode) || st.st_uid != ngx_ipc_owner()) {
         errno = EINVAL;
         goto failed;
     }
@@ -508,7 +590,7 @@ ngx_ipc_make_fifo(void)
     ngx_ipc_name_pid(tmp, ngx_ipc_d.pid, ".new");
     ngx_ipc_name_pid(name, ngx_ipc_d.pid, "");
 
-    if (mkfifoat(ngx_ipc_d.inst_fd, tmp, 0600) == -1) {
+    if (ngx_ipc_dir_mkfifo(tmp) == -1) {
         err = errno;
         ngx_ipc_set_error("ngx.ipc: cannot create pipe %s/%s: %s",
                           ngx_ipc_d.path, tmp, strerror(err));
@@ -549,7 +631,7 @@ ngx_ipc_join_mailbox(void)
     ngx_ipc_name_id(name, ngx_ipc_d.id);
     ngx_ipc_name_pid(link, ngx_ipc_d.pid, "");
 
-    if (mkfifoat(ngx_ipc_d.inst_fd, name, 0600) == -1 && errno != EEXIST) {
+    if (ngx_ipc_dir_mkfifo(name) == -1 && errno != EEXIST) {
         err = errno;
         ngx_ipc_set_error("ngx.ipc: cannot create pipe %s/%s: %s",
                           ngx_ipc_d.path, name, strerror(err));
@@ -694,8 +776,8 @@ ngx_ipc_pipe_start(const char *dir, int32_t pid, int32_t id, int32_t count,
         }
 
     } else {
-        (void) snprintf(root, sizeof(root), "/tmp/ngx_ipc.%u",
-                        (unsigned) geteuid());
+        (void) snprintf(root, sizeof(root), "/tmp/ngx_ipc.w%d.%u",
+                        NGX_IPC_WIRE, (unsigned) ngx_ipc_owner());
 
         dp->root_fd = ngx_ipc_open_dir(AT_FDCWD, root, root);
         if (dp->root_fd == -1) {

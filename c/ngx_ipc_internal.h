@@ -24,6 +24,16 @@
 
 /* wire format (docs/internals.md, "Packets") */
 
+/*
+ * The wire format's version, part of the root directory's name: processes
+ * that speak different formats (a reload onto another release of ngx.ipc)
+ * never share a pipe directory, so none reads packets it could misread.
+ * Raise it with any change to the packets or to the directory's layout.
+ */
+#ifndef NGX_IPC_WIRE
+#define NGX_IPC_WIRE             1
+#endif
+
 #define NGX_IPC_MAGIC            0x1A1E
 #define NGX_IPC_FLAG_FIRST       0x01
 #define NGX_IPC_FLAG_UNICAST     0x02     /* FIRST: a dest pid leads the payload */
@@ -171,6 +181,18 @@ void    ngx_ipc_cache_put(ngx_ipc_cache_t *c, u_char *buf, size_t cap);
 u_char *ngx_ipc_cache_resize(ngx_ipc_cache_t *c, u_char *buf, size_t cap,
     size_t new_cap);
 
+/* ngx_ipc_consumer.c */
+
+#define NGX_IPC_CONSUMERS_MAX  4            /* Lua VMs in one process */
+
+typedef int (*ngx_ipc_post_pt)(void *sema, int n);
+
+int  ngx_ipc_consumer_add(void *sema, ngx_ipc_post_pt post);
+int  ngx_ipc_consumer_n(void);
+int  ngx_ipc_consumer_wants(int n, const u_char *name, size_t len);
+void ngx_ipc_consumer_post(int n);
+void ngx_ipc_consumer_drained(int n);
+
 /* ngx_ipc_assemble.c */
 
 extern ngx_ipc_counters_t  ngx_ipc_counters_data;   /* gauges included */
@@ -186,6 +208,8 @@ void   ngx_ipc_discard(size_t bytes);
 int    ngx_ipc_local(int32_t sender, const ngx_ipc_out_t *out);
 #define NGX_IPC_LENT             1        /* ngx_ipc_local: took the loan */
 int    ngx_ipc_ready_empty(void);
+int    ngx_ipc_ready_has(int consumer);
+void   ngx_ipc_ready_join(int consumer);
 int    ngx_ipc_ready_full(void);
 int    ngx_ipc_take_notice(void);
 void   ngx_ipc_pending_sweep(void);
@@ -214,6 +238,7 @@ int      ngx_ipc_proc_running(int32_t pid);
 int      ngx_ipc_proc_shutting_down(pid_t pid);
 int      ngx_ipc_proc_starting(int32_t pid, pid_t master);
 int      ngx_ipc_proc_start_time(pid_t pid, uint64_t *start);
+int      ngx_ipc_proc_workers_user(pid_t master, uid_t *uid, gid_t *gid);
 uint64_t ngx_ipc_proc_pidns(void);
 
 /* ngx_ipc_dir.c */
@@ -222,6 +247,8 @@ uint64_t ngx_ipc_proc_pidns(void);
 #define NGX_IPC_OPEN_WRITE   (O_WRONLY|O_NONBLOCK|O_CLOEXEC|O_NOFOLLOW)
 #define NGX_IPC_OPEN_HOLD    (O_RDWR|O_NONBLOCK|O_CLOEXEC|O_NOFOLLOW)
 
+void ngx_ipc_dir_owner(uid_t uid, gid_t gid);
+int  ngx_ipc_dir_mkfifo(const char *name);
 void ngx_ipc_name_pid(char *buf, int32_t pid, const char *suffix);
 void ngx_ipc_name_id(char *buf, int32_t id);
 int  ngx_ipc_name_parse(const char *name, int32_t *n);
@@ -301,6 +328,10 @@ struct ngx_ipc_dest_s {
     uint32_t         oalerts;       /* alerts that started in obuf */
     uint64_t         retry_at;      /* queue.added that makes a send try
                                        to write the queue */
+    int              gathering;     /* the queue holds a burst's alerts
+                                       by choice, not for want of room */
+    uint32_t         retry_step;    /* bytes queued between two tries;
+                                       grows while they find no room */
     size_t           olen;
     u_char           obuf[NGX_IPC_WRITE_MAX];
 };

@@ -120,8 +120,7 @@ ngx_ipc_names_open(int32_t key, int event, int *gone)
     if (key < 0) {
         ngx_ipc_name_id(name, -1 - key);
 
-        if (mkfifoat(ngx_ipc_dir_fd(), name, 0600) == -1
-            && errno != EEXIST)
+        if (ngx_ipc_dir_mkfifo(name) == -1 && errno != EEXIST)
         {
             ngx_ipc_set_error("cannot create the pipe of worker id %" PRId32
                               ": %s", -1 - key, strerror(errno));

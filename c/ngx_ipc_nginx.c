@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <time.h>
 
 #include "ngx_ipc_internal.h"
 
@@ -31,7 +32,6 @@ typedef ngx_ipc_int_t (*ngx_ipc_event_pt)(void *ev, ngx_ipc_int_t event,
 typedef ngx_ipc_int_t (*ngx_ipc_add_channel_pt)(void *cycle, int fd,
     ngx_ipc_int_t event, ngx_ipc_handler_pt handler);
 typedef void (*ngx_ipc_close_pt)(void *c);
-typedef int (*ngx_ipc_sema_post_pt)(void *sem, int n);
 
 #define NGX_IPC_USE_EPOLL_EVENT   0x40
 #define NGX_IPC_READ_EVENT_RDHUP  0x2001         /* EPOLLIN|EPOLLRDHUP */
@@ -40,6 +40,10 @@ typedef int (*ngx_ipc_sema_post_pt)(void *sem, int n);
 
 #define NGX_IPC_PROCESS_SINGLE    0
 #define NGX_IPC_PROCESS_WORKER    3
+#define NGX_IPC_PROCESS_HELPER    4      /* OpenResty's privileged agent */
+
+/* how long the privileged agent waits for a worker to show its user */
+#define NGX_IPC_OWNER_WAIT_MS     2000
 
 /* offsets in ngx_event_t and ngx_connection_t (x86-64 and other LP64) */
 #define NGX_IPC_EV_DATA           0
@@ -58,15 +62,13 @@ typedef struct {
     int                    *quit;             /* sig_atomic_t, optional */
     ngx_ipc_add_channel_pt  add_channel_event;
     ngx_ipc_close_pt        close_connection;
-    ngx_ipc_sema_post_pt    sema_post;
     ngx_ipc_int_t           read_event;
+    int                     agent;            /* the privileged agent */
 } ngx_ipc_abi_t;
 
 
 static ngx_ipc_abi_t   ngx_ipc_abi;
-static void           *ngx_ipc_sema;
 static void           *ngx_ipc_read_ev;      /* known after the first event */
-static int             ngx_ipc_posted;       /* a post is outstanding */
 
 /*
  * The end of an event-loop turn: an eventfd is always writable, so its write
@@ -98,6 +100,42 @@ ngx_ipc_symbol(const char *name)
 }
 
 
+/* OpenResty's privileged agent: a helper process that runs Lua */
+
+static int
+ngx_ipc_privileged_agent(void)
+{
+    ngx_ipc_uint_t  *flag;
+
+    flag = dlsym(RTLD_DEFAULT, "ngx_is_privileged_agent");
+
+    return flag != NULL && *flag != 0;
+}
+
+
+/* the function that posts a Lua semaphore of "subsystem" (http, stream) */
+
+static ngx_ipc_post_pt
+ngx_ipc_sema_post(const char *subsystem)
+{
+    char  name[64];
+
+    if (subsystem == NULL
+        || (strcmp(subsystem, "http") != 0
+            && strcmp(subsystem, "stream") != 0))
+    {
+        ngx_ipc_set_error("ngx.ipc: unknown subsystem \"%s\" (http or "
+                          "stream)", subsystem ? subsystem : "(null)");
+        return NULL;
+    }
+
+    (void) snprintf(name, sizeof(name), "ngx_%s_lua_ffi_sema_post",
+                    subsystem);
+
+    return (ngx_ipc_post_pt) ngx_ipc_symbol(name);
+}
+
+
 static int
 ngx_ipc_resolve(ngx_ipc_abi_t *abi)
 {
@@ -108,9 +146,7 @@ ngx_ipc_resolve(ngx_ipc_abi_t *abi)
         || (abi->add_channel_event = (ngx_ipc_add_channel_pt)
                 ngx_ipc_symbol("ngx_add_channel_event")) == NULL
         || (abi->close_connection = (ngx_ipc_close_pt)
-                ngx_ipc_symbol("ngx_close_connection")) == NULL
-        || (abi->sema_post = (ngx_ipc_sema_post_pt)
-                ngx_ipc_symbol("ngx_http_lua_ffi_sema_post")) == NULL)
+                ngx_ipc_symbol("ngx_close_connection")) == NULL)
     {
         return -1;
     }
@@ -126,11 +162,15 @@ ngx_ipc_resolve(ngx_ipc_abi_t *abi)
         return -1;
     }
 
+    abi->agent = *abi->process == NGX_IPC_PROCESS_HELPER
+                 && ngx_ipc_privileged_agent();
+
     if (*abi->process != NGX_IPC_PROCESS_SINGLE
-        && *abi->process != NGX_IPC_PROCESS_WORKER)
+        && *abi->process != NGX_IPC_PROCESS_WORKER
+        && !abi->agent)
     {
-        ngx_ipc_set_error("ngx.ipc: only nginx worker processes can use "
-                          "ngx.ipc");
+        ngx_ipc_set_error("ngx.ipc: only nginx worker processes and "
+                          "OpenResty's privileged agent can use ngx.ipc");
         return -1;
     }
 
@@ -201,8 +241,6 @@ ngx_ipc_nginx_resume(void)
 static void
 ngx_ipc_nginx_drained(void)
 {
-    ngx_ipc_posted = 0;
-
     if (ngx_ipc_paused) {
         ngx_ipc_nginx_resume();
     }
@@ -311,14 +349,27 @@ ngx_ipc_read_handler(void *ev)
 }
 
 
-/* wakes the receive loop, once until it has drained the ready queue */
+/*
+ * Wakes the receive loops, each once until it has drained what is there for
+ * it: the first one always (it also reports what was dropped), the others
+ * when the ready queue has alerts they have not looked at.
+ */
 
 static void
 ngx_ipc_nginx_notify(void)
 {
-    if (ngx_ipc_mode == NGX_IPC_MODE_NGINX && !ngx_ipc_posted) {
-        ngx_ipc_posted = 1;
-        (void) ngx_ipc_abi.sema_post(ngx_ipc_sema, 1);
+    int  c, n;
+
+    if (ngx_ipc_mode != NGX_IPC_MODE_NGINX) {
+        return;
+    }
+
+    n = ngx_ipc_consumer_n();
+
+    for (c = 0; c < n; c++) {
+        if (c == 0 || ngx_ipc_ready_has(c)) {
+            ngx_ipc_consumer_post(c);
+        }
     }
 }
 
@@ -521,19 +572,69 @@ ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog)
 }
 
 
-int
-ngx_ipc_start(void *sema, int32_t id, int32_t count)
-{
-    pid_t           master;
-    ngx_ipc_abi_t   abi;
+/*
+ * The privileged agent keeps the master's user (root) while the workers
+ * run as nginx's "user": it joins the workers' directory and makes what it
+ * creates theirs (ngx_ipc_dir_owner).  Their user is read from a worker's
+ * /proc status; a worker shows it from its first instructions on, so the
+ * agent, forked after the workers, seldom waits.
+ */
 
-    if (ngx_ipc_mode == NGX_IPC_MODE_NGINX) {
-        return 0;
+static int
+ngx_ipc_agent_owner(pid_t master)
+{
+    int              ms;
+    uid_t            uid;
+    gid_t            gid;
+    struct timespec  ts;
+
+    if (geteuid() != 0) {
+        return 0;                        /* nginx never changes it then */
     }
 
-    memset(&abi, 0, sizeof(abi));
+    ts.tv_sec = 0;
+    ts.tv_nsec = 1000000;
 
-    if (ngx_ipc_resolve(&abi) != 0) {
+    for (ms = 0; ms < NGX_IPC_OWNER_WAIT_MS; ms++) {
+        if (ngx_ipc_proc_workers_user(master, &uid, &gid) == 0) {
+            ngx_ipc_dir_owner(uid, gid);
+            return 0;
+        }
+
+        (void) nanosleep(&ts, NULL);
+    }
+
+    ngx_ipc_set_error("ngx.ipc: the privileged agent cannot tell which user "
+                      "the workers of master %d run as", (int) master);
+    return -1;
+}
+
+
+/* another Lua VM of this process (stream after http): a consumer more */
+
+static int
+ngx_ipc_start_consumer(void *sema, ngx_ipc_post_pt post)
+{
+    int  c;
+
+    c = ngx_ipc_consumer_add(sema, post);
+    if (c > 0) {
+        ngx_ipc_ready_join(c);
+    }
+
+    return c;
+}
+
+
+int
+ngx_ipc_start(void *sema, const char *subsystem, int32_t id, int32_t count)
+{
+    pid_t            master;
+    ngx_ipc_abi_t    abi;
+    ngx_ipc_post_pt  post;
+
+    if (sema == NULL) {
+        ngx_ipc_set_error("ngx.ipc: no semaphore");
         return -1;
     }
 
@@ -542,14 +643,28 @@ ngx_ipc_start(void *sema, int32_t id, int32_t count)
         return -1;
     }
 
-    if (sema == NULL) {
-        ngx_ipc_set_error("ngx.ipc: no semaphore");
+    post = ngx_ipc_sema_post(subsystem);
+    if (post == NULL) {
+        return -1;
+    }
+
+    if (ngx_ipc_mode == NGX_IPC_MODE_NGINX) {
+        return ngx_ipc_start_consumer(sema, post);
+    }
+
+    memset(&abi, 0, sizeof(abi));
+
+    if (ngx_ipc_resolve(&abi) != 0) {
         return -1;
     }
 
     /* with master_process off this process stands for the master */
 
-    master = (*abi.process == NGX_IPC_PROCESS_WORKER) ? getppid() : getpid();
+    master = (*abi.process == NGX_IPC_PROCESS_SINGLE) ? getpid() : getppid();
+
+    if (abi.agent && ngx_ipc_agent_owner(master) != 0) {
+        return -1;
+    }
 
     ngx_ipc_set_hooks();
 
@@ -563,7 +678,6 @@ ngx_ipc_start(void *sema, int32_t id, int32_t count)
     ngx_ipc_names_start();
 
     ngx_ipc_abi = abi;
-    ngx_ipc_sema = sema;
 
     if (abi.add_channel_event(*abi.cycle, ngx_ipc_pipe_read_fd(),
                               abi.read_event, ngx_ipc_read_handler)
@@ -580,7 +694,7 @@ ngx_ipc_start(void *sema, int32_t id, int32_t count)
     ngx_ipc_turn_start();
     ngx_ipc_watch_start();
 
-    return 0;
+    return ngx_ipc_start_consumer(sema, post);
 }
 
 

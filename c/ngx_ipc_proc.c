@@ -226,3 +226,121 @@ ngx_ipc_proc_pidns(void)
 
     return (uint64_t) st.st_ino;
 }
+
+
+/*
+ * From /proc/<pid>/status: the effective uid and gid, and whether the
+ * process has unblocked its signals (SigBlk 0).  nginx forks its children
+ * with the master's signals blocked, and a worker unblocks them in its
+ * init after it has taken its user (or, as root with user root, kept it).
+ */
+
+static int
+ngx_ipc_proc_status(pid_t pid, uid_t *uid, gid_t *gid, int *settled)
+{
+    int                 fd, found;
+    char                path[64], buf[4096], *line;
+    ssize_t             n;
+    unsigned long       u, g;
+    unsigned long long  blk;
+
+    (void) snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+
+    fd = open(path, O_RDONLY|O_CLOEXEC);
+    if (fd == -1) {
+        return -1;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void) close(fd);
+
+    if (n <= 0) {
+        return -1;
+    }
+
+    buf[n] = '\0';
+    found = 0;
+
+    for (line = buf; line && *line; line = strchr(line, '\n')) {
+        if (*line == '\n') {
+            line++;
+        }
+
+        if (sscanf(line, "Uid: %*u %lu", &u) == 1) {
+            *uid = (uid_t) u;
+            found |= 1;
+
+        } else if (sscanf(line, "Gid: %*u %lu", &g) == 1) {
+            *gid = (gid_t) g;
+            found |= 2;
+
+        } else if (sscanf(line, "SigBlk: %llx", &blk) == 1) {
+            *settled = blk == 0;
+            found |= 4;
+        }
+    }
+
+    return found == 7 ? 0 : -1;
+}
+
+
+/*
+ * The user nginx's workers (and cache processes) run as, for the privileged
+ * agent, which keeps the master's: the effective uid of a child of master
+ * that is not an agent and has left root, or root once a child settled
+ * without leaving it (user root).  -1 while no child shows either yet.
+ */
+
+int
+ngx_ipc_proc_workers_user(pid_t master, uid_t *uid, gid_t *gid)
+{
+    int             settled, root;
+    DIR            *dir;
+    pid_t           pid;
+    uid_t           u;
+    gid_t           g;
+    char            buf[64];
+    struct dirent  *de;
+
+    dir = opendir("/proc");
+    if (dir == NULL) {
+        return -1;
+    }
+
+    root = 0;
+
+    while ((de = readdir(dir)) != NULL) {
+        pid = (pid_t) atoi(de->d_name);
+
+        if (pid <= 0 || pid == getpid() || ngx_ipc_parent(pid) != master) {
+            continue;
+        }
+
+        ngx_ipc_cmdline(pid, buf, sizeof(buf));
+
+        if (strstr(buf, "privileged agent") != NULL
+            || ngx_ipc_proc_status(pid, &u, &g, &settled) != 0)
+        {
+            continue;
+        }
+
+        if (u != 0) {
+            (void) closedir(dir);
+            *uid = u;
+            *gid = g;
+            return 0;
+        }
+
+        root |= settled;
+    }
+
+    (void) closedir(dir);
+
+    if (root) {
+        *uid = 0;
+        *gid = 0;
+        return 0;
+    }
+
+    return -1;
+}

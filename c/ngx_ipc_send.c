@@ -505,8 +505,48 @@ ngx_ipc_worker_id(int32_t pid)
 }
 
 
-/* the joined workers with an id, sorted by id: how many there are (at most
- * n are stored) */
+/*
+ * The joined processes without a worker id, after the workers (id -1): in
+ * nginx, the privileged agent (its pipe is named after its pid only), this
+ * process included when it is the agent.
+ */
+
+static int
+ngx_ipc_agents(int32_t *ids, int32_t *pids, int n, int k)
+{
+    size_t                 i, count;
+    int32_t                pid;
+    const ngx_ipc_name_t  *names;
+
+    if (ngx_ipc_mode != NGX_IPC_MODE_NGINX) {
+        return k;
+    }
+
+    names = ngx_ipc_dir_names(&count);
+
+    for (i = 0; i < count; i++) {
+        pid = names[i].pid;
+
+        if (pid <= 0 || names[i].id >= 0
+            || (pid != ngx_ipc_self && !ngx_ipc_proc_running(pid)))
+        {
+            continue;
+        }
+
+        if (k < n) {
+            ids[k] = -1;
+            pids[k] = pid;
+        }
+
+        k++;
+    }
+
+    return k;
+}
+
+
+/* the joined workers with an id, sorted by id, then the agent: how many
+ * there are (at most n are stored) */
 
 int
 ngx_ipc_workers(int32_t *ids, int32_t *pids, int n)
@@ -533,7 +573,7 @@ ngx_ipc_workers(int32_t *ids, int32_t *pids, int n)
         k++;
     }
 
-    return k;
+    return ngx_ipc_agents(ids, pids, n, k);
 }
 
 

@@ -529,7 +529,7 @@ shim_drain(void)
 {
     ngx_ipc_alert_t  a;
 
-    while (ngx_ipc_recv(&a) == 1) {
+    while (ngx_ipc_recv(0, &a) == 1) {
         check(a.sender > 0, "alert with sender <= 0");
         check(a.name_len <= NAME_MAX_, "alert with name_len > 254");
         check(a.name_len == 0 || a.name != NULL, "NULL name");

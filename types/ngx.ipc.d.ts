@@ -32,6 +32,15 @@ declare module "ngx.ipc" {
         readonly id: number;
         /** Its `ngx.worker.pid()`. */
         readonly pid: number;
+        readonly agent?: undefined;
+    }
+
+    /** OpenResty's privileged agent, once it has joined: it has no worker id. */
+    export interface Agent {
+        readonly id?: undefined;
+        /** Its `ngx.worker.pid()`. */
+        readonly pid: number;
+        readonly agent: true;
     }
 
     /** The caps `configure` sets; each at least 65536 bytes. */
@@ -192,10 +201,11 @@ declare module "ngx.ipc" {
     export function reply(name: string, data: string): SendResult;
 
     /**
-     * The workers of this generation that have joined, sorted by id.
-     * @returns `[{ id: 0, pid: 1234 }, ...]` (a Lua sequence).
+     * The workers of this generation that have joined, sorted by id, then
+     * OpenResty's privileged agent once it has joined (it has no id).
+     * @returns `[{ id: 0, pid: 1234 }, ..., { pid: 1240, agent: true }]` (a Lua sequence).
      */
-    export function workers(): Worker[];
+    export function workers(): (Worker | Agent)[];
 
     /**
      * Sets this worker's caps; either may be left out; a wrong option raises.
@@ -215,6 +225,9 @@ declare module "ngx.ipc" {
      * (`ngx.worker.pid()`); `undefined` at all other times.
      */
     export const sender: number | undefined;
+
+    /** The release of the module, "1.0.0": the same as the npm package's and the rock's. */
+    export const _VERSION: string;
 
     /** Inside a receive handler's own coroutine: the sender's `ngx.worker.id()`. */
     export const sender_id: number | undefined;

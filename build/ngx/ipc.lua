@@ -6,6 +6,8 @@ local cluster_ = require("ngx.ipc.cluster")
 local dispatch = require("ngx.ipc.dispatch")
 local loop = require("ngx.ipc.loop")
 local shim = require("ngx.ipc.shim")
+--- This release (package.json is the source; `make dist` checks every copy).
+local VERSION = "1.0.0"
 --- The longest alert name: its length travels in one byte, 255 is reserved.
 local MAX_NAME = 254
 --- The longest alert data: LuaJIT's longest string (LJ_MAX_STR - 1, on Debian's
@@ -84,10 +86,12 @@ local function start(fn)
     if ngx.get_phase() == "init" then
         error(("ngx.ipc: " .. fn) .. " cannot be used in init_by_lua*; use init_worker_by_lua* or a later phase", 3)
     end
-    local ok, err = loop.start(dispatch.run)
-    if ok == nil then
+    local consumer, err = loop.start(dispatch.run)
+    if consumer == nil then
         error(err, 3)
     end
+    call_.joined(consumer)
+    dispatch.join()
     shim.configure(settings.send_backlog, settings.receive_backlog)
     started = true
     cluster_.joined()
@@ -244,7 +248,8 @@ local function call_worker(id, name, data, timeout)
         timeout
     )
 end
---- The joined workers of this generation, `{ id = ..., pid = ... }`, sorted by id.
+--- The joined workers of this generation, `{ id = ..., pid = ... }`, sorted by id,
+-- then the privileged agent once it has joined, `{ pid = ..., agent = true }`.
 local function workers()
     start("workers")
     return shim.workers()
@@ -337,6 +342,7 @@ local function stats()
     }
 end
 local ipc = {
+    _VERSION = VERSION,
     send = send,
     send_worker = send_worker,
     send_any = send_any,

@@ -8,8 +8,9 @@
 ---@alias ngx.ipc.handler fun(data: string): (answer: string?, err: string?)
 
 ---@class ngx.ipc.worker
----@field id integer `ngx.worker.id()`, 0 … `ngx.worker.count()` − 1
+---@field id integer? `ngx.worker.id()`, 0 … `ngx.worker.count()` − 1; nil for the privileged agent
 ---@field pid integer `ngx.worker.pid()`
+---@field agent true? true for OpenResty's privileged agent (listed after the workers)
 
 ---@class ngx.ipc.options
 ---@field send_backlog? integer bytes that may wait in this worker for one destination (default 64 MiB, at least 65536)
@@ -103,6 +104,9 @@ function cluster.broadcast(name, data) end
 ---@field cluster ngx.ipc.cluster
 local ipc = {}
 
+---The release of the module, the same as the rock's and the npm package's.
+ipc._VERSION = "1.0.0"
+
 ---Sends an alert to the worker whose pid is `pid`, this one included; it is handled
 ---from that worker's receive loop, never inside `send`.
 ---Context: `init_worker_by_lua*` and later, receive handlers included.
@@ -176,7 +180,8 @@ function ipc.receive(name, handler) end
 ---@return string? err as `send`
 function ipc.reply(name, data) end
 
----The workers of this generation that have joined, sorted by id.
+---The workers of this generation that have joined, sorted by id, then the
+---privileged agent once it has joined: `{ pid = 1240, agent = true }`, no id.
 ---@return ngx.ipc.worker[]
 function ipc.workers() end
 

@@ -12,7 +12,10 @@ import * as loop from "./ipc/loop";
 import * as shim from "./ipc/shim";
 // The published declaration (types/ngx.ipc.d.ts) is the one statement of what
 // users may pass and get back; the implementation takes those types from it.
-import type { Handler, Stats } from "ngx.ipc";
+import type { Agent, Handler, Stats, Worker } from "ngx.ipc";
+
+/** This release (package.json is the source; `make dist` checks every copy). */
+const VERSION = "1.0.0";
 
 /** The longest alert name: its length travels in one byte, 255 is reserved. */
 const MAX_NAME = 254;
@@ -104,10 +107,12 @@ function start(fn: string): void {
     if (ngx.get_phase() === "init") {
         error(`ngx.ipc: ${fn} cannot be used in init_by_lua*; use init_worker_by_lua* or a later phase`, 3);
     }
-    const [ok, err] = loop.start(dispatch.run);
-    if (ok === undefined) {
+    const [consumer, err] = loop.start(dispatch.run);
+    if (consumer === undefined) {
         error(err, 3);
     }
+    call_.joined(consumer);
+    dispatch.join();
     shim.configure(settings.send_backlog, settings.receive_backlog);
     started = true;
     cluster_.joined();
@@ -257,8 +262,11 @@ function call_worker(id: unknown, name: unknown, data: unknown, timeout?: unknow
     return call_checked("call_worker", send_id, id, name, data, timeout);
 }
 
-/** The joined workers of this generation, `{ id = ..., pid = ... }`, sorted by id. */
-function workers(): shim.Worker[] {
+/**
+ * The joined workers of this generation, `{ id = ..., pid = ... }`, sorted by id,
+ * then the privileged agent once it has joined, `{ pid = ..., agent = true }`.
+ */
+function workers(): (Worker | Agent)[] {
     start("workers");
     return shim.workers();
 }
@@ -356,6 +364,7 @@ function stats(): Stats {
 }
 
 const ipc = {
+    _VERSION: VERSION,
     send, send_worker, send_any, broadcast, reply, call, call_worker, receive, workers,
     configure, stats,
     cluster: { configure: cluster_.configure, broadcast: cluster_.broadcast },

@@ -21,6 +21,11 @@ declare namespace ngx {
     /** "init", "init_worker", "timer", "content", ... */
     function get_phase(): string;
 
+    namespace config {
+        /** "http" or "stream": the subsystem of the Lua VM that runs the code. */
+        const subsystem: string | undefined;
+    }
+
     /** @noSelf */
     namespace worker {
         function pid(): number;

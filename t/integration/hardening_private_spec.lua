@@ -3,9 +3,9 @@
 -- leftovers of dead instances are swept.
 --
 -- The refusal and sweep cases run the workers as `games` (uid 5), so that
--- they own /tmp/ngx_ipc.5 alone and tampering with it cannot disturb any
+-- they own /tmp/ngx_ipc.w1.5 alone and tampering with it cannot disturb any
 -- other nginx on the machine (the default tests use nobody's
--- /tmp/ngx_ipc.65534).  Any /tmp/ngx_ipc.5 found is moved aside and put back.
+-- /tmp/ngx_ipc.w1.65534).  Any /tmp/ngx_ipc.w1.5 found is moved aside and put back.
 local ffi = require "ffi"
 local nginx = require "nginx"
 local sh, shq = nginx.sh, nginx.shq
@@ -26,7 +26,7 @@ local function out(cmd)
 end
 
 local UID = tonumber(out("id -u " .. USER))
-local ROOT = "/tmp/ngx_ipc." .. UID
+local ROOT = "/tmp/ngx_ipc.w1." .. UID   -- w1: the wire format (internals.md)
 
 local function stat(path)
   local ok, o = sh("stat -c '%a %u %F' " .. shq(path))
@@ -80,13 +80,13 @@ describe("the default pipe directory (workers as nobody)", function()
     if inst then inst:stop() end
   end)
 
-  it("is /tmp/ngx_ipc.<euid>, a 0700 directory owned by the workers' euid, as is the instance", function()
+  it("is /tmp/ngx_ipc.w1.<euid>, a 0700 directory owned by the workers' euid, as is the instance", function()
     local euid = inst:run(pids[1], [[
       local f = io.open("/proc/self/status") local s = f:read("*a") f:close()
       return tonumber(s:match("Uid:%s+%d+%s+(%d+)"))
     ]])
     assert.are.equal(65534, euid, "the workers' euid")
-    assert.are.equal("/tmp/ngx_ipc." .. euid, root)
+    assert.are.equal("/tmp/ngx_ipc.w1." .. euid, root)
     assert.are.equal("700 65534 directory", stat(root), root)
     assert.are.equal("700 65534 directory", stat(dir), dir)
     for _, p in ipairs(pids) do

@@ -195,21 +195,21 @@ describe("meta/ngx/ipc.lua", function()
   end)
 end)
 
-describe("a TypeScriptToLua project built against the packed ngx-ipc package", function()
+describe("a TypeScriptToLua project built against the released ngx-ipc package (make dist)", function()
   local tmp, sample, inst, pids, ids
 
   setup(function()
     tmp = must("mktemp -d /tmp/ngx-ipc-typed.XXXXXX"):gsub("%s+$", "")
     sample = tmp .. "/sample"
-    -- the package as published: npm pack; then a copy of the sample project with
-    -- the toolchain the repository has (no network here), and the tarball installed
-    -- into it by npm, offline, as a user installs it
-    must(("cd %s && npm pack --silent --pack-destination %s"):format(shq(ROOT), shq(tmp)), "npm pack")
+    -- the package as released: the tarball make dist builds; then a copy of the
+    -- sample project with the toolchain the repository has (no network here), and
+    -- the tarball installed into it by npm, offline, as a user installs it
+    must(("cd %s && make --no-print-directory dist DIST=%s 2>&1"):format(shq(ROOT), shq(tmp .. "/dist")), "make dist")
     must(("cp -R %s %s && mkdir %s/node_modules && cp -R %s/. %s/node_modules/")
       :format(shq(ROOT .. "/t/tstl-sample"), shq(sample), shq(sample), shq(ROOT .. "/node_modules"), shq(sample)))
     -- npm's record of the repository's own install, not of this project's
     must("rm -f " .. shq(sample .. "/node_modules/.package-lock.json"))
-    must(("cd %s && npm install --offline --no-audit --no-fund --no-package-lock ../ngx-ipc-*.tgz 2>&1")
+    must(("cd %s && npm install --offline --no-audit --no-fund --no-package-lock ../dist/ngx-ipc-*.tgz 2>&1")
       :format(shq(sample)), "npm install of the packed tarball")
     -- the README's example is compiled with it, so that it stays true
     local readme = assert(nginx.read_file(ROOT .. "/README.md"))
@@ -240,7 +240,7 @@ describe("a TypeScriptToLua project built against the packed ngx-ipc package", f
   end)
 
   it("installs the declaration and the generated Lua from the tarball", function()
-    for _, f in ipairs { "types/ngx.ipc.d.ts", "build/ngx/ipc.lua", "README.md", "LICENSE", "package.json" } do
+    for _, f in ipairs { "types/ngx.ipc.d.ts", "build/ngx/ipc.lua", "README.md", "LICENSE", "CHANGELOG.md", "package.json" } do
       assert.is_truthy(nginx.read_file(sample .. "/node_modules/ngx-ipc/" .. f), "node_modules/ngx-ipc/" .. f)
     end
   end)

@@ -413,7 +413,9 @@ end
 -- (its ipc.receive calls, so its join) has run, so a spec never sees a worker
 -- that is registered but not yet reachable
 function M.start()
-  dict:set("w:" .. M.pid, M.gen)
+  -- the privileged agent (OpenResty) has no worker id: "a:", not a worker
+  local agent = ngx.worker.id() == nil
+  dict:set((agent and "a:" or "w:") .. M.pid, agent and ("agent:" .. M.gen) or M.gen)
   local q = "q:" .. M.pid
   local ok, err = ngx.timer.every(0.005, function(premature)
     if premature then return end
@@ -468,7 +470,7 @@ end
 function M.http_workers()
   local out = {}
   for _, k in ipairs(dict:get_keys(0)) do
-    local pid = k:match("^w:(%d+)$")
+    local pid = k:match("^[wa]:(%d+)$")
     if pid then out[tonumber(pid)] = dict:get(k) end
   end
   ngx.print(ser(out))
@@ -515,6 +517,20 @@ function Inst:conf_text()
     lines[#lines + 1] = text
     return table.concat(lines, "\n") .. "\n"
   end
+  if o.stream then
+    -- stream {} Lua (OpenResty): STREAM_PORT in the text is inst.stream_port
+    lines[#lines + 1] = ([[
+stream {
+  lua_package_path "%s/lib/?.lua;%s/lib/?/init.lua;;";
+  lua_package_cpath "%s/lib/?.so;;";
+  %s
+}
+]]):format(p, p, p, indent((o.stream:gsub("STREAM_PORT", tostring(self.stream_port)))))
+  end
+  local init = o.init
+  if o.agent then
+    init = 'assert(require("ngx.process").enable_privileged_agent())\n' .. (init or "")
+  end
   lines[#lines + 1] = ([[
 http {
   access_log off;
@@ -545,7 +561,7 @@ http {
   }
 }
 ]]):format(p, p, p, o.dict_size or "64m",
-    o.init and ("init_by_lua_block {\n    " .. indent(o.init) .. "\n  }") or "",
+    init and ("init_by_lua_block {\n    " .. indent(init) .. "\n  }") or "",
     self.gen, indent(o.init_worker), indent(o.http), self.ctl_port, self.port,
     indent(o.server))
   return table.concat(lines, "\n") .. "\n"
@@ -599,6 +615,12 @@ end
 --   lua_path, lua_cpath  with raw_http: where the module is found instead of
 --                the prefix's copy of build/ and lib/ (e.g. a luarocks tree)
 --   start_timeout seconds (10)
+--   agent        true: init_by_lua enables OpenResty's privileged agent; it
+--                runs the init_worker code too and registers apart from the
+--                workers (inst:agent() gives its pid)
+--   stream       text inside a stream {} block (OpenResty with stream Lua),
+--                which gets lua_package_path/cpath; STREAM_PORT in it is
+--                inst.stream_port (inst:stream_ask(line) talks to it)
 function M.start(opts)
   opts = opts or {}
   local self = setmetatable({}, Inst)
@@ -609,8 +631,8 @@ function M.start(opts)
   self.raw = opts.raw_http ~= nil
   self.seen_pids = {}
   self.killed = {}
-  local ports = free_ports(2)
-  self.port, self.ctl_port = ports[1], ports[2]
+  local ports = free_ports(3)
+  self.port, self.ctl_port, self.stream_port = ports[1], ports[2], ports[3]
   self.prefix = must("mktemp -d /tmp/ngx-ipc-t.XXXXXX"):gsub("%s+$", "")
   must("chmod 0755 " .. shq(self.prefix))
   must("mkdir -p " .. shq(self.prefix .. "/conf") .. " " .. shq(self.prefix .. "/logs"))
@@ -753,6 +775,30 @@ function Inst:by_id()
     out[id] = pid
   end
   return out
+end
+
+-- the privileged agent of the current generation (opts.agent) once it has
+-- run its init_worker, waiting for it; its pid
+function Inst:agent(timeout)
+  return M.wait_for(function()
+    for pid, g in pairs(self:registrations()) do
+      if g == "agent:" .. self.gen and alive(pid) then
+        return pid
+      end
+    end
+    return false, "no agent registered"
+  end, timeout or DEFAULT_TIMEOUT, "the privileged agent of generation " .. self.gen .. " to register")
+end
+
+-- what a stream {} server on inst.stream_port (opts.stream) answers to `line`
+function Inst:stream_ask(line, timeout)
+  local c = assert(socket.tcp())
+  c:settimeout(timeout or DEFAULT_TIMEOUT)
+  assert(c:connect("127.0.0.1", self.stream_port))
+  assert(c:send(line .. "\n"))
+  local body, err, partial = c:receive("*a")
+  c:close()
+  return body or partial, err
 end
 
 -- live, registered worker pids of the current generation (sorted)

@@ -13,7 +13,7 @@
 --     others (old generations), what arrived is the start of what was sent:
 --     only the tail in flight when a worker exited may be missing (counted);
 --   - every old worker exited, and only the current generation's instance
---     directory is left under /tmp/ngx_ipc.<euid>.
+--     directory is left under /tmp/ngx_ipc.w<wire>.<euid>.
 -- Prints the figures; exits 1 on a failure.  Used with a small count by
 -- t/integration/hardening_reload_spec.lua.
 

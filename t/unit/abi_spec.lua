@@ -1,32 +1,23 @@
 -- ngx_ipc_start checks the nginx it runs in before touching anything: an event
--- method other than epoll, a process that is not a worker, or no cycle yet are
+-- method other than epoll, a process that is neither a worker nor OpenResty's
+-- privileged agent, an unknown subsystem, or no cycle yet are
 -- refused with a message that says which. The nginx symbols come from a small
 -- library (fixtures/fake_nginx.c) loaded globally, whose values each test sets.
 
 local ffi = require "ffi"
 local helper = require "t.unit.helper"
 
-ffi.cdef [[
-    uintptr_t  ngx_event_flags;
-    uintptr_t  ngx_process;
-    void      *ngx_cycle;
-]]
-
 describe("ngx_ipc_start's checks of the nginx it runs in", function()
     local fake, C, sema
 
     setup(function()
-        local so = os.tmpname() .. ".so"
-        assert(helper.sh("cc -shared -fPIC -Wall -Werror -o " .. so
-                         .. " t/unit/fixtures/fake_nginx.c"), "building the fixture")
-        fake = ffi.load(so, true)        -- global: the shim finds it with dlsym
-        os.remove(so)
+        fake = helper.fake_nginx()
         C = helper.lib()
         sema = ffi.new("char[64]")
     end)
 
     local function start_error()
-        assert.are.equal(-1, C.ngx_ipc_start(sema, 0, 1))
+        assert.are.equal(-1, C.ngx_ipc_start(sema, "http", 0, 1))
         return ffi.string(C.ngx_ipc_last_error())
     end
 
@@ -41,12 +32,19 @@ describe("ngx_ipc_start's checks of the nginx it runs in", function()
         assert.are.equal("ngx.ipc needs the epoll event method", start_error())
     end)
 
-    it("refuses the master, the privileged agent and other helpers", function()
+    -- kind 4 without ngx_is_privileged_agent set: a cache manager or loader
+    it("refuses the master, the signaller and helpers other than the privileged agent", function()
         for _, kind in ipairs { 1, 2, 4 } do
             fake.ngx_process = kind
-            assert.are.equal("ngx.ipc: only nginx worker processes can use ngx.ipc",
+            assert.are.equal("ngx.ipc: only nginx worker processes and OpenResty's privileged agent can use ngx.ipc",
                              start_error(), "ngx_process = " .. kind)
         end
+    end)
+
+    it("refuses a subsystem other than http and stream", function()
+        assert.are.equal(-1, C.ngx_ipc_start(sema, "mail", 0, 1))
+        assert.are.equal('ngx.ipc: unknown subsystem "mail" (http or stream)',
+                         ffi.string(C.ngx_ipc_last_error()))
     end)
 
     it("refuses to start before nginx has a cycle", function()

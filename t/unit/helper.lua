@@ -51,6 +51,25 @@ function _M.lib()
 end
 
 
+-- the fake nginx (fixtures/fake_nginx.c), built and loaded globally so that the
+-- shim finds its symbols with dlsym; its variables, set by the specs
+function _M.fake_nginx()
+    ffi.cdef [[
+        uintptr_t  ngx_event_flags;
+        uintptr_t  ngx_process;
+        void      *ngx_cycle;
+        intptr_t   ngx_ipc_fake_channel_rc;
+        int        ngx_ipc_fake_posts[2];
+    ]]
+    local so = os.tmpname() .. ".so"
+    assert(_M.sh("cc -shared -fPIC -Wall -Werror -o " .. so
+                 .. " t/unit/fixtures/fake_nginx.c"), "building the fixture")
+    local fake = ffi.load(so, true)
+    os.remove(so)
+    return fake
+end
+
+
 function _M.sh(cmd)
     local r = os.execute(cmd)
     return r == 0 or r == true

@@ -353,7 +353,7 @@ describe("a loan (ngx_ipc_lend)", function()
     -- the next alert straight from C: sender, name, data (nil when lent), lent
     local function recv_c()
         helper.poll()
-        assert.are.equal(1, C.ngx_ipc_recv(alert), "an alert waits")
+        assert.are.equal(1, C.ngx_ipc_recv(0, alert), "an alert waits")
         local data = alert.data ~= nil and ffi.string(alert.data, alert.data_len) or nil
         return alert.sender, ffi.string(alert.name, alert.name_len), data,
                alert.lent, alert.data_len

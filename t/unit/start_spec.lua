@@ -10,14 +10,14 @@ describe("ngx_ipc_start outside nginx", function()
        function()
         local C = helper.lib()
         local sema = ffi.new("char[64]")
-        local rc = C.ngx_ipc_start(sema, 0, 1)
+        local rc = C.ngx_ipc_start(sema, "http", 0, 1)
         assert.are.equal(-1, rc, "ngx_ipc_start in a plain LuaJIT process")
         local err = ffi.string(C.ngx_ipc_last_error())
         assert.truthy(err:find("^ngx%.ipc: nginx symbol ngx_[%w_]+ not found$"),
                       "expected 'ngx.ipc: nginx symbol ngx_... not found', "
                       .. "got: " .. err)
         -- and again: still refused, same message
-        assert.are.equal(-1, C.ngx_ipc_start(sema, 0, 1))
+        assert.are.equal(-1, C.ngx_ipc_start(sema, "http", 0, 1))
         assert.are.equal(err, ffi.string(C.ngx_ipc_last_error()))
     end)
 end)

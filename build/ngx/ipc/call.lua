@@ -7,6 +7,9 @@ local ANSWER = "\0answer"
 local ANSWER_OK = "1"
 local ANSWER_ERR = "0"
 local pending = {}
+--- This VM's consumer number, and the name its answers come back under.
+local consumer = 0
+local answer_name = ANSWER
 local spare = {}
 local last_id = 0
 ____exports.counters = {sent = 0, answered = 0, timeouts = 0, late = 0}
@@ -29,7 +32,7 @@ function ____exports.call(send, to, name, data, timeout)
     local ok, err = send(
         to,
         REQUEST,
-        ((((tostring(id) .. " ") .. tostring(#name)) .. " ") .. name) .. data
+        ((((((tostring(id) .. " ") .. tostring(consumer)) .. " ") .. tostring(#name)) .. " ") .. name) .. data
     )
     if ok == nil then
         spare[#spare + 1] = sema
@@ -72,14 +75,27 @@ local function answer_of(name, status, a, b)
     ngx.log(ngx.ERR, ((("ngx.ipc: the handler for alert \"" .. name) .. "\" answered a call with a ") .. t) .. " (string expected)")
     return ANSWER_ERR, ((("the handler for alert \"" .. name) .. "\" answered with a ") .. t) .. " (string expected)"
 end
+--- Whether this VM answers a call to `name`: with several VMs in the process,
+-- the first with a handler for it, or, when none has one, the first that takes
+-- calls (it answers that there is no handler).
+local function answers(name)
+    if shim.consumers() < 2 then
+        return true
+    end
+    local first = shim.wanted_by(name)
+    return first == consumer or first < 0 and shim.wanted_by(REQUEST) == consumer
+end
 local function on_request(from, envelope)
-    local id, len, at = string.match(envelope, "^(%d+) (%d+) ()")
+    local id, caller, len, at = string.match(envelope, "^(%d+) (%d+) (%d+) ()")
     if id == nil then
         return
     end
     local start = tonumber(at)
     local stop = start + tonumber(len)
     local name = string.sub(envelope, start, stop - 1)
+    if not answers(name) then
+        return
+    end
     local status, a, b = dispatch.invoke(
         name,
         string.sub(envelope, stop),
@@ -89,7 +105,8 @@ local function on_request(from, envelope)
         false
     )
     local kind, text = answer_of(name, status, a, b)
-    local ok, err = shim.send(from, ANSWER, ((id .. " ") .. kind) .. text)
+    local back = caller == "0" and ANSWER or ANSWER .. caller
+    local ok, err = shim.send(from, back, ((id .. " ") .. kind) .. text)
     if ok == nil then
         ngx.log(
             ngx.ERR,
@@ -124,4 +141,14 @@ local function on_answer(_from, envelope)
 end
 dispatch.reserve(REQUEST, on_request)
 dispatch.reserve(ANSWER, on_answer)
+--- This VM joined as consumer `c`: answers to its calls come under a name of its own.
+function ____exports.joined(c)
+    if c == consumer then
+        return
+    end
+    dispatch.reserve(answer_name, nil)
+    consumer = c
+    answer_name = c == 0 and ANSWER or ANSWER .. tostring(c)
+    dispatch.reserve(answer_name, on_answer)
+end
 return ____exports

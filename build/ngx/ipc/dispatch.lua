@@ -5,6 +5,7 @@ ____exports.RESERVED = "\0"
 local RESERVED_BYTE = 0
 local handlers = {}
 local internal = {}
+local joined = false
 local owner
 local from_pid
 local from_id
@@ -16,9 +17,29 @@ function ____exports.is_reserved(name)
 end
 function ____exports.set(name, handler)
     handlers[name] = handler
+    if joined then
+        shim.want(name, handler ~= nil)
+    end
 end
+--- The module's own handler for a reserved name; undefined deletes it.
 function ____exports.reserve(name, fn)
     internal[name] = fn
+    if joined then
+        shim.want(name, fn ~= nil)
+    end
+end
+--- This VM has joined: the shim learns every name it handles, then each change.
+function ____exports.join()
+    if joined then
+        return
+    end
+    joined = true
+    for name in pairs(handlers) do
+        shim.want(name, true)
+    end
+    for name in pairs(internal) do
+        shim.want(name, true)
+    end
 end
 local function mine()
     return owner ~= nil and coroutine.running() == owner

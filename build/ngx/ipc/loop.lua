@@ -8,6 +8,8 @@ local sema
 local dispatch
 local running = false
 local dropped = 0
+--- This VM's consumer number (shim.start), -1 before; only the first reports drops.
+local consumer = -1
 --- After a handler of an alert this large, a full garbage collection: otherwise
 -- LuaJIT keeps the strings of several large alerts alive between its steps,
 -- and a burst of them holds several times the memory one of them needs.
@@ -62,16 +64,19 @@ local function run(premature)
         while not ngx.worker.exiting() do
             sem:wait(WAIT_SECONDS)
             drain(handle)
-            report_drops()
+            if consumer == 0 then
+                report_drops()
+            end
         end
     end
     drain(handle)
     running = false
 end
---- Starts the loop once per worker: creates the semaphore, joins the shim, arms the timer.
+--- Starts the loop once per worker (per Lua VM of it: http, stream): creates the
+-- semaphore, joins the shim, arms the timer. This VM's consumer number.
 function ____exports.start(handle)
     if running then
-        return true
+        return consumer
     end
     if sema == nil then
         local sem, err = semaphore.new(0)
@@ -80,13 +85,17 @@ function ____exports.start(handle)
         end
         sema = sem
     end
-    local ok, err = shim.start(
-        sema.sem,
-        ngx.worker.id() or -1,
-        ngx.worker.count()
-    )
-    if ok == nil then
-        return nil, err
+    if consumer < 0 then
+        local c, err = shim.start(
+            sema.sem,
+            ngx.config.subsystem or "http",
+            ngx.worker.id() or -1,
+            ngx.worker.count()
+        )
+        if c == nil then
+            return nil, err
+        end
+        consumer = c
     end
     dispatch = handle
     local timer, terr = ngx.timer.at(0, run)
@@ -94,6 +103,6 @@ function ____exports.start(handle)
         return nil, "ngx.ipc: cannot start the receive loop: " .. terr
     end
     running = true
-    return true
+    return consumer
 end
 return ____exports

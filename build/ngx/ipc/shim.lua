@@ -1,7 +1,7 @@
 local ____exports = {}
 local ffi = require("ffi")
 --- The FFI block of c/ngx_ipc.h, verbatim; t/unit/cdef_spec.lua keeps the two equal.
-____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    uint32_t     lent;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     writes;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_memory;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema, int32_t id, int32_t count);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_send_any(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_worker_id(int32_t pid);\nint ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);\nvoid ngx_ipc_lend(uint32_t ref);\nint ngx_ipc_recv(ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\ndouble ngx_ipc_dropped(void);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nvoid ngx_ipc_release(void);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
+____exports.cdef = "\ntypedef struct {\n    int32_t      sender;\n    uint32_t     name_len;\n    uint32_t     data_len;\n    uint32_t     lent;\n    const char  *name;\n    const char  *data;\n} ngx_ipc_alert_t;\n\ntypedef struct {\n    uint64_t     alerts_sent;\n    uint64_t     bytes_sent;\n    uint64_t     writes;\n    uint64_t     alerts_received;\n    uint64_t     bytes_received;\n    uint64_t     packets_discarded;\n    uint64_t     bytes_discarded;\n    uint64_t     alerts_truncated;\n    uint64_t     refused_backlog;\n    uint64_t     refused_no_worker;\n    uint64_t     lost_exited;\n    uint64_t     dropped_memory;\n    uint64_t     send_queued;\n    uint64_t     receive_ready;\n    uint64_t     receive_partial;\n} ngx_ipc_counters_t;\n\nint ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);\nint ngx_ipc_start(void *sema, const char *subsystem, int32_t id,\n    int32_t count);\nint ngx_ipc_start_standalone(const char *dir, int32_t pid);\nint ngx_ipc_send(int32_t pid, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_broadcast(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint ngx_ipc_send_worker(int32_t id, const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_send_any(const char *name, size_t name_len,\n    const char *data, size_t data_len);\nint32_t ngx_ipc_worker_id(int32_t pid);\nint ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);\nvoid ngx_ipc_lend(uint32_t ref);\nint ngx_ipc_recv(int32_t consumer, ngx_ipc_alert_t *alert);\nint ngx_ipc_poll(void);\nint ngx_ipc_feed(const char *buf, size_t len);\nvoid ngx_ipc_counters(ngx_ipc_counters_t *out);\ndouble ngx_ipc_dropped(void);\nint ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);\nvoid ngx_ipc_release(int32_t consumer);\nint ngx_ipc_want(int32_t consumer, const char *name, size_t name_len, int on);\nint32_t ngx_ipc_wanted_by(const char *name, size_t name_len);\nint ngx_ipc_consumers(void);\nconst char *ngx_ipc_last_error(void);\nconst char *ngx_ipc_dir(void);\n"
 ffi.cdef(____exports.cdef)
 --- File name of the shim, searched for in package.cpath like a C module.
 local LIBRARY = "ngx_ipc_shim"
@@ -44,6 +44,9 @@ local lent = {}
 local last_ref = 0
 local self_pid = -1
 local self_id = -1
+--- This Lua VM's number among those of the process that take alerts (an http
+-- and a stream VM in one worker: ngx_ipc_start in c/ngx_ipc.h).
+local consumer = 0
 local function load()
     if lib ~= nil then
         return lib
@@ -79,16 +82,32 @@ local function result(rc)
     end
     return true
 end
---- Joins this nginx worker: its pipe, its read event, wake-ups posted to `sema`.
--- `id` is its ngx.worker.id() (-1 for a process without one, such as the
--- privileged agent), `count` ngx.worker.count().
-function ____exports.start(sema, id, count)
-    local rc = load().ngx_ipc_start(sema, id, count)
-    if rc == 0 then
-        self_pid = ngx.worker.pid()
-        self_id = id
+--- Joins this nginx worker: its pipe, its read event, wake-ups posted to `sema`
+-- by the `subsystem`'s ("http", "stream") semaphore module. `id` is its
+-- ngx.worker.id() (-1 for a process without one, such as the privileged
+-- agent), `count` ngx.worker.count(). In a process whose other Lua VM joined
+-- already, this VM shares its pipe. This VM's consumer number.
+function ____exports.start(sema, subsystem, id, count)
+    local rc = load().ngx_ipc_start(sema, subsystem, id, count)
+    if rc < 0 then
+        return nil, last_error()
     end
-    return result(rc)
+    self_pid = ngx.worker.pid()
+    self_id = id
+    consumer = rc
+    return rc
+end
+--- Tells the shim whether this VM has a handler for `name`.
+function ____exports.want(name, on)
+    load().ngx_ipc_want(consumer, name, #name, on and 1 or 0)
+end
+--- The lowest-numbered VM of this process with a handler for `name`, or -1.
+function ____exports.wanted_by(name)
+    return load().ngx_ipc_wanted_by(name, #name)
+end
+--- How many Lua VMs of this process take alerts.
+function ____exports.consumers()
+    return load().ngx_ipc_consumers()
 end
 --- Without nginx (tests, tools): `dir` is the instance directory; poll() pumps.
 function ____exports.start_standalone(dir, pid)
@@ -188,7 +207,7 @@ function ____exports.worker_id(pid)
     end
     return ____temp_0
 end
---- The joined workers of this generation, sorted by id.
+--- The joined workers of this generation, sorted by id, then the agent.
 function ____exports.workers()
     local n = fill_pair(
         workers_pair,
@@ -198,10 +217,9 @@ function ____exports.workers()
     do
         local i = 0
         while i < n do
-            list[i + 1] = {
-                id = tonumber(workers_pair.a[i]),
-                pid = tonumber(workers_pair.b[i])
-            }
+            local id = tonumber(workers_pair.a[i])
+            local pid = tonumber(workers_pair.b[i])
+            list[i + 1] = id < 0 and ({pid = pid, agent = true}) or ({id = id, pid = pid})
             i = i + 1
         end
     end
@@ -212,7 +230,7 @@ end
 local RELEASE_MIN = 1048576
 --- The next complete alert, or nothing when none waits.
 function ____exports.recv()
-    if c_recv(alert) == 0 then
+    if c_recv(consumer, alert) == 0 then
         if (next(lent)) ~= nil then
             lent = {}
         end
@@ -229,7 +247,7 @@ function ____exports.recv()
     local size = alert.data_len
     local data = ffi_string(alert.data, size)
     if size >= RELEASE_MIN then
-        c_release()
+        c_release(consumer)
     end
     return sender, name, data
 end

@@ -3,6 +3,9 @@
 // an alert on another reserved name. The caller waits on a semaphore of its own,
 // which the answer posts from the receive loop, so waiting never blocks the worker
 // and a thousand calls may be in flight at once.
+// A worker may run two Lua VMs (http and stream): the request names the calling
+// VM's consumer number, and the answer goes back under that VM's own reserved
+// name; of the VMs at the other end, the first with a handler for the name runs it.
 import * as semaphore from "ngx.semaphore";
 import * as dispatch from "./dispatch";
 import * as shim from "./shim";
@@ -19,6 +22,9 @@ interface Pending {
 }
 
 const pending = new LuaTable<number, Pending>();
+/** This VM's consumer number, and the name its answers come back under. */
+let consumer = 0;
+let answer_name = ANSWER;
 // Semaphores of finished calls, reused: a call creates none in the steady state.
 const spare: NgxSemaphore[] = [];
 let last_id = 0;
@@ -47,7 +53,7 @@ export function call(send: Send, to: number, name: string, data: string, timeout
     }
     last_id = last_id + 1;
     const id = last_id;
-    const [ok, err] = send(to, REQUEST, `${id} ${name.length} ${name}${data}`);
+    const [ok, err] = send(to, REQUEST, `${id} ${consumer} ${name.length} ${name}${data}`);
     if (ok === undefined) {
         spare.push(sema);
         return $multi(undefined, err);
@@ -90,18 +96,35 @@ function answer_of(name: string, status: string, a: unknown, b: unknown): LuaMul
     return $multi(ANSWER_ERR, `the handler for alert "${name}" answered with a ${t} (string expected)`);
 }
 
+/**
+ * Whether this VM answers a call to `name`: with several VMs in the process,
+ * the first with a handler for it, or, when none has one, the first that takes
+ * calls (it answers that there is no handler).
+ */
+function answers(name: string): boolean {
+    if (shim.consumers() < 2) {
+        return true;
+    }
+    const first = shim.wanted_by(name);
+    return first === consumer || (first < 0 && shim.wanted_by(REQUEST) === consumer);
+}
+
 function on_request(from: number, envelope: string): void {
     // A position capture gives a number, which lua-types cannot express.
-    const [id, len, at] = string.match(envelope, "^(%d+) (%d+) ()");
+    const [id, caller, len, at] = string.match(envelope, "^(%d+) (%d+) (%d+) ()");
     if (id === undefined) {
         return;
     }
     const start = tonumber(at)!;
     const stop = start + tonumber(len)!;
     const name = string.sub(envelope, start, stop - 1);
+    if (!answers(name)) {
+        return;
+    }
     const [status, a, b] = dispatch.invoke(name, string.sub(envelope, stop), from, undefined, undefined, false);
     const [kind, text] = answer_of(name, status, a, b);
-    const [ok, err] = shim.send(from, ANSWER, `${id} ${kind}${text}`);
+    const back = caller === "0" ? ANSWER : ANSWER + caller;
+    const [ok, err] = shim.send(from, back, `${id} ${kind}${text}`);
     if (ok === undefined) {
         ngx.log(ngx.ERR, `ngx.ipc: cannot answer the call "${name}" of worker ${from}: ${err}`);
     }
@@ -125,3 +148,14 @@ function on_answer(_from: number, envelope: string): void {
 
 dispatch.reserve(REQUEST, on_request);
 dispatch.reserve(ANSWER, on_answer);
+
+/** This VM joined as consumer `c`: answers to its calls come under a name of its own. */
+export function joined(c: number): void {
+    if (c === consumer) {
+        return;
+    }
+    dispatch.reserve(answer_name, undefined);
+    consumer = c;
+    answer_name = c === 0 ? ANSWER : ANSWER + tostring(c);
+    dispatch.reserve(answer_name, on_answer);
+}

@@ -4,6 +4,9 @@
 // relayed from other hosts); the others go to the users' handlers. The sender of the
 // alert being handled is visible only to the receive loop's own coroutine, so a
 // request served while a handler yields reads nil, as does any other coroutine.
+// Once this Lua VM has joined, the shim is told every name it has a handler for:
+// a worker running Lua in http {} and stream {} has a VM for each, and an alert
+// goes to each VM that handles its name (c/ngx_ipc_consumer.c).
 import * as shim from "./shim";
 
 /** A user's handler; what it returns answers ipc.call (ignored for plain alerts). */
@@ -17,6 +20,7 @@ const RESERVED_BYTE = 0;
 
 const handlers = new LuaTable<string, Handler>();
 const internal = new LuaTable<string, Internal>();
+let joined = false;
 
 // The alert being handled, valid only while `owner` is the running coroutine.
 let owner: LuaThread | undefined;
@@ -32,10 +36,31 @@ export function is_reserved(name: string): boolean {
 
 export function set(name: string, handler: Handler | undefined): void {
     handlers.set(name, handler!);
+    if (joined) {
+        shim.want(name, handler !== undefined);
+    }
 }
 
-export function reserve(name: string, fn: Internal): void {
-    internal.set(name, fn);
+/** The module's own handler for a reserved name; undefined deletes it. */
+export function reserve(name: string, fn: Internal | undefined): void {
+    internal.set(name, fn!);
+    if (joined) {
+        shim.want(name, fn !== undefined);
+    }
+}
+
+/** This VM has joined: the shim learns every name it handles, then each change. */
+export function join(): void {
+    if (joined) {
+        return;
+    }
+    joined = true;
+    for (const [name] of handlers) {
+        shim.want(name, true);
+    }
+    for (const [name] of internal) {
+        shim.want(name, true);
+    }
 }
 
 function mine(): boolean {

@@ -19,6 +19,8 @@ let sema: NgxSemaphore | undefined;
 let dispatch: Dispatch | undefined;
 let running = false;
 let dropped = 0;
+/** This VM's consumer number (shim.start), -1 before; only the first reports drops. */
+let consumer = -1;
 
 /**
  * After a handler of an alert this large, a full garbage collection: otherwise
@@ -71,7 +73,9 @@ function run(premature: boolean): void {
         while (!ngx.worker.exiting()) {
             sem.wait(WAIT_SECONDS);
             drain(handle);
-            report_drops();
+            if (consumer === 0) {
+                report_drops();
+            }
         }
     }
     // What arrived before the exit still belongs to this worker's handlers.
@@ -79,10 +83,13 @@ function run(premature: boolean): void {
     running = false;
 }
 
-/** Starts the loop once per worker: creates the semaphore, joins the shim, arms the timer. */
-export function start(handle: Dispatch): LuaMultiReturn<[true] | [undefined, string]> {
+/**
+ * Starts the loop once per worker (per Lua VM of it: http, stream): creates the
+ * semaphore, joins the shim, arms the timer. This VM's consumer number.
+ */
+export function start(handle: Dispatch): LuaMultiReturn<[number] | [undefined, string]> {
     if (running) {
-        return $multi(true);
+        return $multi(consumer);
     }
     if (sema === undefined) {
         const [sem, err] = semaphore.new(0);
@@ -91,9 +98,13 @@ export function start(handle: Dispatch): LuaMultiReturn<[true] | [undefined, str
         }
         sema = sem;
     }
-    const [ok, err] = shim.start(sema.sem, ngx.worker.id() ?? -1, ngx.worker.count());
-    if (ok === undefined) {
-        return $multi(undefined, err);
+    if (consumer < 0) {
+        const [c, err] = shim.start(sema.sem, ngx.config.subsystem ?? "http", ngx.worker.id() ?? -1,
+            ngx.worker.count());
+        if (c === undefined) {
+            return $multi(undefined, err);
+        }
+        consumer = c;
     }
     dispatch = handle;
     const [timer, terr] = ngx.timer.at(0, run);
@@ -101,5 +112,5 @@ export function start(handle: Dispatch): LuaMultiReturn<[true] | [undefined, str
         return $multi(undefined, `ngx.ipc: cannot start the receive loop: ${terr}`);
     }
     running = true;
-    return $multi(true);
+    return $multi(consumer);
 }

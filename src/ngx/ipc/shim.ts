@@ -2,6 +2,7 @@
 // its C results into Lua values. Loading is lazy: requiring ngx.ipc in the master
 // (init_by_lua*) must not load the library there; the first worker call does.
 import * as ffi from "ffi";
+import type { Agent, Worker } from "ngx.ipc";
 
 /** The FFI block of c/ngx_ipc.h, verbatim; t/unit/cdef_spec.lua keeps the two equal. */
 export const cdef = `
@@ -33,7 +34,8 @@ typedef struct {
 } ngx_ipc_counters_t;
 
 int ngx_ipc_configure(uint64_t send_backlog, uint64_t receive_backlog);
-int ngx_ipc_start(void *sema, int32_t id, int32_t count);
+int ngx_ipc_start(void *sema, const char *subsystem, int32_t id,
+    int32_t count);
 int ngx_ipc_start_standalone(const char *dir, int32_t pid);
 int ngx_ipc_send(int32_t pid, const char *name, size_t name_len,
     const char *data, size_t data_len);
@@ -46,13 +48,16 @@ int32_t ngx_ipc_send_any(const char *name, size_t name_len,
 int32_t ngx_ipc_worker_id(int32_t pid);
 int ngx_ipc_workers(int32_t *ids, int32_t *pids, int n);
 void ngx_ipc_lend(uint32_t ref);
-int ngx_ipc_recv(ngx_ipc_alert_t *alert);
+int ngx_ipc_recv(int32_t consumer, ngx_ipc_alert_t *alert);
 int ngx_ipc_poll(void);
 int ngx_ipc_feed(const char *buf, size_t len);
 void ngx_ipc_counters(ngx_ipc_counters_t *out);
 double ngx_ipc_dropped(void);
 int ngx_ipc_backlog(int32_t *pids, uint64_t *bytes, int n);
-void ngx_ipc_release(void);
+void ngx_ipc_release(int32_t consumer);
+int ngx_ipc_want(int32_t consumer, const char *name, size_t name_len, int on);
+int32_t ngx_ipc_wanted_by(const char *name, size_t name_len);
+int ngx_ipc_consumers(void);
 const char *ngx_ipc_last_error(void);
 const char *ngx_ipc_dir(void);
 `;
@@ -121,6 +126,11 @@ let lent = new LuaTable<number, string>();
 let last_ref = 0;
 let self_pid = -1;
 let self_id = -1;
+/**
+ * This Lua VM's number among those of the process that take alerts (an http
+ * and a stream VM in one worker: ngx_ipc_start in c/ngx_ipc.h).
+ */
+let consumer = 0;
 
 function load(): IpcShimLib {
     if (lib !== undefined) {
@@ -162,17 +172,36 @@ function result(rc: number): Result {
 }
 
 /**
- * Joins this nginx worker: its pipe, its read event, wake-ups posted to `sema`.
- * `id` is its ngx.worker.id() (-1 for a process without one, such as the
- * privileged agent), `count` ngx.worker.count().
+ * Joins this nginx worker: its pipe, its read event, wake-ups posted to `sema`
+ * by the `subsystem`'s ("http", "stream") semaphore module. `id` is its
+ * ngx.worker.id() (-1 for a process without one, such as the privileged
+ * agent), `count` ngx.worker.count(). In a process whose other Lua VM joined
+ * already, this VM shares its pipe. This VM's consumer number.
  */
-export function start(sema: CData, id: number, count: number): Result {
-    const rc = load().ngx_ipc_start(sema, id, count);
-    if (rc === 0) {
-        self_pid = ngx.worker.pid();
-        self_id = id;
+export function start(sema: CData, subsystem: string, id: number, count: number): LuaMultiReturn<[number] | [undefined, string]> {
+    const rc = load().ngx_ipc_start(sema, subsystem, id, count);
+    if (rc < 0) {
+        return $multi(undefined, last_error());
     }
-    return result(rc);
+    self_pid = ngx.worker.pid();
+    self_id = id;
+    consumer = rc;
+    return $multi(rc);
+}
+
+/** Tells the shim whether this VM has a handler for `name`. */
+export function want(name: string, on: boolean): void {
+    load().ngx_ipc_want(consumer, name, name.length, on ? 1 : 0);
+}
+
+/** The lowest-numbered VM of this process with a handler for `name`, or -1. */
+export function wanted_by(name: string): number {
+    return load().ngx_ipc_wanted_by(name, name.length);
+}
+
+/** How many Lua VMs of this process take alerts. */
+export function consumers(): number {
+    return load().ngx_ipc_consumers();
 }
 
 /** Without nginx (tests, tools): `dir` is the instance directory; poll() pumps. */
@@ -257,17 +286,14 @@ export function worker_id(pid: number): number | undefined {
     return id < 0 ? undefined : id;
 }
 
-export interface Worker {
-    id: number;
-    pid: number;
-}
-
-/** The joined workers of this generation, sorted by id. */
-export function workers(): Worker[] {
+/** The joined workers of this generation, sorted by id, then the agent. */
+export function workers(): (Worker | Agent)[] {
     const n = fill_pair(workers_pair, load().ngx_ipc_workers);
-    const list: Worker[] = [];
+    const list: (Worker | Agent)[] = [];
     for (let i = 0; i < n; i++) {
-        list[i] = { id: tonumber(workers_pair.a[i])!, pid: tonumber(workers_pair.b[i])! };
+        const id = tonumber(workers_pair.a[i])!;
+        const pid = tonumber(workers_pair.b[i])!;
+        list[i] = id < 0 ? { pid, agent: true } : { id, pid };
     }
     return list;
 }
@@ -280,7 +306,7 @@ const RELEASE_MIN = 1048576;
 
 /** The next complete alert, or nothing when none waits. */
 export function recv(): LuaMultiReturn<[number, string, string] | []> {
-    if (c_recv(alert) === 0) {
+    if (c_recv(consumer, alert) === 0) {
         // Every alert that took a loan waits in the queue just emptied: what is
         // left are loans of refused broadcasts that no copy took.
         if (next(lent)[0] !== undefined) {
@@ -299,7 +325,7 @@ export function recv(): LuaMultiReturn<[number, string, string] | []> {
     const size = alert.data_len;
     const data = ffi_string(alert.data, size);
     if (size >= RELEASE_MIN) {
-        c_release();
+        c_release(consumer);
     }
     return $multi(sender, name, data);
 }

@@ -40,7 +40,7 @@ export function tell_others(text: string): number {
     const me = ngx.worker.id();
     let sent = 0;
     for (const w of ipc.workers()) {
-        if (w.id !== me) {
+        if (w.id !== undefined && w.id !== me) {
             const [ok, err] = ipc.send_worker(w.id, "note", text);
             if (!ok) {
                 error(`send_worker ${w.id}: ${err}`);
@@ -60,7 +60,9 @@ export function heard(): LuaMultiReturn<[string, string]> {
 export function workers(): string {
     const parts: string[] = [];
     for (const w of ipc.workers()) {
-        parts.push(`${w.id}=${w.pid}`);
+        if (w.id !== undefined) {
+            parts.push(`${w.id}=${w.pid}`);
+        }
     }
     return table.concat(parts, ",");
 }

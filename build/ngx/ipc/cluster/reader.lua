@@ -515,7 +515,7 @@ local function read_loop(premature)
     if premature then
         return
     end
-    token = (tostring(ngx.worker.pid()) .. ":") .. tostring(ngx.now())
+    token = (((tostring(ngx.worker.pid()) .. ":") .. tostring(ngx.now())) .. ":") .. (ngx.config.subsystem or "http")
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then

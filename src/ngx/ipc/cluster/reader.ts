@@ -423,7 +423,8 @@ function read_loop(premature: boolean): void {
     if (premature) {
         return;
     }
-    token = `${ngx.worker.pid()}:${ngx.now()}`;
+    // the subsystem tells an http and a stream VM of one worker apart
+    token = `${ngx.worker.pid()}:${ngx.now()}:${ngx.config.subsystem ?? "http"}`;
     while (!ngx.worker.exiting()) {
         if (sock === undefined && !open()) {
             continue;
