@@ -3,8 +3,9 @@
 -- broadcasts flows. The ground truth is the stream itself (XRANGE): every worker
 -- id (slot) of an instance, whichever processes held it in turn, must handle each
 -- entry of it once, in stream order. Each handled alert is logged to error.log
--- ("cluster-got <worker id> <pid> <data>"), which outlives generations, a worker
--- killed with -9 and a quit; the specs print per slot: handled, lost, duplicates.
+-- ("cluster-got <worker id> <pid> <data>", the id followed by "s" in a stream Lua
+-- VM), which outlives generations, a worker killed with -9 and a quit; the specs
+-- print per slot: handled, lost, duplicates.
 local nginx = require "nginx"
 local redis = require "redis"
 
@@ -26,6 +27,27 @@ local function worker_code(addr)
       end
     end)
   ]]):format(addr)
+end
+
+-- stream {} Lua (OpenResty): the worker's second Lua VM takes the cluster's alerts too
+local STREAM = [[
+  init_worker_by_lua_block {
+    local ipc = require "ngx.ipc"
+    ipc.cluster.configure{ redis = "%s", stream = "s", timeout = 5 }
+    ipc.receive("c", function(d)
+      ngx.log(ngx.ALERT, "cluster-got ", ngx.worker.id(), "s ", ngx.worker.pid(), " ", d, " .")
+    end)
+  }
+  server {
+    listen 127.0.0.1:STREAM_PORT;
+    return "x";
+  }
+]]
+
+local function has_stream_lua()
+  local bin = os.getenv("NGX_IPC_T_NGINX") or "/usr/sbin/nginx"
+  local ok, out = nginx.sh("nm -D " .. nginx.shq(bin) .. " | grep -c ngx_stream_lua_ffi_sema_post")
+  return ok and (tonumber(out:match("%d+")) or 0) > 0
 end
 
 -- numbers 1..n; an attempt after nil, err is a new alert "<i>:<attempt>" (Redis may
@@ -65,13 +87,13 @@ local function stream_of(r)
   return out
 end
 
--- what each worker id of inst handled, in order, and the pids that held it
+-- what each worker id of inst ("0", "1", ...; "0s", ... for stream VMs) handled,
+-- in order, and the pids that held it
 local function slots_of(inst)
   local slots = {}
   for line in inst:log():gmatch("[^\n]+") do
-    local id, pid, d = line:match("cluster%-got (%d+) (%d+) (%S+) %.")
+    local id, pid, d = line:match("cluster%-got (%w+) (%d+) (%S+) %.")
     if id then
-      id = tonumber(id)
       local s = slots[id] or { list = {}, pids = {}, seen = {} }
       slots[id] = s
       s.list[#s.list + 1] = d
@@ -116,17 +138,29 @@ local function account(list, truth, prefix)
   return { handled = #list, lost = lost, dups = dups, stray = stray, order = order }
 end
 
--- every slot of inst handled the whole stream exactly once, in order; prints the counts
-local function assert_exactly_once(inst, label, truth, workers)
-  local slots = slots_of(inst)
+-- the slots of `workers` workers: "0", "1", ...; with `vms`, also "0s", "1s", ...
+local function ids(workers, vms)
+  local out = {}
   for id = 0, workers - 1 do
+    out[#out + 1] = tostring(id)
+    if vms then
+      out[#out + 1] = id .. "s"
+    end
+  end
+  return out
+end
+
+-- every slot of inst handled the whole stream exactly once, in order; prints the counts
+local function assert_exactly_once(inst, label, truth, workers, vms)
+  local slots = slots_of(inst)
+  for _, id in ipairs(ids(workers, vms)) do
     local s = slots[id] or { list = {}, pids = {} }
     local a = account(s.list, truth)
     local who = {}
     for _, pid in ipairs(s.pids) do
       who[#who + 1] = ("%s (%d)"):format(pid, s.seen[pid])
     end
-    comment("%s worker id %d, pid (alerts) %s: handled %d of %d, lost %d, duplicates %d, out of order %d",
+    comment("%s worker id %s, pid (alerts) %s: handled %d of %d, lost %d, duplicates %d, out of order %d",
       label, id, table.concat(who, " -> "), a.handled, #truth, a.lost, a.dups, a.order)
     assert.are.same({ handled = #truth, lost = 0, dups = 0, stray = 0, order = 0 }, a,
       label .. " worker id " .. id .. " against the stream")
@@ -134,13 +168,13 @@ local function assert_exactly_once(inst, label, truth, workers)
 end
 
 -- waits until every slot of inst logged `n` alerts
-local function wait_slots(inst, n, workers, timeout)
+local function wait_slots(inst, n, workers, timeout, vms)
   nginx.wait_for(function()
     local slots = slots_of(inst)
-    for id = 0, workers - 1 do
+    for _, id in ipairs(ids(workers, vms)) do
       local got = slots[id] and #slots[id].list or 0
       if got < n then
-        return false, ("worker id %d handled %d of %d"):format(id, got, n)
+        return false, ("worker id %s handled %d of %d"):format(id, got, n)
       end
     end
     return true
@@ -167,10 +201,11 @@ describe("ipc.cluster exactly once per worker", function()
 
   -- instances A (publishes) and B (the one things happen to), 2 workers each,
   -- both reading; `before(B)` runs then, and A's worker starts publishing 3,000
-  local function stream(redis_opts, before)
+  local function stream(redis_opts, before, b_stream)
     r = redis.start(redis_opts or {})
     for k = 1, 2 do
-      insts[k] = nginx.start { workers = 2, init_worker = worker_code(r.addr) }
+      insts[k] = nginx.start { workers = 2, init_worker = worker_code(r.addr),
+        stream = k == 2 and b_stream and STREAM:format(r.addr) or nil }
     end
     for _, inst in ipairs(insts) do
       local w0 = inst:by_id()[0]
@@ -257,7 +292,7 @@ describe("ipc.cluster exactly once per worker", function()
     wait_slots(b_inst, #truth, 2)
     assert_exactly_once(b_inst, "B (2, 3, then 2 workers)", truth, 2)
     -- id 2 existed in the second generation only: from its first alert on, each once, in order
-    local s2 = slots_of(b_inst)[2]
+    local s2 = slots_of(b_inst)["2"]
     assert.is_truthy(s2, "alerts handled by worker id 2")
     local k
     for i, d in ipairs(truth) do
@@ -283,7 +318,7 @@ describe("ipc.cluster exactly once per worker", function()
     local low
     local slots = slots_of(b_inst)
     for id = 0, 1 do
-      local s = slots[id] or { list = {}, pids = {} }
+      local s = slots[tostring(id)] or { list = {}, pids = {} }
       local acc = account(s.list, truth, #s.list)
       comment("B worker id %d (pid %s): handled the first %d of %d, lost %d, duplicates %d, out of order %d",
         id, table.concat(s.pids, " "), #s.list, #truth, acc.lost, acc.dups, acc.order)
@@ -334,7 +369,7 @@ describe("ipc.cluster exactly once per worker", function()
     local truth = stream_end()
     wait_slots(b_inst, #truth, 2)
     local s1, s0 = stats(new1), stats(bw[0])
-    local slot1 = slots_of(b_inst)[1]
+    local slot1 = slots_of(b_inst)["1"]
     local acc = account(slot1.list, truth)
     comment("worker id 1, pid (alerts) %s (%d) -> %s (%d): lost %d, duplicates %d; the replacement's redelivered %d, skipped %d; the reader's rewinds %d",
       slot1.pids[1], slot1.seen[slot1.pids[1]], slot1.pids[2], slot1.seen[slot1.pids[2]], acc.lost, acc.dups,
@@ -359,7 +394,7 @@ describe("ipc.cluster exactly once per worker", function()
       local slots = slots_of(inst)
       for id = 0, 1 do
         -- the entries of the old stream are not in `truth`: "stray" here
-        local acc = account(slots[id].list, truth)
+        local acc = account(slots[tostring(id)].list, truth)
         comment("%s worker id %d: handled %d (%d from before the restart), lost %d, duplicates %d, out of order %d",
           inst == a_inst and "A" or "B", id, acc.handled, acc.stray, acc.lost, acc.dups, acc.order)
         assert.are.same({ lost = 0, dups = 0, order = 0 }, { lost = acc.lost, dups = acc.dups, order = acc.order },
@@ -367,6 +402,25 @@ describe("ipc.cluster exactly once per worker", function()
         assert.is_true(acc.stray >= 1, "alerts handled before the restart: " .. acc.stray)
       end
     end
+  end)
+
+  it("stream Lua beside http Lua (OpenResty): each VM of each worker id handles every alert once, through kill -9 and reload", function()
+    if not has_stream_lua() then
+      pending("needs an nginx with stream Lua (NGX_IPC_T_NGINX, NGX_IPC_T_MODULES=none)")
+      return
+    end
+    stream(nil, nil, true)
+    local bw = b_inst:by_id()
+    at_b(600)
+    b_inst:kill9(bw[1])
+    at_b(1600)
+    b_inst:kill9(bw[0])
+    at_b(2600)
+    b_inst:reload()
+    local truth = stream_end()
+    wait_slots(b_inst, #truth, 2, 60, true)
+    assert_exactly_once(b_inst, "B (http + stream VMs; kill -9 of 1, of 0, reload)", truth, 2, true)
+    check_a(truth)
   end)
 
   it("Redis (appendonly yes) restarts in the middle of a stream: each worker id handles every entry once", function()

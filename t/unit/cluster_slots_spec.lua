@@ -27,9 +27,12 @@ local function dead_pid()
   error("no free pid found")
 end
 
--- the module as worker `id` of `pid` (of `count` workers) in generation `dir` sees it
-local function worker(pid, id, count, dir)
+-- the module as worker `id` of `pid` (of `count` workers) in generation `dir` sees
+-- it, in its http Lua VM or (`sub`) its stream one; worker id i has slots 2i (http)
+-- and 2i + 1 (stream)
+local function worker(pid, id, count, dir, sub)
   _G.ngx = {
+    config = { subsystem = sub or "http" },
     worker = {
       id = function() return id end,
       pid = function() return pid end,
@@ -68,25 +71,23 @@ describe("cluster worker slots", function()
     assert.are.same({ w.HANDLE, 0 }, { w.verdict(0, 0, 100, 0, 1) })
     w.begin(100, 0, 1)
     w.finish()
-    assert.are.same({ ms = 100, n = 0, seq = 1 }, w.done_of(1))
+    assert.are.same({ ms = 100, n = 0, seq = 1 }, w.done_of(2))
     assert.are.same({ w.PASS, 0 }, { w.verdict(0, 0, 100, 0, 1) }, "the same entry again")
     assert.are.same({ w.HANDLE, 0 }, { w.verdict(100, 0, 100, 1, 2) }, "the next one")
     assert.are.same({ w.GAP, 0 }, { w.verdict(100, 1, 101, 0, 3) }, "one after a missing entry")
     assert.are.same({ w.HANDLE, 2 }, { w.verdict(100, 0, 105, 0, 4) }, "after two trimmed ones: 2 lost")
-    assert.are.equal("", w.want_of(1))
+    assert.are.equal("", w.want_of(2))
     w.want()
-    local first = w.want_of(1)
+    local first = w.want_of(2)
     assert.are.equal(gone .. ":0:1", first)
     w.want()
-    assert.are.equal(first, w.want_of(1), "a second request at the same position")
+    assert.are.equal(first, w.want_of(2), "a second request at the same position")
   end)
 
   it("the least position is the instance's; the reader's base stands for a slot of its generation with none", function()
     local r = worker(gone + 1, 0, 2, GEN1)
     r.set_base({ ms = 50, n = 0, seq = 0 })
-    -- slot 0 never held: a worker of the reader's generation still to come, which the
-    -- reader may have relayed to since its start
-    assert.are.same({ ms = 50, n = 0, seq = 0 }, r.least(2), "slot 0 never held, slot 1 at 100-0")
+    assert.are.same({ ms = 100, n = 0, seq = 1 }, r.least(2), "worker 0's slots never held, worker 1's http one at 100-0")
     -- taken after its generation's reader started: its position is that reader's start
     assert.are.same({ true, 0 }, { r.take() })
     assert.are.same({ ms = 50, n = 0, seq = 0 }, r.least(2))
@@ -101,9 +102,9 @@ describe("cluster worker slots", function()
     dead.begin(100, 1, 2)                 -- then killed: busy, the position still 100-0
     local w = worker(me, 1, 2, GEN1)
     assert.are.same({ true, 1 }, { w.take() }, "taken, one entry to run again")
-    assert.are.same({ ms = 100, n = 0, seq = 1 }, w.done_of(1))
+    assert.are.same({ ms = 100, n = 0, seq = 1 }, w.done_of(2))
     assert.are.same({ w.HANDLE, 0 }, { w.verdict(100, 0, 100, 1, 2) }, "the entry its predecessor began")
-    assert.are.equal(me .. ":", w.want_of(1):sub(1, #tostring(me) + 1), "a request to resend, under the new holder")
+    assert.are.equal(me .. ":", w.want_of(2):sub(1, #tostring(me) + 1), "a request to resend, under the new holder")
   end)
 
   it("a replacement of a holder killed inside the position's write completes it from begun", function()
@@ -134,12 +135,18 @@ describe("cluster worker slots", function()
     assert.are.same({ w.PASS, 0 }, { w.verdict(200, 0, 200, 1, 10) })
   end)
 
-  it("a slot never held counts at the base only for the generation of the reader that set it", function()
-    local w = worker(gone + 4, 0, 3, GEN2)
-    -- the base (50) was set by a reader of generation 1: nothing was relayed to slot 2 yet
-    assert.are.same({ ms = 100, n = 0, seq = 1 }, w.least(3), "slots 0 and 1 at 200-1 and 100-0, 2 never held")
-    w.set_base({ ms = 90, n = 0, seq = 0 })
-    assert.are.same({ ms = 90, n = 0, seq = 0 }, w.least(3), "slot 2, never held, of this reader's generation")
+  it("a stream Lua VM has a slot of its own beside the http VM's; a slot never held holds nothing back", function()
+    local st = worker(me, 1, 2, GEN2, "stream")
+    assert.are.same({ true, 0 }, { st.take() }, "the stream VM of the process that holds worker 1's http slot")
+    st.set_base({ ms = 90, n = 0, seq = 0 })
+    assert.are.same({ ms = 90, n = 0, seq = 0 }, st.done_of(3), "the stream slot: the base of its generation's reader")
+    assert.are.same({ st.HANDLE, 0 }, { st.verdict(90, 0, 95, 0, 2) })
+    st.begin(95, 0, 2)
+    st.finish()
+    assert.are.same({ ms = 100, n = 0, seq = 1 }, st.done_of(2), "the http slot of worker 1 did not move")
+    -- worker 0's stream slot was never held; 1's http at 100-0, its stream at 95-0, 0's http at 200-1
+    assert.are.same({ ms = 95, n = 0, seq = 2 }, st.least(2))
+    assert.are.same({ ms = 95, n = 0, seq = 2 }, st.least(3), "worker 2's slots never held")
   end)
 
   it("waits while the holder runs and is not shutting down", function()

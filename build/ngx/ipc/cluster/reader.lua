@@ -227,7 +227,7 @@ local function acquire(expect)
         })
         do
             local i = 0
-            while i < workers do
+            while i < slots.span(workers) do
                 served[i] = slots.want_of(i)
                 i = i + 1
             end
@@ -351,7 +351,7 @@ local function rewind()
     local to
     do
         local i = 0
-        while i < ngx.worker.count() do
+        while i < slots.span(ngx.worker.count()) do
             local w = slots.want_of(i)
             if w ~= "" and w ~= served[i] then
                 served[i] = w

@@ -1,5 +1,5 @@
 local ____exports = {}
-local base_of, HEADER, SLOT, S_MS, S_N, S_WANT, p, my_id, wanted_at
+local base_of, HEADER, SLOT, S_MS, S_N, S_WANT, p, my_slot, wanted_at
 local ffi = require("ffi")
 local shim = require("ngx.ipc.shim")
 local ____state = require("ngx.ipc.cluster.state")
@@ -9,7 +9,7 @@ function base_of(i)
 end
 --- Asks the reader to resend after this slot's position (once per position).
 function ____exports.want()
-    local b = base_of(my_id)
+    local b = base_of(my_slot)
     local at = (tostring(p[b + S_MS]) .. "-") .. tostring(p[b + S_N])
     if at == wanted_at then
         return
@@ -53,7 +53,7 @@ local TRIES = 1000
 local PREFIX = "cluster1_"
 --- Slots the mapping holds.
 local mapped = 0
-my_id = -1
+my_slot = -1
 local my_pid = 0
 local my_start = 0
 local my_gen = 0
@@ -62,6 +62,10 @@ local holding = false
 wanted_at = ""
 --- The mapped file.
 local path = ""
+--- The slots of `count` workers: one per worker id and Lua VM kind (http, stream).
+function ____exports.span(count)
+    return 2 * count
+end
 --- Whether the slots are in use in this worker (the file could be mapped).
 function ____exports.ready()
     return p ~= nil
@@ -146,7 +150,7 @@ function ____exports.open(key, count)
     if fd < 0 then
         return nil, (("cannot open " .. path) .. ": ") .. errstr()
     end
-    local want = math.max(count, id + 1)
+    local want = ____exports.span(math.max(count, id + 1))
     local bytes = (HEADER + SLOT * want) * 8
     local size = tonumber(C.ngx_ipc_cl_lseek(fd, 0, SEEK_END)) or -1
     if size < 0 or size < bytes and C.ngx_ipc_cl_ftruncate(fd, bytes) ~= 0 then
@@ -170,7 +174,7 @@ function ____exports.open(key, count)
     end
     p = ffi.cast("volatile double *", addr)
     mapped = math.floor((len / 8 - HEADER) / SLOT)
-    my_id = id
+    my_slot = 2 * id + (ngx.config.subsystem == "stream" and 1 or 0)
     my_pid = ngx.worker.pid()
     my_start = start_of(my_pid) or 0
     my_gen = tonumber(cycle, 16) or 0
@@ -249,9 +253,9 @@ local function before(ams, an, bms, bn)
     return ams < bms or ams == bms and an < bn
 end
 --- Where slot i stands: the last entry its holders handled; for a holder that handled
--- nothing yet (or none yet), the reader's start if that reader is of its generation;
--- otherwise undefined (nothing was relayed to it: the first entry that comes is its
--- start).
+-- nothing yet, the reader's start if that reader is of its generation; otherwise
+-- undefined (never held, or nothing was relayed to it: the first entry that comes
+-- is its start).
 local function position_of(i)
     if i >= mapped then
         return nil
@@ -263,22 +267,16 @@ local function position_of(i)
         ms, n, seq = a[b + S_BMS], a[b + S_BN], a[b + S_BSEQ]
     end
     if a[b + S_PID] == 0 then
+        return nil
+    end
+    if ms < 0 then
         local ____temp_1
-        if a[H_GEN] == my_gen then
+        if a[b + S_GEN] == a[H_GEN] then
             ____temp_1 = base()
         else
             ____temp_1 = nil
         end
         return ____temp_1
-    end
-    if ms < 0 then
-        local ____temp_2
-        if a[b + S_GEN] == a[H_GEN] then
-            ____temp_2 = base()
-        else
-            ____temp_2 = nil
-        end
-        return ____temp_2
     end
     return {ms = ms, n = n, seq = seq}
 end
@@ -286,14 +284,14 @@ end
 function ____exports.done_of(i)
     return position_of(i) or base()
 end
---- The least position of slots 0 .. count - 1, the instance's position; the reader's
--- start while none has one. A slot without one (a worker that handled nothing yet)
--- takes the first entry that reaches it, which is still in its pipe.
+--- The least position of the slots of workers 0 .. count - 1, the instance's position;
+-- the reader's start while none has one. A slot without one (a worker that handled
+-- nothing yet) takes the first entry that reaches it, which is still in its pipe.
 function ____exports.least(count)
     local low
     do
         local i = 0
-        while i < count do
+        while i < ____exports.span(count) do
             local d = position_of(i)
             if d ~= nil and (low == nil or before(d.ms, d.n, low.ms, low.n)) then
                 low = d
@@ -331,7 +329,7 @@ function ____exports.take()
         return true, 0
     end
     local a = p
-    local b = base_of(my_id)
+    local b = base_of(my_slot)
     local again = 0
     local pid = a[b + S_PID]
     if pid ~= 0 and not (pid == my_pid and a[b + S_START] == my_start) then
@@ -387,7 +385,7 @@ ____exports.GAP = 2
 -- entries were trimmed between this slot's position and it (sequence numbers).
 function ____exports.verdict(pms, pn, ms, n, seq)
     local a = p
-    local b = base_of(my_id)
+    local b = base_of(my_slot)
     local dms = a[b + S_MS]
     local dn = a[b + S_N]
     if dms < 0 then
@@ -405,7 +403,7 @@ end
 --- Before this worker's handler of entry (ms, n, seq) runs.
 function ____exports.begin(ms, n, seq)
     local a = p
-    local b = base_of(my_id)
+    local b = base_of(my_slot)
     a[b + S_BMS] = ms
     a[b + S_BN] = n
     a[b + S_BSEQ] = seq
@@ -414,7 +412,7 @@ end
 --- After it: the entry is this slot's position.
 function ____exports.finish()
     local a = p
-    local b = base_of(my_id)
+    local b = base_of(my_slot)
     write3(
         b,
         S_MS,

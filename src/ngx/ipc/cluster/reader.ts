@@ -185,7 +185,7 @@ function acquire(expect: string): boolean | undefined {
     if (slots.ready()) {
         const [ms, n] = string.match(last_id, "^(%d+)%-(%d+)$");
         slots.set_base({ ms: tonumber(ms) ?? 0, n: tonumber(n) ?? 0, seq: tail_seq });
-        for (let i = 0; i < workers; i++) {
+        for (let i = 0; i < slots.span(workers); i++) {
             served.set(i, slots.want_of(i));
         }
         slots.sweep_stale();
@@ -292,7 +292,7 @@ function count_gap(seq: number, id: string): void {
  */
 function rewind(): void {
     let to: slots.Position | undefined;
-    for (let i = 0; i < ngx.worker.count(); i++) {
+    for (let i = 0; i < slots.span(ngx.worker.count()); i++) {
         const w = slots.want_of(i);
         if (w !== "" && w !== served.get(i)) {
             served.set(i, w);

@@ -1,5 +1,6 @@
 // Where each worker of the instance stands in the stream. One record per worker id
-// (a slot) in a small file of the shim's root directory, one file per master and
+// and Lua VM (a slot: 2 × id, + 1 for the stream VM of OpenResty's stream Lua, which
+// gets the relayed entries too) in a small file of the shim's root directory, one file per master and
 // stream, mapped shared by every worker of that master, of every generation: it
 // outlives a worker killed with -9 and a reload, and costs no system call per entry.
 //
@@ -89,7 +90,8 @@ const PREFIX = "cluster1_";
 let p: DoubleArray | undefined;
 /** Slots the mapping holds. */
 let mapped = 0;
-let my_id = -1;
+/** This worker's slot: 2 × its id, + 1 in a stream Lua VM. */
+let my_slot = -1;
 let my_pid = 0;
 let my_start = 0;
 let my_gen = 0;
@@ -105,6 +107,11 @@ export interface Position {
     ms: number;
     n: number;
     seq: number;
+}
+
+/** The slots of `count` workers: one per worker id and Lua VM kind (http, stream). */
+export function span(count: number): number {
+    return 2 * count;
 }
 
 /** Whether the slots are in use in this worker (the file could be mapped). */
@@ -185,7 +192,7 @@ export function open(key: string, count: number): LuaMultiReturn<[true] | [undef
     if (fd < 0) {
         return $multi(undefined, `cannot open ${path}: ${errstr()}`);
     }
-    const want = math.max(count, id + 1);
+    const want = span(math.max(count, id + 1));
     const bytes = (HEADER + SLOT * want) * 8;
     const size = tonumber(C.ngx_ipc_cl_lseek(fd, 0, SEEK_END)) ?? -1;
     if (size < 0 || (size < bytes && C.ngx_ipc_cl_ftruncate(fd, bytes) !== 0)) {
@@ -202,7 +209,7 @@ export function open(key: string, count: number): LuaMultiReturn<[true] | [undef
     }
     p = ffi.cast("volatile double *", addr) as DoubleArray;
     mapped = math.floor((len / 8 - HEADER) / SLOT);
-    my_id = id;
+    my_slot = 2 * id + (ngx.config.subsystem === "stream" ? 1 : 0);
     my_pid = ngx.worker.pid();
     my_start = start_of(my_pid) ?? 0;
     my_gen = tonumber(cycle, 16) ?? 0;
@@ -280,9 +287,9 @@ function before(ams: number, an: number, bms: number, bn: number): boolean {
 
 /**
  * Where slot i stands: the last entry its holders handled; for a holder that handled
- * nothing yet (or none yet), the reader's start if that reader is of its generation;
- * otherwise undefined (nothing was relayed to it: the first entry that comes is its
- * start).
+ * nothing yet, the reader's start if that reader is of its generation; otherwise
+ * undefined (never held, or nothing was relayed to it: the first entry that comes
+ * is its start).
  */
 function position_of(i: number): Position | undefined {
     if (i >= mapped) {
@@ -297,9 +304,8 @@ function position_of(i: number): Position | undefined {
         [ms, n, seq] = [a[b + S_BMS], a[b + S_BN], a[b + S_BSEQ]];
     }
     if (a[b + S_PID] === 0) {
-        // Never held: a worker of this generation (the caller's: the reader's) not yet
-        // started, to which a reader of it may have relayed since its start.
-        return a[H_GEN] === my_gen ? base() : undefined;
+        // never held: no worker (or VM) of this id takes cluster alerts
+        return undefined;
     }
     if (ms < 0) {
         // handled nothing yet: a reader of its generation may have relayed to it since its start
@@ -314,13 +320,13 @@ export function done_of(i: number): Position | undefined {
 }
 
 /**
- * The least position of slots 0 .. count - 1, the instance's position; the reader's
- * start while none has one. A slot without one (a worker that handled nothing yet)
- * takes the first entry that reaches it, which is still in its pipe.
+ * The least position of the slots of workers 0 .. count - 1, the instance's position;
+ * the reader's start while none has one. A slot without one (a worker that handled
+ * nothing yet) takes the first entry that reaches it, which is still in its pipe.
  */
 export function least(count: number): Position | undefined {
     let low: Position | undefined;
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < span(count); i++) {
         const d = position_of(i);
         if (d !== undefined && (low === undefined || before(d.ms, d.n, low.ms, low.n))) {
             low = d;
@@ -365,7 +371,7 @@ export function take(): Taken {
         return $multi(true, 0);
     }
     const a = p!;
-    const b = base_of(my_id);
+    const b = base_of(my_slot);
     let again = 0;
     const pid = a[b + S_PID];
     if (pid !== 0 && !(pid === my_pid && a[b + S_START] === my_start)) {
@@ -424,7 +430,7 @@ export function take(): Taken {
 
 /** Asks the reader to resend after this slot's position (once per position). */
 export function want(): void {
-    const b = base_of(my_id);
+    const b = base_of(my_slot);
     const at = `${p![b + S_MS]}-${p![b + S_N]}`;
     if (at === wanted_at) {
         return;
@@ -444,7 +450,7 @@ export const GAP = 2;
  */
 export function verdict(pms: number, pn: number, ms: number, n: number, seq: number): LuaMultiReturn<[number, number]> {
     const a = p!;
-    const b = base_of(my_id);
+    const b = base_of(my_slot);
     const dms = a[b + S_MS];
     const dn = a[b + S_N];
     if (dms < 0) {
@@ -463,7 +469,7 @@ export function verdict(pms: number, pn: number, ms: number, n: number, seq: num
 /** Before this worker's handler of entry (ms, n, seq) runs. */
 export function begin(ms: number, n: number, seq: number): void {
     const a = p!;
-    const b = base_of(my_id);
+    const b = base_of(my_slot);
     a[b + S_BMS] = ms;
     a[b + S_BN] = n;
     a[b + S_BSEQ] = seq;
@@ -473,7 +479,7 @@ export function begin(ms: number, n: number, seq: number): void {
 /** After it: the entry is this slot's position. */
 export function finish(): void {
     const a = p!;
-    const b = base_of(my_id);
+    const b = base_of(my_slot);
     write3(b, S_MS, a[b + S_BMS], a[b + S_BN], a[b + S_BSEQ]);
     a[b + S_BUSY] = 0;
 }
