@@ -122,12 +122,15 @@ describe("cluster worker slots", function()
       end
     end)(), "r+b"))
     local bytes = f:read("*a")
-    local p = ffi.cast("double *", ffi.new("char[?]", #bytes, bytes))
+    -- `buf` keeps the copy alive while `p` points into it
+    local buf = ffi.new("char[?]", #bytes)
+    ffi.copy(buf, bytes, #bytes)
+    local p = ffi.cast("double *", buf)
     local SLOT0 = 8
     p[SLOT0] = p[SLOT0] + 1               -- seqlock odd
     p[SLOT0 + 3] = 200                    -- ms written, n and seq not yet
     f:seek("set", 0)
-    f:write(ffi.string(p, #bytes))
+    f:write(ffi.string(buf, #bytes))
     f:close()
     local w = worker(me, 0, 2, GEN2)
     assert.are.same({ true, 0 }, { w.take() }, "taken; the handler had returned: nothing to run again")
