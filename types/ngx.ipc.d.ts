@@ -97,8 +97,9 @@ declare module "ngx.ipc" {
         received: number;
         /** Entries this worker's reader handed to its instance. */
         relayed: number;
-        /** Times the reader found entries trimmed before it read them, and how many. */
+        /** Times the reader found entries trimmed before it read them. */
         gaps: number;
+        /** Alerts this worker never got: trimmed from the stream before its instance read them. */
         lost: number;
         /** Times the reader got its connection back after losing it. */
         reconnects: number;
@@ -110,9 +111,21 @@ declare module "ngx.ipc" {
          * Alerts this worker's reader had handed over that a failover took out of the
          * stream (other instances may have missed them).
          */
-        rewound: number;
+        failover_lost: number;
         /** Publishes Redis added but that `wait` could not see on enough replicas (nil, err). */
         unreplicated: number;
+        /**
+         * Relayed alerts this worker let pass: handled already (sent again after a
+         * reader's restart or a resend), or after one it had not got yet (then resent).
+         */
+        skipped: number;
+        /**
+         * Alerts this worker handled although its predecessor (killed with -9) had begun
+         * their handler: the one case handled at least once rather than exactly once.
+         */
+        redelivered: number;
+        /** Times this worker's reader went back to hand alerts over again to a worker that missed them. */
+        rewinds: number;
     }
 
     /**

@@ -58,12 +58,15 @@
 ---@field received integer cluster alerts handed to this worker's handlers
 ---@field relayed integer entries this worker's reader handed to its instance
 ---@field gaps integer times the reader found entries trimmed before it read them
----@field lost integer entries trimmed before this instance's reader read them
+---@field lost integer alerts this worker never got: trimmed before its instance's reader read them
 ---@field reconnects integer times the reader got its connection back
 ---@field malformed integer stream entries or local alerts that were not ngx.ipc's, skipped
 ---@field failovers integer times this worker found the sentinels naming another primary
----@field rewound integer alerts this worker's reader had handed over that a failover took out of the stream
+---@field failover_lost integer alerts this worker's reader had handed over that a failover took out of the stream
 ---@field unreplicated integer broadcasts Redis added but `wait` could not see on enough replicas (nil, err)
+---@field skipped integer relayed alerts this worker let pass: handled already, or resent later
+---@field redelivered integer alerts handled again because a predecessor killed with -9 was inside their handler
+---@field rewinds integer times this worker's reader handed alerts over again to a worker that missed them
 
 ---Connection and stream of `ipc.cluster.configure`; the README lists every option.
 ---@class ngx.ipc.cluster.options

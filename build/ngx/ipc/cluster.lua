@@ -12,7 +12,7 @@ function ____exports.joined()
         return
     end
     state.start(s)
-    envelope.listen()
+    envelope.listen((((s.stream .. "\n") .. s.endpoint.pool) .. "\n") .. state.instance)
     if ngx.worker.id() == 0 then
         reader.start()
     end
@@ -55,8 +55,11 @@ function ____exports.stats()
         reconnects = counters.reconnects,
         malformed = counters.malformed,
         failovers = counters.failovers,
-        rewound = counters.rewound,
-        unreplicated = counters.unreplicated
+        failover_lost = counters.failover_lost,
+        unreplicated = counters.unreplicated,
+        skipped = counters.skipped,
+        redelivered = counters.redelivered,
+        rewinds = counters.rewinds
     }
 end
 return ____exports

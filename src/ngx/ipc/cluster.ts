@@ -62,7 +62,9 @@ export function joined(): void {
         return;
     }
     state.start(s);
-    envelope.listen();
+    // the instance (its master's start as wall-clock time) tells a master from one with
+    // the same pid and start in clock ticks after a reboot
+    envelope.listen(`${s.stream}\n${s.endpoint.pool}\n${state.instance}`);
     if (ngx.worker.id() === 0) {
         reader.start();
     }
@@ -82,7 +84,10 @@ export function stats(): ClusterStats {
         reconnects: counters.reconnects,
         malformed: counters.malformed,
         failovers: counters.failovers,
-        rewound: counters.rewound,
+        failover_lost: counters.failover_lost,
         unreplicated: counters.unreplicated,
+        skipped: counters.skipped,
+        redelivered: counters.redelivered,
+        rewinds: counters.rewinds,
     };
 }

@@ -15,6 +15,7 @@ local load = ____scripts.load
 local RAISE = ____scripts.RAISE
 local run = ____scripts.run
 local script_args = ____scripts.script_args
+local slots = require("ngx.ipc.cluster.slots")
 local state = require("ngx.ipc.cluster.state")
 function lost_lease()
     holding = false
@@ -49,7 +50,13 @@ local sock
 holding = false
 local token = ""
 last_id = ""
-local last_seq = 0
+--- The last entry handed over (or the start) and its sequence number: each envelope names it.
+local tail_id = ""
+local tail_seq = 0
+--- The highest sequence number handed over: a resend counts no gap below it.
+local high = 0
+--- Per worker slot, the request to resend (slots.want_of) already served.
+local served = {}
 local failures = 0
 --- When the position was last saved (ngx.now()).
 local saved_at = 0
@@ -57,8 +64,22 @@ local down_since
 --- Upper bounds of what waits for one destination, and in this worker, since the last look (FLOW).
 local queued = 0
 local held = 0
+local function id_text(pos)
+    return string.format("%.0f-%.0f", pos.ms, pos.n)
+end
+--- The instance's position: the least of its worker slots', else the last entry handed over.
 local function position()
-    return (last_id .. " ") .. tostring(last_seq)
+    local ____slots_ready_result_0
+    if slots.ready() then
+        ____slots_ready_result_0 = slots.least(ngx.worker.count())
+    else
+        ____slots_ready_result_0 = nil
+    end
+    local low = ____slots_ready_result_0
+    if low ~= nil then
+        return (id_text(low) .. " ") .. string.format("%.0f", low.seq)
+    end
+    return (tail_id .. " ") .. tostring(tail_seq)
 end
 --- Whether stream id a comes after b ("ms-seq").
 local function after(a, b)
@@ -123,11 +144,11 @@ local function open()
         drop_connection(lerr)
         return false
     end
-    if last_seq > 0 then
+    if high > 0 then
         local rargs, rcount = args_of(
             "1",
             s.seq_key,
-            tostring(last_seq)
+            tostring(high)
         )
         local raised, rerr = run(c, RAISE, rargs, rcount)
         if raised == nil then
@@ -192,9 +213,38 @@ local function acquire(expect)
         tostring(reply[2]),
         "^(%S+) (%d+)$"
     )
-    if last_id == "" or reply[3] ~= 1 and after(id, last_id) then
+    local workers = ngx.worker.count()
+    local ____slots_ready_result_1
+    if slots.ready() then
+        ____slots_ready_result_1 = slots.least(workers)
+    else
+        ____slots_ready_result_1 = nil
+    end
+    local low = ____slots_ready_result_1
+    if low ~= nil then
+        last_id = id_text(low)
+        tail_seq = low.seq
+    elseif last_id == "" or reply[3] ~= 1 and after(id, last_id) then
         last_id = id or "0-0"
-        last_seq = tonumber(seq) or 0
+        tail_seq = tonumber(seq) or 0
+    end
+    tail_id = last_id
+    high = math.max(high, tail_seq)
+    if slots.ready() then
+        local ms, n = string.match(last_id, "^(%d+)%-(%d+)$")
+        slots.set_base({
+            ms = tonumber(ms) or 0,
+            n = tonumber(n) or 0,
+            seq = tail_seq
+        })
+        do
+            local i = 0
+            while i < slots.span(workers) do
+                served[i] = slots.want_of(i)
+                i = i + 1
+            end
+        end
+        slots.sweep_stale()
     end
     holding = true
     ngx.log(
@@ -279,17 +329,38 @@ local function field(f, key)
     end
     return nil
 end
+--- Counts and logs entries trimmed before this reader read them (each worker counts
+-- its own loss), and numbers given out again (a failover, or Redis restarted without
+-- persistence, lost entries this instance had handed over). Only at the frontier:
+-- below it, a resend goes over numbers already handed over on purpose.
 local function count_gap(seq, id)
-    if last_seq > 0 and seq > last_seq + 1 then
-        local n = seq - last_seq - 1
-        counters.gaps = counters.gaps + 1
-        counters.lost = counters.lost + n
+    local frontier = tail_seq >= high
+    if frontier and high > 0 and seq <= high then
+        counters.failover_lost = counters.failover_lost + (high - seq + 1)
         ngx.log(
             ngx.ERR,
             "ngx.ipc: cluster reader: ",
-            n,
+            state.settings.stream,
+            " went back from number ",
+            high,
+            " to ",
+            seq,
+            " at ",
+            id,
+            ": a failover or a restart of Redis lost alerts this instance had handled; ",
+            "other instances may have missed them"
+        )
+        high = seq
+        return
+    end
+    if frontier and high > 0 and seq > high + 1 then
+        counters.gaps = counters.gaps + 1
+        ngx.log(
+            ngx.ERR,
+            "ngx.ipc: cluster reader: ",
+            seq - high - 1,
             " alert(s) between ",
-            last_id,
+            tail_id,
             " and ",
             id,
             " were trimmed from ",
@@ -298,21 +369,41 @@ local function count_gap(seq, id)
             state.settings.maxlen,
             ") or lost in a failover before this instance read them; they are lost for it"
         )
-    elseif last_seq > 0 and seq <= last_seq then
-        counters.rewound = counters.rewound + (last_seq - seq + 1)
-        ngx.log(
-            ngx.ERR,
-            "ngx.ipc: cluster reader: ",
-            state.settings.stream,
-            " went back from number ",
-            last_seq,
-            " to ",
-            seq,
-            " at ",
-            id,
-            ": a failover lost alerts this instance had handled; other instances may have missed them"
-        )
     end
+    high = math.max(high, seq)
+end
+--- Goes back to the least position among the slots whose worker asked for a resend
+-- (a replacement of a worker killed with -9, or a worker that found an entry
+-- missing): what follows it is handed over again, and the workers that had it pass
+-- over it.
+local function rewind()
+    local to
+    do
+        local i = 0
+        while i < slots.span(ngx.worker.count()) do
+            local w = slots.want_of(i)
+            if w ~= "" and w ~= served[i] then
+                served[i] = w
+                local d = slots.done_of(i)
+                if d ~= nil and (to == nil or d.ms < to.ms or d.ms == to.ms and d.n < to.n) then
+                    to = d
+                end
+            end
+            i = i + 1
+        end
+    end
+    if to == nil then
+        return
+    end
+    local id = id_text(to)
+    if not after(last_id, id) then
+        return
+    end
+    counters.rewinds = counters.rewinds + 1
+    ngx.log(ngx.INFO, "ngx.ipc: cluster reader: a worker asked for the alerts after ", id, "; handing them over again")
+    last_id = id
+    tail_id = id
+    tail_seq = to.seq
 end
 --- Hands one entry to every worker of the instance; false when it must stop first.
 local function hand_over(id, f)
@@ -341,6 +432,9 @@ local function hand_over(id, f)
         pid,
         wid,
         name,
+        tail_id,
+        id,
+        seq,
         data
     )
     local delay = 0.01
@@ -367,13 +461,17 @@ local function hand_over(id, f)
         delay = math.min(delay * 2, 0.5)
     end
     last_id = id
-    last_seq = seq
+    tail_id = id
+    tail_seq = seq
     counters.relayed = counters.relayed + 1
     return true
 end
 --- One turn: save the position and renew the lease, read what follows, hand it over.
 local function step()
     local s = state.settings
+    if slots.ready() then
+        rewind()
+    end
     local out = {}
     local n = 1
     ngx.update_time()
@@ -450,18 +548,18 @@ local function read_loop(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue62
+                goto __continue76
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue62
+                goto __continue76
             end
             step()
         end
-        ::__continue62::
+        ::__continue76::
     end
     if sock ~= nil and holding then
         commit(true)
@@ -485,12 +583,12 @@ function ____exports.reading()
 end
 --- The last entry handed over, or undefined before the lease was first taken.
 function ____exports.last_relayed()
-    local ____temp_0
+    local ____temp_2
     if last_id == "" then
-        ____temp_0 = nil
+        ____temp_2 = nil
     else
-        ____temp_0 = last_id
+        ____temp_2 = last_id
     end
-    return ____temp_0
+    return ____temp_2
 end
 return ____exports

@@ -17,8 +17,11 @@ ____exports.counters = {
     reconnects = 0,
     malformed = 0,
     failovers = 0,
-    rewound = 0,
-    unreplicated = 0
+    failover_lost = 0,
+    unreplicated = 0,
+    skipped = 0,
+    redelivered = 0,
+    rewinds = 0
 }
 --- ipc.ts hands over its join function once, at load.
 function ____exports.attach(fn)
@@ -27,7 +30,8 @@ end
 function ____exports.set_settings(s)
     ____exports.settings = s
 end
-local function read_text(path)
+--- A whole file's text (from /proc), or undefined when it cannot be read.
+function ____exports.read_text(path)
     local f = io.open(path, "r")
     if f == nil then
         return nil
@@ -40,7 +44,7 @@ end
 -- instance directory (<pidns>-<master pid>-<start in clock ticks>-<cycle>).
 local function find_instance()
     local host = (string.match(
-        read_text("/proc/sys/kernel/hostname") or "",
+        ____exports.read_text("/proc/sys/kernel/hostname") or "",
         "^%s*(.-)%s*$"
     ))
     local master, start = string.match(
@@ -48,7 +52,7 @@ local function find_instance()
         "%d+%-(%d+)%-(%d+)%-%x+/?$"
     )
     local btime = string.match(
-        read_text("/proc/stat") or "",
+        ____exports.read_text("/proc/stat") or "",
         "\nbtime (%d+)"
     )
     ____exports.master_pid = tonumber(master) or 0
@@ -57,7 +61,7 @@ local function find_instance()
 end
 --- Whether process `pid` is alive and a child of this instance's master.
 function ____exports.our_worker(pid)
-    local stat = read_text(("/proc/" .. pid) .. "/stat")
+    local stat = ____exports.read_text(("/proc/" .. pid) .. "/stat")
     if stat == nil then
         return false
     end

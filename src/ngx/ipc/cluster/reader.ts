@@ -1,14 +1,17 @@
 // The reader: worker 0 of each instance, while it holds the instance's lease in
 // Redis, reads the stream with a blocking XREAD from the instance's saved position
 // and hands each entry to every worker with the local broadcast (./envelope), as fast
-// as the workers' backlogs let it (FLOW); it saves the position and renews the lease
-// as it goes, counts the entries trimmed before it read them (gaps), and reconnects
-// with backoff when Redis goes away.
+// as the workers' backlogs let it (FLOW); it saves the instance's position (the
+// least position of the worker slots, ./slots) and renews the lease as it goes,
+// resends from a slot's position when its worker asks (a replacement of a worker
+// killed with -9), counts the entries trimmed before it read them (gaps), and
+// reconnects with backoff when Redis goes away.
 import * as resp from "../resp";
 import * as shim from "../shim";
 import { encode, LOCAL_NAME, packed } from "./envelope";
 import * as link from "./link";
 import { ACQUIRE, args_of, COMMIT, load, RAISE, run, script_args } from "./scripts";
+import * as slots from "./slots";
 import * as state from "./state";
 
 const counters = state.counters;
@@ -37,11 +40,17 @@ let sock: NgxTcpSocket | undefined;
 let holding = false;
 let token = "";
 /**
- * The last entry handed over and its sequence number; "" until the lease is first
- * taken, then the instance's saved position ("0-0 0" for an empty stream).
+ * Where XREAD goes on from: "" until the lease is first taken, then the instance's
+ * position ("0-0" for an empty stream), then the last entry read.
  */
 let last_id = "";
-let last_seq = 0;
+/** The last entry handed over (or the start) and its sequence number: each envelope names it. */
+let tail_id = "";
+let tail_seq = 0;
+/** The highest sequence number handed over: a resend counts no gap below it. */
+let high = 0;
+/** Per worker slot, the request to resend (slots.want_of) already served. */
+const served = new LuaTable<number, string>();
 let failures = 0;
 /** When the position was last saved (ngx.now()). */
 let saved_at = 0;
@@ -50,8 +59,17 @@ let down_since: number | undefined;
 let queued = 0;
 let held = 0;
 
+function id_text(pos: slots.Position): string {
+    return string.format("%.0f-%.0f", pos.ms, pos.n);
+}
+
+/** The instance's position: the least of its worker slots', else the last entry handed over. */
 function position(): string {
-    return `${last_id} ${last_seq}`;
+    const low = slots.ready() ? slots.least(ngx.worker.count()) : undefined;
+    if (low !== undefined) {
+        return `${id_text(low)} ${string.format("%.0f", low.seq)}`;
+    }
+    return `${tail_id} ${tail_seq}`;
 }
 
 /** Whether stream id a comes after b ("ms-seq"). */
@@ -109,10 +127,10 @@ function open(): boolean {
         drop_connection(lerr);
         return false;
     }
-    if (last_seq > 0) {
+    if (high > 0) {
         // A failover may have lost the newest entries and increments: numbering goes
         // on above what this reader saw, so readers that had not read them see a gap.
-        const [rargs, rcount] = args_of("1", s.seq_key, tostring(last_seq));
+        const [rargs, rcount] = args_of("1", s.seq_key, tostring(high));
         const [raised, rerr] = run(c, RAISE, rargs, rcount);
         if (raised === undefined) {
             c.close();
@@ -158,11 +176,27 @@ function acquire(expect: string): boolean | undefined {
         return false;
     }
     const [id, seq] = string.match(tostring(reply.get(2)), "^(%S+) (%d+)$");
-    // This worker's own position wins over one made fresh (the key had expired or was
-    // lost) and over an older one (the last save did not reach Redis).
-    if (last_id === "" || (reply.get(3) !== 1 && after(id, last_id))) {
+    const workers = ngx.worker.count();
+    const low = slots.ready() ? slots.least(workers) : undefined;
+    if (low !== undefined) {
+        // where the slot that is furthest behind stands: the workers pass over what they had
+        last_id = id_text(low);
+        tail_seq = low.seq;
+    } else if (last_id === "" || (reply.get(3) !== 1 && after(id, last_id))) {
+        // This worker's own position wins over one made fresh (the key had expired or
+        // was lost) and over an older one (the last save did not reach Redis).
         last_id = id ?? "0-0";
-        last_seq = tonumber(seq) ?? 0;
+        tail_seq = tonumber(seq) ?? 0;
+    }
+    tail_id = last_id;
+    high = math.max(high, tail_seq);
+    if (slots.ready()) {
+        const [ms, n] = string.match(last_id, "^(%d+)%-(%d+)$");
+        slots.set_base({ ms: tonumber(ms) ?? 0, n: tonumber(n) ?? 0, seq: tail_seq });
+        for (let i = 0; i < slots.span(workers); i++) {
+            served.set(i, slots.want_of(i));
+        }
+        slots.sweep_stale();
     }
     holding = true;
     ngx.log(ngx.NOTICE, "ngx.ipc: cluster reader: worker ", ngx.worker.pid(), " reads ", state.settings!.stream,
@@ -241,21 +275,62 @@ function field(f: LuaTable<number, resp.Reply>, key: string): string | undefined
     return undefined;
 }
 
+/**
+ * Counts and logs entries trimmed before this reader read them (each worker counts
+ * its own loss), and numbers given out again (a failover, or Redis restarted without
+ * persistence, lost entries this instance had handed over). Only at the frontier:
+ * below it, a resend goes over numbers already handed over on purpose.
+ */
 function count_gap(seq: number, id: string): void {
-    if (last_seq > 0 && seq > last_seq + 1) {
-        const n = seq - last_seq - 1;
+    const frontier = tail_seq >= high;
+    if (frontier && high > 0 && seq <= high) {
+        // the numbering goes on from here; other instances may have missed what was lost
+        counters.failover_lost += high - seq + 1;
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", state.settings!.stream, " went back from number ", high,
+            " to ", seq, " at ", id, ": a failover or a restart of Redis lost alerts this instance had handled; ",
+            "other instances may have missed them");
+        high = seq;
+        return;
+    }
+    if (frontier && high > 0 && seq > high + 1) {
         counters.gaps += 1;
-        counters.lost += n;
-        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", n, " alert(s) between ", last_id, " and ", id,
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", seq - high - 1, " alert(s) between ", tail_id, " and ", id,
             " were trimmed from ", state.settings!.stream, " (maxlen ", state.settings!.maxlen,
             ") or lost in a failover before this instance read them; they are lost for it");
-    } else if (last_seq > 0 && seq <= last_seq) {
-        // Numbers given out again: a failover lost entries this instance had handled
-        // (and their increments) before the numbering was raised past them.
-        counters.rewound += last_seq - seq + 1;
-        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", state.settings!.stream, " went back from number ", last_seq,
-            " to ", seq, " at ", id, ": a failover lost alerts this instance had handled; other instances may have missed them");
     }
+    high = math.max(high, seq);
+}
+
+/**
+ * Goes back to the least position among the slots whose worker asked for a resend
+ * (a replacement of a worker killed with -9, or a worker that found an entry
+ * missing): what follows it is handed over again, and the workers that had it pass
+ * over it.
+ */
+function rewind(): void {
+    let to: slots.Position | undefined;
+    for (let i = 0; i < slots.span(ngx.worker.count()); i++) {
+        const w = slots.want_of(i);
+        if (w !== "" && w !== served.get(i)) {
+            served.set(i, w);
+            const d = slots.done_of(i);
+            if (d !== undefined && (to === undefined || d.ms < to.ms || (d.ms === to.ms && d.n < to.n))) {
+                to = d;
+            }
+        }
+    }
+    if (to === undefined) {
+        return;
+    }
+    const id = id_text(to);
+    if (!after(last_id, id)) {
+        return;
+    }
+    counters.rewinds += 1;
+    ngx.log(ngx.INFO, "ngx.ipc: cluster reader: a worker asked for the alerts after ", id, "; handing them over again");
+    last_id = id;
+    tail_id = id;
+    tail_seq = to.seq;
 }
 
 /** Hands one entry to every worker of the instance; false when it must stop first. */
@@ -275,7 +350,7 @@ function hand_over(id: string, f: LuaTable<number, resp.Reply>): boolean {
         return true;
     }
     count_gap(seq, id);
-    const env = encode(inst, pid, wid, name, data);
+    const env = encode(inst, pid, wid, name, tail_id, id, seq, data);
     let delay = 0.01;
     while (true) {
         if (ngx.worker.exiting() || !room(packed(env.length))) {
@@ -294,7 +369,8 @@ function hand_over(id: string, f: LuaTable<number, resp.Reply>): boolean {
         delay = math.min(delay * 2, 0.5);
     }
     last_id = id;
-    last_seq = seq;
+    tail_id = id;
+    tail_seq = seq;
     counters.relayed += 1;
     return true;
 }
@@ -302,6 +378,9 @@ function hand_over(id: string, f: LuaTable<number, resp.Reply>): boolean {
 /** One turn: save the position and renew the lease, read what follows, hand it over. */
 function step(): void {
     const s = state.settings!;
+    if (slots.ready()) {
+        rewind();
+    }
     const out = new LuaTable<number, string>();
     let n = 1;
     // Saving on every turn would double the commands per entry when alerts trickle in

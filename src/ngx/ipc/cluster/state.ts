@@ -29,8 +29,11 @@ export const counters = {
     reconnects: 0,
     malformed: 0,
     failovers: 0,
-    rewound: 0,
+    failover_lost: 0,
     unreplicated: 0,
+    skipped: 0,
+    redelivered: 0,
+    rewinds: 0,
 };
 
 /** ipc.ts hands over its join function once, at load. */
@@ -42,7 +45,8 @@ export function set_settings(s: Settings): void {
     settings = s;
 }
 
-function read_text(path: string): string | undefined {
+/** A whole file's text (from /proc), or undefined when it cannot be read. */
+export function read_text(path: string): string | undefined {
     const [f] = io.open(path, "r");
     if (f === undefined) {
         return undefined;
