@@ -454,3 +454,39 @@ describe("ngx.ipc.events.compat", function()
     end
   end)
 end)
+
+describe("ngx.ipc.events before init_worker", function()
+  local inst, by_id
+
+  setup(function()
+    -- no init_worker: each worker calls it later, from a command
+    inst = nginx.start {
+      workers = 2,
+      init = [[_G.ev = require("ngx.ipc.events").new { listening = "unix:/nonexistent/late.sock" }]],
+    }
+    by_id = inst:by_id()
+  end)
+
+  teardown(function()
+    if inst then inst:stop() end
+  end)
+
+  it("keeps the events that reach a worker before its init_worker, for the handlers subscribed then", function()
+    assert(inst:run(by_id[0], "return ev:publish('all', 'early', 'e', 'published before any init_worker')"))
+    -- worker 0 joined ngx.ipc by publishing: its own event has arrived (or is in
+    -- its pipe); a later one through the same path shows it has
+    assert(inst:run(by_id[0], "return ev:publish('all', 'early', 'e2', 'second')"))
+    for _, id in ipairs({ 0, 1 }) do
+      assert(inst:run(by_id[id], [[
+        local me = ngx.worker.id()
+        assert(ev:init_worker())
+        ev:subscribe("early", "*", function(d, e) T.add("early:" .. me, e .. "|" .. d) end)
+        return true
+      ]]))
+    end
+    for _, id in ipairs({ 0, 1 }) do
+      local got = inst:wait_count("early:" .. id, 2)
+      assert.are.same({ "e|published before any init_worker", "e2|second" }, got, "worker " .. id)
+    end
+  end)
+end)

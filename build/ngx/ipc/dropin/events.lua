@@ -141,6 +141,17 @@ local function on_timer(_premature)
     timer_pending = false
     drain()
 end
+--- Makes sure a timer will handle the queue.
+local function schedule()
+    if not timer_pending then
+        local ok, err = ngx.timer.at(0, on_timer)
+        if ok == nil then
+            return nil, err
+        end
+        timer_pending = true
+    end
+    return true
+end
 --- Whether `hash` was handled here less than unique_timeout ago; records it if not.
 local function seen(ev, hash)
     local now = ngx.now()
@@ -163,8 +174,7 @@ local function seen(ev, hash)
     end
     return false
 end
---- The ngx.ipc handler of one alert name: an event from a worker (this one included).
-local function on_alert(name, data)
+local function decode(data)
     local ok, m = value.decode(data)
     if not ok or type(m) ~= "table" then
         log(
@@ -173,30 +183,66 @@ local function on_alert(name, data)
             ok and type(m) or m,
             ")"
         )
+        return nil
+    end
+    return m
+end
+--- Queues an event from another worker (or this one) for `ev`, unless it is a duplicate.
+local function accept(ev, m)
+    if m.unique ~= nil and seen(ev, m.unique) then
+        log(
+            DEBUG,
+            "unique event is duplicate on ",
+            worker_name(worker_id()),
+            ": ",
+            m.unique
+        )
         return
     end
-    local msg = m
-    local list = channels[name]
+    push(ev, m)
+end
+--- The ngx.ipc handler of one alert name: an event from a worker (this one included).
+local function on_alert(ch, data)
+    local list = ch.instances
     local n = #list
+    if n == 0 then
+        local held = ch.held
+        if #held >= DEFAULT_MAX_QUEUE_LEN then
+            log(ERR, "ngx.ipc.events: dropped an event: ", DEFAULT_MAX_QUEUE_LEN, " events wait for init_worker in this worker already")
+            return
+        end
+        held[#held + 1] = data
+        return
+    end
+    local m = decode(data)
+    if m == nil then
+        return
+    end
     do
         local i = 1
         while i <= n do
-            local ev = list[i]
-            if msg.unique ~= nil and seen(ev, msg.unique) then
-                log(
-                    DEBUG,
-                    "unique event is duplicate on ",
-                    worker_name(worker_id()),
-                    ": ",
-                    msg.unique
-                )
-            else
-                push(ev, msg)
-            end
+            accept(list[i], m)
             i = i + 1
         end
     end
     drain()
+end
+--- The channel of alert name `name`, its ngx.ipc handler registered on first use.
+local function channel(name)
+    local ch = channels[name]
+    if ch == nil then
+        local c = {instances = {}, held = {}}
+        local ok, err = pcall(function() return ipc.receive(
+            name,
+            function(data) return on_alert(c, data) end
+        ) end)
+        if not ok then
+            return nil, tostring(err)
+        end
+        ch = c
+        channels[name] = ch
+    end
+    return ch
 end
 local function check_options(opts)
     if type(opts) ~= "table" then
@@ -296,20 +342,30 @@ local function init_worker(ev)
         return true
     end
     if not ev.opts.testing then
-        local list = channels[ev.name]
-        if list == nil then
-            local name = ev.name
-            local ok, err = pcall(function() return ipc.receive(
-                name,
-                function(data) return on_alert(name, data) end
-            ) end)
-            if not ok then
-                return nil, tostring(err)
-            end
-            list = {}
-            channels[name] = list
+        local ch, err = channel(ev.name)
+        if ch == nil then
+            return nil, err
         end
+        local list = ch.instances
         list[#list + 1] = ev
+        local held = ch.held
+        if #held > 0 then
+            ch.held = {}
+            do
+                local i = 1
+                while i <= #held do
+                    local m = decode(held[i])
+                    if m ~= nil then
+                        accept(ev, m)
+                    end
+                    i = i + 1
+                end
+            end
+            local ok, terr = schedule()
+            if ok == nil then
+                log(ERR, "ngx.ipc.events: could not start a timer: ", terr)
+            end
+        end
     end
     ev.started = true
     local ok, err = ngx.timer.at(0, set_ready, ev)
@@ -333,15 +389,12 @@ local function publish_current(ev, source, event, data)
         return failed("queue overflow")
     end
     push(ev, {source = source, event = event, data = data})
-    if not timer_pending then
-        local ok, err = ngx.timer.at(0, on_timer)
-        if ok == nil then
-            q_inst[tail] = nil
-            q_msg[tail] = nil
-            tail = tail - 1
-            return failed(tostring(err))
-        end
-        timer_pending = true
+    local ok, err = schedule()
+    if ok == nil then
+        q_inst[tail] = nil
+        q_msg[tail] = nil
+        tail = tail - 1
+        return failed(tostring(err))
     end
     return true
 end
@@ -389,6 +442,10 @@ local function publish(ev, target, source, event, data)
         ____temp_3 = t
     end
     OUT.unique = ____temp_3
+    local ch, cerr = channel(ev.name)
+    if ch == nil then
+        return failed(cerr)
+    end
     local str, err = value.encode(OUT)
     OUT.data = nil
     if str == nil then

@@ -74,8 +74,16 @@ export interface Events {
     ready: boolean;
 }
 
-// The instances that handle each alert name in this worker.
-const channels = new LuaTable<string, LuaTable<number, Events>>();
+/**
+ * An alert name this worker receives: the instances that handle it, and the
+ * events that arrived before any of them called init_worker (a worker that
+ * publishes joins ngx.ipc before it may have subscribed), kept for the first.
+ */
+interface Channel {
+    instances: LuaTable<number, Events>;
+    held: LuaTable<number, string>;
+}
+const channels = new LuaTable<string, Channel>();
 
 // The queue of events to handle, in order: parallel arrays from `head` to `tail`.
 const q_inst = new LuaTable<number, Events>();
@@ -194,6 +202,18 @@ function on_timer(this: void, _premature: boolean): void {
     drain();
 }
 
+/** Makes sure a timer will handle the queue. */
+function schedule(): LuaMultiReturn<[true] | [undefined, string]> {
+    if (!timer_pending) {
+        const [ok, err] = ngx.timer.at(0, on_timer);
+        if (ok === undefined) {
+            return $multi(undefined, err!);
+        }
+        timer_pending = true;
+    }
+    return $multi(true);
+}
+
 /** Whether `hash` was handled here less than unique_timeout ago; records it if not. */
 function seen(ev: Events, hash: string): boolean {
     const now = ngx.now();
@@ -217,25 +237,61 @@ function seen(ev: Events, hash: string): boolean {
     return false;
 }
 
-/** The ngx.ipc handler of one alert name: an event from a worker (this one included). */
-function on_alert(name: string, data: string): void {
+function decode(data: string): Message | undefined {
     const [ok, m] = value.decode(data);
     if (!ok || type(m) !== "table") {
         log(ERR, "ngx.ipc.events: dropped an alert that is no event (", ok ? type(m) : m, ")");
+        return undefined;
+    }
+    return m as Message;
+}
+
+/** Queues an event from another worker (or this one) for `ev`, unless it is a duplicate. */
+function accept(ev: Events, m: Message): void {
+    if (m.unique !== undefined && seen(ev, m.unique)) {
+        log(DEBUG, "unique event is duplicate on ", worker_name(worker_id()), ": ", m.unique);
         return;
     }
-    const msg = m as Message;
-    const list = channels.get(name);
+    push(ev, m);
+}
+
+/** The ngx.ipc handler of one alert name: an event from a worker (this one included). */
+function on_alert(ch: Channel, data: string): void {
+    const list = ch.instances;
     const n = list.length();
-    for (let i = 1; i <= n; i++) {
-        const ev = list.get(i);
-        if (msg.unique !== undefined && seen(ev, msg.unique)) {
-            log(DEBUG, "unique event is duplicate on ", worker_name(worker_id()), ": ", msg.unique);
-        } else {
-            push(ev, msg);
+    if (n === 0) {
+        const held = ch.held;
+        if (held.length() >= DEFAULT_MAX_QUEUE_LEN) {
+            log(ERR, "ngx.ipc.events: dropped an event: ", DEFAULT_MAX_QUEUE_LEN,
+                " events wait for init_worker in this worker already");
+            return;
         }
+        held.set(held.length() + 1, data);
+        return;
+    }
+    const m = decode(data);
+    if (m === undefined) {
+        return;
+    }
+    for (let i = 1; i <= n; i++) {
+        accept(list.get(i), m);
     }
     drain();
+}
+
+/** The channel of alert name `name`, its ngx.ipc handler registered on first use. */
+function channel(name: string): LuaMultiReturn<[Channel] | [undefined, string]> {
+    let ch = channels.get(name);
+    if (ch === undefined) {
+        const c: Channel = { instances: new LuaTable(), held: new LuaTable() };
+        const [ok, err] = pcall(() => ipc.receive(name, (data: string) => on_alert(c, data)));
+        if (!ok) {
+            return $multi(undefined, tostring(err));
+        }
+        ch = c;
+        channels.set(name, ch);
+    }
+    return $multi(ch);
 }
 
 function check_options(opts: unknown): string | undefined {
@@ -340,17 +396,27 @@ function init_worker(ev: Events): LuaMultiReturn<[true] | [undefined, string]> {
         return $multi(true);
     }
     if (!ev.opts.testing) {
-        let list = channels.get(ev.name);
-        if (list === undefined) {
-            const name = ev.name;
-            const [ok, err] = pcall(() => ipc.receive(name, (data: string) => on_alert(name, data)));
-            if (!ok) {
-                return $multi(undefined, tostring(err));
-            }
-            list = new LuaTable();
-            channels.set(name, list);
+        const [ch, err] = channel(ev.name);
+        if (ch === undefined) {
+            return $multi(undefined, err!);
         }
+        const list = ch.instances;
         list.set(list.length() + 1, ev);
+        const held = ch.held;
+        if (held.length() > 0) {
+            ch.held = new LuaTable();
+            for (let i = 1; i <= held.length(); i++) {
+                const m = decode(held.get(i));
+                if (m !== undefined) {
+                    accept(ev, m);
+                }
+            }
+            // handled once this code has returned: its subscriptions made by then
+            const [ok, terr] = schedule();
+            if (ok === undefined) {
+                log(ERR, "ngx.ipc.events: could not start a timer: ", terr);
+            }
+        }
     }
     ev.started = true;
     // as with the library, "ready" from the next turn of the event loop on
@@ -380,15 +446,12 @@ function publish_current(ev: Events, source: string, event: string, data: unknow
         return failed("queue overflow");
     }
     push(ev, { source, event, data });
-    if (!timer_pending) {
-        const [ok, err] = ngx.timer.at(0, on_timer);
-        if (ok === undefined) {
-            q_inst.delete(tail);
-            q_msg.delete(tail);
-            tail = tail - 1;
-            return failed(tostring(err));
-        }
-        timer_pending = true;
+    const [ok, err] = schedule();
+    if (ok === undefined) {
+        q_inst.delete(tail);
+        q_msg.delete(tail);
+        tail = tail - 1;
+        return failed(tostring(err));
     }
     return $multi(true);
 }
@@ -431,6 +494,10 @@ function publish(ev: Events, target: unknown, source: unknown, event: unknown, d
     OUT.data = data;
     OUT.wid = worker_id();
     OUT.unique = t === "all" ? undefined : t;
+    const [ch, cerr] = channel(ev.name);
+    if (ch === undefined) {
+        return failed(cerr!);
+    }
     const [str, err] = value.encode(OUT);
     OUT.data = undefined;
     if (str === undefined) {
