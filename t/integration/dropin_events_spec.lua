@@ -268,6 +268,27 @@ describe("ngx.ipc.events", function()
     end
   end)
 
+  it("loses nothing while a 'current' handler yields and more than max_queue_len events arrive", function()
+    local code = [[
+      local me = ngx.worker.id()
+      _G.small = require("ngx.ipc.events").new { listening = "unix:/nonexistent/small.sock", max_queue_len = 5 }
+      assert(small:init_worker())
+      small:subscribe("slow", "*", function() ngx.sleep(0.3) T.add("small:" .. me, "slow done") end)
+      small:subscribe("many", "*", function(d) T.add("small:" .. me, d) end)
+      return true
+    ]]
+    for _, id in ipairs(ids) do
+      assert(inst:run(by_id[id], code))
+    end
+    assert(inst:run(by_id[0], "return small:publish('current', 'slow', 'e')"))
+    assert(inst:run(by_id[1], "for i = 1, 40 do assert(small:publish('all', 'many', 'e', i)) end return true"))
+    local got = inst:wait_count("small:0", 41)
+    local want = {}
+    for i = 1, 40 do want[i] = i end
+    assert.are.equal("slow done", got[1], "the yielding handler ends before the next event is handled")
+    assert.are.same(want, { unpack(got, 2) }, "worker 0 handled all 40 in order")
+  end)
+
   it("a unique event is handled by exactly one worker, once within unique_timeout", function()
     local h = tag("hash")
     -- every worker publishes the same hash at once

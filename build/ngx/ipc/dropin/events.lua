@@ -1,4 +1,5 @@
 local ____exports = {}
+local semaphore = require("ngx.semaphore")
 local value = require("ngx.ipc.dropin.value")
 local ipc = require("ngx.ipc")
 --- The lua-resty-events release whose API this module implements.
@@ -20,6 +21,9 @@ local head = 1
 local tail = 0
 --- The coroutine handling the queue, if any.
 local drainer
+--- Receive handlers waiting for the queue to shrink (while a timer's handler yields).
+local waiting = 0
+local shrunk
 --- A timer is on its way to handle "current" events.
 local timer_pending = false
 local traceback = debug.traceback
@@ -136,6 +140,29 @@ local function drain()
     head = 1
     tail = 0
     drainer = nil
+    if waiting > 0 then
+        shrunk:post(waiting)
+    end
+end
+--- In ngx.ipc's receive loop, while another coroutine handles the queue (a timer
+-- whose handler yields): past max_queue_len events, waits until it has handled
+-- them, so that ngx.ipc stops reading (back-pressure) instead of the queue growing.
+local function wait_room(limit)
+    while queued() >= limit and drainer ~= nil and coroutine.status(drainer) ~= "dead" do
+        local sema = shrunk
+        if sema == nil then
+            local s, err = semaphore.new()
+            if s == nil then
+                log(ERR, "ngx.ipc.events: no semaphore: ", err)
+                return
+            end
+            sema = s
+            shrunk = s
+        end
+        waiting = waiting + 1
+        sema:wait(1)
+        waiting = waiting - 1
+    end
 end
 local function on_timer(_premature)
     timer_pending = false
@@ -221,7 +248,9 @@ local function on_alert(ch, data)
     do
         local i = 1
         while i <= n do
-            accept(list[i], m)
+            local ev = list[i]
+            wait_room(ev.opts.max_queue_len)
+            accept(ev, m)
             i = i + 1
         end
     end

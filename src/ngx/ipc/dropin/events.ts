@@ -12,6 +12,7 @@
 // after it in the same worker, as with the library, whose broker round trip is
 // always longer than a local push.
 import ipc = require("../../ipc");
+import * as semaphore from "ngx.semaphore";
 import * as value from "./value";
 
 /** The lua-resty-events release whose API this module implements. */
@@ -92,6 +93,9 @@ let head = 1;
 let tail = 0;
 /** The coroutine handling the queue, if any. */
 let drainer: LuaThread | undefined;
+/** Receive handlers waiting for the queue to shrink (while a timer's handler yields). */
+let waiting = 0;
+let shrunk: NgxSemaphore | undefined;
 /** A timer is on its way to handle "current" events. */
 let timer_pending = false;
 
@@ -195,6 +199,32 @@ function drain(): void {
     head = 1;
     tail = 0;
     drainer = undefined;
+    if (waiting > 0) {
+        shrunk!.post(waiting);
+    }
+}
+
+/**
+ * In ngx.ipc's receive loop, while another coroutine handles the queue (a timer
+ * whose handler yields): past max_queue_len events, waits until it has handled
+ * them, so that ngx.ipc stops reading (back-pressure) instead of the queue growing.
+ */
+function wait_room(limit: number): void {
+    while (queued() >= limit && drainer !== undefined && coroutine.status(drainer) !== "dead") {
+        let sema = shrunk;
+        if (sema === undefined) {
+            const [s, err] = semaphore.new();
+            if (s === undefined) {
+                log(ERR, "ngx.ipc.events: no semaphore: ", err);
+                return;
+            }
+            sema = s;
+            shrunk = s;
+        }
+        waiting = waiting + 1;
+        sema.wait(1);
+        waiting = waiting - 1;
+    }
 }
 
 function on_timer(this: void, _premature: boolean): void {
@@ -274,7 +304,9 @@ function on_alert(ch: Channel, data: string): void {
         return;
     }
     for (let i = 1; i <= n; i++) {
-        accept(list.get(i), m);
+        const ev = list.get(i);
+        wait_room(ev.opts.max_queue_len);
+        accept(ev, m);
     }
     drain();
 }
