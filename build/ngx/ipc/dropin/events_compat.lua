@@ -29,17 +29,10 @@ end
 local function run()
     return
 end
---- Publishes to every worker, or to one with `unique`; "done", or nil and why not.
-local function post(source, event, data, unique)
-    local ____events_publish_2 = events.publish
-    local ____current_result_1 = current("post")
-    local ____unique_0 = unique
-    if ____unique_0 == nil then
-        ____unique_0 = "all"
-    end
-    local ok, err = ____events_publish_2(
-        ____current_result_1,
-        ____unique_0,
+local function published(e, target, source, event, data)
+    local ok, err = events.publish(
+        e,
+        target,
         source,
         event,
         data
@@ -49,19 +42,26 @@ local function post(source, event, data, unique)
     end
     return "done"
 end
+--- Publishes to every worker, or to one with `unique`; "done", or nil and why not.
+local function post(source, event, data, unique)
+    local e = current("post")
+    return published(
+        e,
+        unique == nil and "all" or unique,
+        source,
+        event,
+        data
+    )
+end
 --- Publishes to this worker only; "done", or nil and why not.
 local function post_local(source, event, data)
-    local ok, err = events.publish(
+    return published(
         current("post_local"),
         "current",
         source,
         event,
         data
     )
-    if ok == nil then
-        return nil, err
-    end
-    return "done"
 end
 --- Calls `callback(data, event, source, wid)` for the events of `source` (nil: all)
 -- named `event` or one of the further names (none: all events of the source).
@@ -79,32 +79,32 @@ local function register(callback, source, event, ...)
         list = {}
         ids[cb] = list
     end
-    local ____source_3 = source
-    if ____source_3 == nil then
-        ____source_3 = "*"
+    local ____source_0 = source
+    if ____source_0 == nil then
+        ____source_0 = "*"
     end
-    local s = ____source_3
-    local ____list_6 = list
-    local ____temp_7 = #list + 1
-    local ____events_subscribe_5 = events.subscribe
-    local ____event_4 = event
-    if ____event_4 == nil then
-        ____event_4 = "*"
+    local s = ____source_0
+    local ____list_3 = list
+    local ____temp_4 = #list + 1
+    local ____events_subscribe_2 = events.subscribe
+    local ____event_1 = event
+    if ____event_1 == nil then
+        ____event_1 = "*"
     end
-    ____list_6[____temp_7] = ____events_subscribe_5(e, s, ____event_4, cb)
+    ____list_3[____temp_4] = ____events_subscribe_2(e, s, ____event_1, cb)
     local n = select("#", ...)
     do
         local i = 1
         while i <= n do
             local name = (select(i, ...))
-            local ____list_10 = list
-            local ____temp_11 = #list + 1
-            local ____events_subscribe_9 = events.subscribe
-            local ____name_8 = name
-            if ____name_8 == nil then
-                ____name_8 = "*"
+            local ____list_7 = list
+            local ____temp_8 = #list + 1
+            local ____events_subscribe_6 = events.subscribe
+            local ____name_5 = name
+            if ____name_5 == nil then
+                ____name_5 = "*"
             end
-            ____list_10[____temp_11] = ____events_subscribe_9(e, s, ____name_8, cb)
+            ____list_7[____temp_8] = ____events_subscribe_6(e, s, ____name_5, cb)
             i = i + 1
         end
     end

@@ -42,22 +42,23 @@ function run(): void {
     return;
 }
 
-/** Publishes to every worker, or to one with `unique`; "done", or nil and why not. */
-function post(source: unknown, event: unknown, data?: unknown, unique?: unknown): Result {
-    const [ok, err] = events.publish(current("post"), unique ?? "all", source, event, data);
+function published(e: events.Events, target: unknown, source: unknown, event: unknown, data: unknown): Result {
+    const [ok, err] = events.publish(e, target, source, event, data);
     if (ok === undefined) {
         return $multi(undefined, err!);
     }
     return $multi("done" as const);
 }
 
+/** Publishes to every worker, or to one with `unique`; "done", or nil and why not. */
+function post(source: unknown, event: unknown, data?: unknown, unique?: unknown): Result {
+    const e = current("post");
+    return published(e, unique === undefined ? "all" : unique, source, event, data);
+}
+
 /** Publishes to this worker only; "done", or nil and why not. */
 function post_local(source: unknown, event: unknown, data?: unknown): Result {
-    const [ok, err] = events.publish(current("post_local"), "current", source, event, data);
-    if (ok === undefined) {
-        return $multi(undefined, err!);
-    }
-    return $multi("done" as const);
+    return published(current("post_local"), "current", source, event, data);
 }
 
 /**
