@@ -1,7 +1,27 @@
 local ____exports = {}
+local send_to_agent, ipc, log, ERR, AGENT_JOINED
 local semaphore = require("ngx.semaphore")
 local value = require("ngx.ipc.dropin.value")
-local ipc = require("ngx.ipc")
+function send_to_agent(ch)
+    local kept = ch.for_agent
+    local agent = ipc.sender
+    ch.for_agent = nil
+    ch.for_agent_bytes = 0
+    if kept == nil or agent == nil or agent == ngx.worker.pid() then
+        return
+    end
+    do
+        local i = 1
+        while i <= #kept do
+            local ok, err = ipc.send(agent, ch.name, kept[i])
+            if ok == nil then
+                log(ERR, "ngx.ipc.events: an event kept for the privileged agent is lost: ", err)
+            end
+            i = i + 1
+        end
+    end
+end
+ipc = require("ngx.ipc")
 --- The lua-resty-events release whose API this module implements.
 local VERSION = "0.3.1"
 --- Alert names of this module: no user of ngx.ipc picks a name starting with SOH.
@@ -14,6 +34,8 @@ local DEFAULT_MAX_PAYLOAD_LEN = 1024 * 64
 local LIMIT_MAX_PAYLOAD_LEN = 1024 * 1024 * 16
 --- Unique hashes remembered before expired ones are swept.
 local UNIQUE_SWEEP_MIN = 1024
+--- What a worker keeps for an agent that has not joined yet, at most.
+local AGENT_KEEP_BYTES = 16 * 1024 * 1024
 local channels = {}
 local q_inst = {}
 local q_msg = {}
@@ -27,9 +49,9 @@ local shrunk
 --- A timer is on its way to handle "current" events.
 local timer_pending = false
 local traceback = debug.traceback
-local log = ngx.log
+log = ngx.log
 local DEBUG = ngx.DEBUG
-local ERR = ngx.ERR
+ERR = ngx.ERR
 --- ngx.worker.id(), or -1 in the privileged agent (the library's number for it).
 local function worker_id()
     return ngx.worker.id() or -1
@@ -232,6 +254,10 @@ end
 local function on_alert(ch, data)
     local list = ch.instances
     local n = #list
+    if data == AGENT_JOINED then
+        send_to_agent(ch)
+        return
+    end
     if n == 0 then
         local held = ch.held
         if #held >= DEFAULT_MAX_QUEUE_LEN then
@@ -256,11 +282,46 @@ local function on_alert(ch, data)
     end
     drain()
 end
+--- The agent's announcement: one byte, which encodes no table (events are tables).
+AGENT_JOINED = ""
+--- Whether the privileged agent has joined ngx.ipc (a broadcast reaches it).
+local function agent_joined()
+    local ok, list = pcall(ipc.workers)
+    if not ok then
+        return false
+    end
+    local last = list[#list]
+    return last ~= nil and last.agent == true
+end
+--- Keeps a copy of an "all" event for the privileged agent that has not joined yet.
+local function keep_for_agent(ch, s)
+    local kept = ch.for_agent
+    if kept == nil or worker_id() == -1 then
+        return
+    end
+    if agent_joined() then
+        ch.for_agent = nil
+        ch.for_agent_bytes = 0
+        return
+    end
+    if ch.for_agent_bytes + #s > AGENT_KEEP_BYTES then
+        log(ERR, "ngx.ipc.events: the privileged agent has not joined and ", ch.for_agent_bytes, " bytes of events wait for it: this one will not reach it")
+        return
+    end
+    kept[#kept + 1] = s
+    ch.for_agent_bytes = ch.for_agent_bytes + #s
+end
 --- The channel of alert name `name`, its ngx.ipc handler registered on first use.
 local function channel(name)
     local ch = channels[name]
     if ch == nil then
-        local c = {instances = {}, held = {}}
+        local c = {
+            name = name,
+            instances = {},
+            held = {},
+            for_agent = {},
+            for_agent_bytes = 0
+        }
         local ok, err = pcall(function() return ipc.receive(
             name,
             function(data) return on_alert(c, data) end
@@ -377,6 +438,12 @@ local function init_worker(ev)
         end
         local list = ch.instances
         list[#list + 1] = ev
+        if ngx.worker.id() == nil and ev.opts.enable_privileged_agent == true then
+            local ok, berr = ipc.broadcast(ev.name, AGENT_JOINED)
+            if ok == nil then
+                log(ERR, "ngx.ipc.events: the privileged agent could not announce itself: ", berr)
+            end
+        end
         local held = ch.held
         if #held > 0 then
             ch.held = {}
@@ -482,6 +549,9 @@ local function publish(ev, target, source, event, data)
     end
     if #str > ev.opts.max_payload_len then
         return failed(("payload exceeds the limitation (" .. tostring(ev.opts.max_payload_len)) .. ")")
+    end
+    if t == "all" and ev.opts.enable_privileged_agent == true and ch.for_agent ~= nil then
+        keep_for_agent(ch, str)
     end
     local ok, why = send_event(ev.name, t, str)
     if ok == nil then

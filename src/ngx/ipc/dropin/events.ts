@@ -51,6 +51,8 @@ interface Message {
     data: unknown;
     wid?: number;
     unique?: string;
+    /** The privileged agent has called init_worker: send it what was kept for it. */
+    agent_joined?: boolean;
 }
 
 type IdList = LuaTable<number, string>;
@@ -81,9 +83,20 @@ export interface Events {
  * publishes joins ngx.ipc before it may have subscribed), kept for the first.
  */
 interface Channel {
+    name: string;
     instances: LuaTable<number, Events>;
     held: LuaTable<number, string>;
+    /**
+     * With enable_privileged_agent = true, the "all" events this worker published
+     * before the agent joined ngx.ipc (a broadcast reaches it only from then on),
+     * sent to it when it says it has joined; undefined once it has.
+     */
+    for_agent?: LuaTable<number, string>;
+    for_agent_bytes: number;
 }
+
+/** What a worker keeps for an agent that has not joined yet, at most. */
+const AGENT_KEEP_BYTES = 16 * 1024 * 1024;
 const channels = new LuaTable<string, Channel>();
 
 // The queue of events to handle, in order: parallel arrays from `head` to `tail`.
@@ -289,6 +302,10 @@ function accept(ev: Events, m: Message): void {
 function on_alert(ch: Channel, data: string): void {
     const list = ch.instances;
     const n = list.length();
+    if (data === AGENT_JOINED) {
+        send_to_agent(ch);
+        return;
+    }
     if (n === 0) {
         const held = ch.held;
         if (held.length() >= DEFAULT_MAX_QUEUE_LEN) {
@@ -311,11 +328,62 @@ function on_alert(ch: Channel, data: string): void {
     drain();
 }
 
+/** The agent's announcement: one byte, which encodes no table (events are tables). */
+const AGENT_JOINED = "\x7f";
+
+/** The privileged agent has joined: it gets what this worker kept for it. */
+function send_to_agent(ch: Channel): void {
+    const kept = ch.for_agent;
+    const agent = (ipc as unknown as { sender?: number }).sender;
+    ch.for_agent = undefined;
+    ch.for_agent_bytes = 0;
+    if (kept === undefined || agent === undefined || agent === ngx.worker.pid()) {
+        return;
+    }
+    for (let i = 1; i <= kept.length(); i++) {
+        const [ok, err] = ipc.send(agent, ch.name, kept.get(i));
+        if (ok === undefined) {
+            log(ERR, "ngx.ipc.events: an event kept for the privileged agent is lost: ", err);
+        }
+    }
+}
+
+/** Whether the privileged agent has joined ngx.ipc (a broadcast reaches it). */
+function agent_joined(): boolean {
+    const [ok, list] = pcall(ipc.workers);
+    if (!ok) {
+        return false;
+    }
+    const last = list[list.length - 1] as { agent?: boolean } | undefined;
+    return last !== undefined && last.agent === true;
+}
+
+/** Keeps a copy of an "all" event for the privileged agent that has not joined yet. */
+function keep_for_agent(ch: Channel, s: string): void {
+    const kept = ch.for_agent;
+    if (kept === undefined || worker_id() === -1) {
+        return;
+    }
+    if (agent_joined()) {
+        ch.for_agent = undefined;
+        ch.for_agent_bytes = 0;
+        return;
+    }
+    if (ch.for_agent_bytes + s.length > AGENT_KEEP_BYTES) {
+        log(ERR, "ngx.ipc.events: the privileged agent has not joined and ", ch.for_agent_bytes,
+            " bytes of events wait for it: this one will not reach it");
+        return;
+    }
+    kept.set(kept.length() + 1, s);
+    ch.for_agent_bytes = ch.for_agent_bytes + s.length;
+}
+
 /** The channel of alert name `name`, its ngx.ipc handler registered on first use. */
 function channel(name: string): LuaMultiReturn<[Channel] | [undefined, string]> {
     let ch = channels.get(name);
     if (ch === undefined) {
-        const c: Channel = { instances: new LuaTable(), held: new LuaTable() };
+        const c: Channel = { name, instances: new LuaTable(), held: new LuaTable(), for_agent: new LuaTable(),
+            for_agent_bytes: 0 };
         const [ok, err] = pcall(() => ipc.receive(name, (data: string) => on_alert(c, data)));
         if (!ok) {
             return $multi(undefined, tostring(err));
@@ -434,6 +502,13 @@ function init_worker(ev: Events): LuaMultiReturn<[true] | [undefined, string]> {
         }
         const list = ch.instances;
         list.set(list.length() + 1, ev);
+        if (ngx.worker.id() === undefined && ev.opts.enable_privileged_agent === true) {
+            // the workers send what they kept for the agent until now
+            const [ok, berr] = ipc.broadcast(ev.name, AGENT_JOINED);
+            if (ok === undefined) {
+                log(ERR, "ngx.ipc.events: the privileged agent could not announce itself: ", berr);
+            }
+        }
         const held = ch.held;
         if (held.length() > 0) {
             ch.held = new LuaTable();
@@ -537,6 +612,9 @@ function publish(ev: Events, target: unknown, source: unknown, event: unknown, d
     }
     if (str.length > ev.opts.max_payload_len) {
         return failed(`payload exceeds the limitation (${ev.opts.max_payload_len})`);
+    }
+    if (t === "all" && ev.opts.enable_privileged_agent === true && ch.for_agent !== undefined) {
+        keep_for_agent(ch, str);
     }
     const [ok, why] = send_event(ev.name, t, str);
     if (ok === undefined) {
