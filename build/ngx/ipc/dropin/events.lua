@@ -34,6 +34,8 @@ local DEFAULT_MAX_PAYLOAD_LEN = 1024 * 64
 local LIMIT_MAX_PAYLOAD_LEN = 1024 * 1024 * 16
 --- Unique hashes remembered before expired ones are swept.
 local UNIQUE_SWEEP_MIN = 1024
+--- How long after its start a worker keeps events for an agent that may not exist, in seconds.
+local AGENT_GRACE = 10
 --- What a worker keeps for an agent that has not joined yet, at most.
 local AGENT_KEEP_BYTES = 16 * 1024 * 1024
 local channels = {}
@@ -293,23 +295,27 @@ local function agent_joined()
     local last = list[#list]
     return last ~= nil and last.agent == true
 end
---- Keeps a copy of an "all" event for the privileged agent that has not joined yet.
-local function keep_for_agent(ch, s)
+--- Keeps a copy of an "all" event for the privileged agent that has not joined yet:
+-- until it joins with enable_privileged_agent = true (the library's broker keeps
+-- a queue for it from the start), else in the first seconds after this worker's
+-- start only, when an agent that exists is about to join.
+local function keep_for_agent(ch, s, forever)
     local kept = ch.for_agent
     if kept == nil or worker_id() == -1 then
-        return
+        return false
     end
-    if agent_joined() then
+    if agent_joined() or not forever and ngx.now() > ch.agent_until then
         ch.for_agent = nil
         ch.for_agent_bytes = 0
-        return
+        return false
     end
     if ch.for_agent_bytes + #s > AGENT_KEEP_BYTES then
         log(ERR, "ngx.ipc.events: the privileged agent has not joined and ", ch.for_agent_bytes, " bytes of events wait for it: this one will not reach it")
-        return
+        return false
     end
     kept[#kept + 1] = s
     ch.for_agent_bytes = ch.for_agent_bytes + #s
+    return true
 end
 --- The channel of alert name `name`, its ngx.ipc handler registered on first use.
 local function channel(name)
@@ -320,7 +326,8 @@ local function channel(name)
             instances = {},
             held = {},
             for_agent = {},
-            for_agent_bytes = 0
+            for_agent_bytes = 0,
+            agent_until = ngx.now() + AGENT_GRACE
         }
         local ok, err = pcall(function() return ipc.receive(
             name,
@@ -438,7 +445,7 @@ local function init_worker(ev)
         end
         local list = ch.instances
         list[#list + 1] = ev
-        if ngx.worker.id() == nil and ev.opts.enable_privileged_agent == true then
+        if ngx.worker.id() == nil then
             local ok, berr = ipc.broadcast(ev.name, AGENT_JOINED)
             if ok == nil then
                 log(ERR, "ngx.ipc.events: the privileged agent could not announce itself: ", berr)
@@ -495,9 +502,12 @@ local function publish_current(ev, source, event, data)
     return true
 end
 --- The processes an "all" event reaches, for the library's debug line.
-local function reached()
-    local ok, list = pcall(ipc.workers)
+local function reached(kept_for_agent)
     local n = ngx.worker.count()
+    if kept_for_agent then
+        return n + 1
+    end
+    local ok, list = pcall(ipc.workers)
     return ok and #list > n and #list or n
 end
 --- Sends an encoded event: a broadcast, or to the worker that the unique hash names.
@@ -550,14 +560,12 @@ local function publish(ev, target, source, event, data)
     if #str > ev.opts.max_payload_len then
         return failed(("payload exceeds the limitation (" .. tostring(ev.opts.max_payload_len)) .. ")")
     end
-    if t == "all" and ev.opts.enable_privileged_agent == true and ch.for_agent ~= nil then
-        keep_for_agent(ch, str)
-    end
+    local kept = t == "all" and ch.for_agent ~= nil and ev.opts.enable_privileged_agent ~= false and keep_for_agent(ch, str, ev.opts.enable_privileged_agent == true)
     local ok, why = send_event(ev.name, t, str)
     if ok == nil then
         return failed(why)
     end
-    local n = t == "all" and debug_logged() and reached() or 1
+    local n = t == "all" and debug_logged() and reached(kept) or 1
     log(DEBUG, "event published to ", n, " workers")
     return true
 end
