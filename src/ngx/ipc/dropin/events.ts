@@ -107,6 +107,17 @@ const channels = new LuaTable<string, Channel>();
 // The queue of events to handle, in order: parallel arrays from `head` to `tail`.
 const q_inst = new LuaTable<number, Events>();
 const q_msg = new LuaTable<number, Message>();
+/** Queued "current" events whose handling has not begun. */
+let current_pending = 0;
+/**
+ * "all" and unique events published while "current" events of this worker wait:
+ * sent once the last of those is being handled, so that no worker handles them
+ * first (the library's broker round trip gives the same order).
+ */
+const later_name = new LuaTable<number, string>();
+const later_target = new LuaTable<number, string>();
+const later_data = new LuaTable<number, string>();
+let later_n = 0;
 let head = 1;
 let tail = 0;
 /** The coroutine handling the queue, if any. */
@@ -173,10 +184,28 @@ function lists_of(ev: Events, source: string): EventLists | undefined {
     return ev.lists.get(source);
 }
 
+/** Sends what waited for this worker's "current" events, once none is left unhandled. */
+function send_later(): void {
+    if (later_n === 0 || current_pending > 0) {
+        return;
+    }
+    for (let i = 1; i <= later_n; i++) {
+        const [ok, err] = send_event(later_name.get(i), later_target.get(i), later_data.get(i));
+        if (ok === undefined) {
+            log(ERR, "ngx.ipc.events: failed to publish event: ", err);
+        }
+        later_name.delete(i);
+        later_target.delete(i);
+        later_data.delete(i);
+    }
+    later_n = 0;
+}
+
 /** Runs the handlers of one event: "*" "*" first, then source "*", then source event. */
 function do_event(ev: Events, m: Message): void {
     // the library's debug line, which tools and its tests grep for
     log(DEBUG, "worker-events: handling event; source=", m.source, ", event=", m.event, ", wid=", tostring(m.wid));
+    send_later();
     const funcs = ev.funcs;
     const any = lists_of(ev, "*");
     run_list(funcs, any?.get("*"), m);
@@ -212,6 +241,9 @@ function drain(): void {
         q_inst.delete(head);
         q_msg.delete(head);
         head = head + 1;
+        if (m.wid === undefined) {
+            current_pending = current_pending - 1;
+        }
         do_event(ev, m);
     }
     head = 1;
@@ -571,6 +603,7 @@ function publish_current(ev: Events, source: string, event: string, data: unknow
         tail = tail - 1;
         return failed(tostring(err));
     }
+    current_pending = current_pending + 1;
     return $multi(true);
 }
 
@@ -629,11 +662,19 @@ function publish(ev: Events, target: unknown, source: unknown, event: unknown, d
     }
     const kept = t === "all" && ch.for_agent !== undefined && ev.opts.enable_privileged_agent !== false
         && keep_for_agent(ch, str, ev.opts.enable_privileged_agent === true);
-    const [ok, why] = send_event(ev.name, t, str);
-    if (ok === undefined) {
-        return failed(why!);
+    if (current_pending > 0 || later_n > 0) {
+        later_n = later_n + 1;
+        later_name.set(later_n, ev.name);
+        later_target.set(later_n, t);
+        later_data.set(later_n, str);
+    } else {
+        const [ok, why] = send_event(ev.name, t, str);
+        if (ok === undefined) {
+            return failed(why!);
+        }
     }
-    const n = t === "all" && debug_logged() ? reached(kept) : 1;
+    // an agent counts once it has joined, or from the start when it is expected
+    const n = t === "all" && debug_logged() ? reached(kept && ev.opts.enable_privileged_agent === true) : 1;
     log(DEBUG, "event published to ", n, " workers");
     return $multi(true);
 }
