@@ -44,8 +44,6 @@ local DEFAULT_MAX_PAYLOAD_LEN = 1024 * 64
 local LIMIT_MAX_PAYLOAD_LEN = 1024 * 1024 * 16
 --- Unique hashes remembered before expired ones are swept.
 local UNIQUE_SWEEP_MIN = 1024
---- How long after its start a worker keeps events for an agent that may not exist, in seconds.
-local AGENT_GRACE = 10
 --- What a worker keeps for an agent that has not joined yet, at most.
 local AGENT_KEEP_BYTES = 16 * 1024 * 1024
 local channels = {}
@@ -338,16 +336,15 @@ local function agent_joined()
     local last = list[#list]
     return last ~= nil and last.agent == true
 end
---- Keeps a copy of an "all" event for the privileged agent that has not joined yet:
--- until it joins with enable_privileged_agent = true (the library's broker keeps
--- a queue for it from the start), else in the first seconds after this worker's
--- start only, when an agent that exists is about to join.
-local function keep_for_agent(ch, s, forever)
+--- Keeps a copy of an "all" event for the privileged agent that has not joined yet
+-- (enable_privileged_agent = true: the library's broker keeps a queue for it from
+-- the start).
+local function keep_for_agent(ch, s)
     local kept = ch.for_agent
     if kept == nil or worker_id() == -1 then
         return false
     end
-    if agent_joined() or not forever and ngx.now() > ch.agent_until then
+    if agent_joined() then
         ch.for_agent = nil
         ch.for_agent_bytes = 0
         return false
@@ -369,8 +366,7 @@ local function channel(name)
             instances = {},
             held = {},
             for_agent = {},
-            for_agent_bytes = 0,
-            agent_until = ngx.now() + AGENT_GRACE
+            for_agent_bytes = 0
         }
         local ok, err = pcall(function() return ipc.receive(
             name,
@@ -593,7 +589,7 @@ local function publish(ev, target, source, event, data)
     if #str > ev.opts.max_payload_len then
         return failed(("payload exceeds the limitation (" .. tostring(ev.opts.max_payload_len)) .. ")")
     end
-    local kept = t == "all" and ch.for_agent ~= nil and ev.opts.enable_privileged_agent ~= false and keep_for_agent(ch, str, ev.opts.enable_privileged_agent == true)
+    local kept = t == "all" and ch.for_agent ~= nil and ev.opts.enable_privileged_agent == true and keep_for_agent(ch, str)
     if current_pending > 0 or later_n > 0 then
         later_n = later_n + 1
         later_name[later_n] = ev.name
@@ -605,7 +601,7 @@ local function publish(ev, target, source, event, data)
             return failed(why)
         end
     end
-    local n = t == "all" and debug_logged() and reached(kept and ev.opts.enable_privileged_agent == true) or 1
+    local n = t == "all" and debug_logged() and reached(kept) or 1
     log(DEBUG, "event published to ", n, " workers")
     return true
 end

@@ -93,12 +93,7 @@ interface Channel {
      */
     for_agent?: LuaTable<number, string>;
     for_agent_bytes: number;
-    /** Until when to keep them when enable_privileged_agent is not set (an agent may not exist). */
-    agent_until: number;
 }
-
-/** How long after its start a worker keeps events for an agent that may not exist, in seconds. */
-const AGENT_GRACE = 10;
 
 /** What a worker keeps for an agent that has not joined yet, at most. */
 const AGENT_KEEP_BYTES = 16 * 1024 * 1024;
@@ -396,17 +391,16 @@ function agent_joined(): boolean {
 }
 
 /**
- * Keeps a copy of an "all" event for the privileged agent that has not joined yet:
- * until it joins with enable_privileged_agent = true (the library's broker keeps
- * a queue for it from the start), else in the first seconds after this worker's
- * start only, when an agent that exists is about to join.
+ * Keeps a copy of an "all" event for the privileged agent that has not joined yet
+ * (enable_privileged_agent = true: the library's broker keeps a queue for it from
+ * the start).
  */
-function keep_for_agent(ch: Channel, s: string, forever: boolean): boolean {
+function keep_for_agent(ch: Channel, s: string): boolean {
     const kept = ch.for_agent;
     if (kept === undefined || worker_id() === -1) {
         return false;
     }
-    if (agent_joined() || (!forever && ngx.now() > ch.agent_until)) {
+    if (agent_joined()) {
         ch.for_agent = undefined;
         ch.for_agent_bytes = 0;
         return false;
@@ -426,7 +420,7 @@ function channel(name: string): LuaMultiReturn<[Channel] | [undefined, string]> 
     let ch = channels.get(name);
     if (ch === undefined) {
         const c: Channel = { name, instances: new LuaTable(), held: new LuaTable(), for_agent: new LuaTable(),
-            for_agent_bytes: 0, agent_until: ngx.now() + AGENT_GRACE };
+            for_agent_bytes: 0 };
         const [ok, err] = pcall(() => ipc.receive(name, (data: string) => on_alert(c, data)));
         if (!ok) {
             return $multi(undefined, tostring(err));
@@ -660,8 +654,9 @@ function publish(ev: Events, target: unknown, source: unknown, event: unknown, d
     if (str.length > ev.opts.max_payload_len) {
         return failed(`payload exceeds the limitation (${ev.opts.max_payload_len})`);
     }
-    const kept = t === "all" && ch.for_agent !== undefined && ev.opts.enable_privileged_agent !== false
-        && keep_for_agent(ch, str, ev.opts.enable_privileged_agent === true);
+    // only when the agent is expected: keeping asks ngx.ipc for its workers each time
+    const kept = t === "all" && ch.for_agent !== undefined && ev.opts.enable_privileged_agent === true
+        && keep_for_agent(ch, str);
     if (current_pending > 0 || later_n > 0) {
         later_n = later_n + 1;
         later_name.set(later_n, ev.name);
@@ -674,7 +669,7 @@ function publish(ev: Events, target: unknown, source: unknown, event: unknown, d
         }
     }
     // an agent counts once it has joined, or from the start when it is expected
-    const n = t === "all" && debug_logged() ? reached(kept && ev.opts.enable_privileged_agent === true) : 1;
+    const n = t === "all" && debug_logged() ? reached(kept) : 1;
     log(DEBUG, "event published to ", n, " workers");
     return $multi(true);
 }
