@@ -160,23 +160,29 @@ tap_results() {
   ' "$1"
 }
 
-# copy the library into $out/lib; in `ours` mode rewrite it (map.sed, setup.sh)
+# copy the library into $out/lib; in `ours` mode rewrite it (map*.sed, setup*.sh)
 prepare() {
   local lib=$1 label=$2 bin=$3 mode=$4 out=$5
   rm -rf "$out"; mkdir -p "$out/logs"
   cp -R "$PEERS/$lib" "$out/lib" || die "cannot copy $PEERS/$lib"
   rm -rf "$out/lib/.git" "$out/lib/t/servroot"*
-  local cdir="$ROOT/t/compat/$lib"
-  if [[ $mode == ours && -f "$cdir/map.sed" ]]; then
-    sed -e "s#@IPC_BUILD@#$ROOT/build#g" -e "s#@IPC_LIB@#$ROOT/lib#g" \
-        -e "s#@PEERS@#$PEERS#g" "$cdir/map.sed" >"$out/map.sed"
-    find "$out/lib/t" -type f \( -name '*.t' -o -name '*.pm' \) \
-         -exec sed -i -f "$out/map.sed" {} + || die "$lib: map.sed failed"
-  fi
-  if [[ $mode == ours && -x "$cdir/setup.sh" ]]; then
-    (cd "$out/lib" && COMPAT_LIB=$lib COMPAT_LABEL=$label COMPAT_NGINX_BIN=$bin \
-       IPC_BUILD=$ROOT/build IPC_LIB=$ROOT/lib PEERS=$PEERS "$cdir/setup.sh") \
-      >"$out/logs/setup.log" 2>&1 || die "$lib: setup.sh failed (see $out/logs/setup.log)"
+  local cdir="$ROOT/t/compat/$lib" m s
+  # every map*.sed, then every setup*.sh (a library whose tests stand for
+  # several drop-ins, as healthcheck's, has one of each per drop-in)
+  if [[ $mode == ours ]]; then
+    for m in "$cdir"/map*.sed; do
+      [[ -f $m ]] || continue
+      sed -e "s#@IPC_BUILD@#$ROOT/build#g" -e "s#@IPC_LIB@#$ROOT/lib#g" \
+          -e "s#@PEERS@#$PEERS#g" "$m" >"$out/${m##*/}"
+      find "$out/lib/t" -type f \( -name '*.t' -o -name '*.pm' \) \
+           -exec sed -i -f "$out/${m##*/}" {} + || die "$lib: ${m##*/} failed"
+    done
+    for s in "$cdir"/setup*.sh; do
+      [[ -x $s ]] || continue
+      (cd "$out/lib" && COMPAT_LIB=$lib COMPAT_LABEL=$label COMPAT_NGINX_BIN=$bin \
+         IPC_BUILD=$ROOT/build IPC_LIB=$ROOT/lib PEERS=$PEERS "$s") \
+        >>"$out/logs/setup.log" 2>&1 || die "$lib: ${s##*/} failed (see $out/logs/setup.log)"
+    done
   fi
   chmod -R a+rX "$out"
 }
