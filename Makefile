@@ -79,6 +79,15 @@ bench: deps shim
 clean:
 	rm -rf lib
 
+# the libraries' own Test::Nginx suites, as they are and on the drop-ins
+# (docs/compat.md):  make compat PEERS=/path/to/checkouts
+#   [COMPAT_NGINX="label=/path/nginx[:/module.so...] ..."] [COMPAT_LIBS=...]
+#   [COMPAT_FILES=...] [COMPAT_MODES="real ours"]
+PEERS ?=
+.PHONY: compat
+compat: shim
+	PEERS="$(PEERS)" t/compat/run.sh
+
 # --- hardening: fuzzing, sanitizers, stress (issue 3) ----------------------
 #   make fuzz        libFuzzer over the packet decoder, FUZZ_SECONDS (20) s
 #   make fuzz-long   FUZZ_RUNS (10 M) executions, FUZZ_JOBS (2) processes,
