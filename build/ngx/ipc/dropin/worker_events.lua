@@ -443,7 +443,7 @@ local function register_as(fn, weak, callback, source, events)
         )
     end
     local cb = callback
-    if source == nil or source == nil or source == false then
+    if source == nil or source == false then
         add(everything, weak, cb)
     elseif #events == 0 then
         add(
@@ -465,24 +465,26 @@ end
 --- Calls `callback(data, event, source, pid)` for every event, those of `source`, or those named.
 local function register(callback, source, ...)
     local events = {...}
-    return register_as(
+    local ok = register_as(
         "register",
         false,
         callback,
         source,
         events
     )
+    return ok
 end
 --- As register, but the registration does not keep `callback` from being collected.
 local function register_weak(callback, source, ...)
     local events = {...}
-    return register_as(
+    local ok = register_as(
         "register_weak",
         true,
         callback,
         source,
         events
     )
+    return ok
 end
 local function remove(level, callback)
     if level == nil then
@@ -515,7 +517,7 @@ local function unregister(callback, source, ...)
             2
         )
     end
-    if source == nil or source == nil or source == false then
+    if source == nil or source == false then
         return remove(everything, callback)
     end
     local s = sources[source]

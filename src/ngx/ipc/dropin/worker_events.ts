@@ -389,7 +389,7 @@ function register_as(fn: string, weak: boolean, callback: unknown, source: unkno
         error(`bad argument #1 to '${fn}' (function expected, got ${type(callback)})`, 3);
     }
     const cb = callback as Callback;
-    if (source === undefined || source === null || source === false) {
+    if (source === undefined || source === false) {
         add(everything, weak, cb);
     } else if (events.length === 0) {
         add(source_level(source as AnyNotNil), weak, cb);
@@ -403,12 +403,15 @@ function register_as(fn: string, weak: boolean, callback: unknown, source: unkno
 
 /** Calls `callback(data, event, source, pid)` for every event, those of `source`, or those named. */
 function register(this: void, callback: unknown, source?: unknown, ...events: unknown[]): true {
-    return register_as("register", false, callback, source, events);
+    // not a tail call: the error level of register_as counts this frame
+    const ok = register_as("register", false, callback, source, events);
+    return ok;
 }
 
 /** As register, but the registration does not keep `callback` from being collected. */
 function register_weak(this: void, callback: unknown, source?: unknown, ...events: unknown[]): true {
-    return register_as("register_weak", true, callback, source, events);
+    const ok = register_as("register_weak", true, callback, source, events);
+    return ok;
 }
 
 function remove(level: Level | undefined, callback: unknown): boolean {
@@ -435,7 +438,7 @@ function unregister(this: void, callback: unknown, source?: unknown, ...events: 
     if (type(callback) !== "function") {
         error(`bad argument #1 to 'unregister' (function expected, got ${type(callback)})`, 2);
     }
-    if (source === undefined || source === null || source === false) {
+    if (source === undefined || source === false) {
         return remove(everything, callback);
     }
     const s = sources.get(source as AnyNotNil);
