@@ -106,7 +106,7 @@ end
 
 local function reset(inst, record)
   inst:run_all(("local S = T.state.web; S.n = 0; S.last = 0; S.lat = {}; S.record = %s; return true")
-    :format(tostring(record)))
+    :format(tostring(record)), 120)
 end
 
 -- posts from pids[1]; waits until every other worker handled `want` events or
@@ -119,7 +119,7 @@ local function run(inst, pids, size, n, pace, quiet)
   nginx.wait_for(function()
     local total, done = 0, true
     for i = 2, #pids do
-      local r = inst:run(pids[i], "local S = T.state.web; return S.n")
+      local r = inst:run(pids[i], "local S = T.state.web; return S.n", 120)
       total = total + r
       if r < want then done = false end
     end
@@ -127,7 +127,7 @@ local function run(inst, pids, size, n, pace, quiet)
     return done or os.time() - last_change >= quiet
   end, 600, "the events to be handled", 0.05)
   for i = 2, #pids do
-    got[pids[i]] = inst:run(pids[i], "local S = T.state.web; return { S.n, S.last, S.lat }")
+    got[pids[i]] = inst:run(pids[i], "local S = T.state.web; return { S.n, S.last, S.lat }", 120)
   end
   return t0, errs, err, got
 end
@@ -153,6 +153,7 @@ end
 for _, workers in ipairs(list(opts.workers)) do
   for _, size in ipairs(list(opts.sizes)) do
     for _, impl in ipairs(impls) do
+      io.stderr:write(("# %s, %d workers, %d B\n"):format(impl.name, workers, size))
       local inst, pids, version = start(impl.real, workers, "256m")
       local ok, e = pcall(function()
         reset(inst, false)

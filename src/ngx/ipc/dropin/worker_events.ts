@@ -132,8 +132,10 @@ function event_level(source: AnyNotNil, event: AnyNotNil): Level {
     return level;
 }
 
-function describe(v: unknown): string {
-    return type(v) === "string" ? (v as string) : tostring(v);
+/** `v` as ngx.log takes it: strings, numbers, booleans and nil as they are (no new string). */
+function describe(v: unknown): unknown {
+    const t = type(v);
+    return t === "string" || t === "number" || t === "boolean" || t === "nil" ? v : tostring(v);
 }
 
 function call(fn: Callback, data: unknown, event: string, source: string, pid: number | undefined): void {
@@ -184,7 +186,7 @@ function run_level(level: Level, data: unknown, event: string, source: string, p
 }
 
 function handle(source: string, event: string, data: unknown, pid: number | undefined): void {
-    log(DEBUG, LOG, "handling event; source=", source, ", event=", event, ", pid=", tostring(pid),
+    log(DEBUG, LOG, "handling event; source=", source, ", event=", event, ", pid=", pid,
         ", data=", describe(data));
     run_level(everything, data, event, source, pid);
     const s = sources.get(source);
@@ -335,8 +337,13 @@ function post(this: void, source: unknown, event: unknown, data?: unknown, uniqu
     if (payload === undefined) {
         return failed(s, e, err!);
     }
-    // this worker's handlers get a copy, as the others do
-    const [, copy] = decode(payload);
+    // this worker's handlers get a copy of a table, as the others do (other
+    // values cannot be changed in place)
+    let mine = data;
+    if (type(data) === "table") {
+        const [, copy] = decode(payload);
+        mine = (copy as Wire).d;
+    }
     if (key !== undefined) {
         const target = unique_worker(key);
         if (target !== worker_id()) {
@@ -346,14 +353,14 @@ function post(this: void, source: unknown, event: unknown, data?: unknown, uniqu
             }
             return $multi(drain());
         }
-        push(s, e, (copy as Wire).d, my_pid, key);
+        push(s, e, mine, my_pid, key);
         return $multi(drain());
     }
     const [sent, serr] = ipc.broadcast(ALERT_POST, payload);
     if (sent === undefined) {
         return failed(s, e, serr!);
     }
-    push(s, e, (copy as Wire).d, my_pid, undefined);
+    push(s, e, mine, my_pid, undefined);
     return $multi(drain());
 }
 
