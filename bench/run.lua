@@ -1,7 +1,7 @@
 -- bench/run.lua: `make bench` — ngx.ipc against what a bare pipe can do.
 --
 --   luajit bench/run.lua [--json=FILE] [--runs=3] [--seconds=0.8]
---                        [--only=W1,W2,W3,W4,W5,C1,R1,K1] [--every=256]
+--                        [--only=W1,W2,W3,W4,W5,C1,R1,K1,E1] [--every=256]
 --                        [--yield=sleep0,sleep1ms,timer] [--extra-runs=3]
 --                        [--extra-seconds=0.4] [--wrk-seconds=2]
 --                        [--original=PATH] [--window=BYTES] [--quiet=60]
@@ -31,6 +31,10 @@
 -- instances of 2 workers: latency publish -> handled on another instance
 -- (p50/p99), throughput with all 6 workers publishing, and as its limit
 -- redis-benchmark's XADD rate in the same run (bench/cluster.lua).
+--
+-- E1: ngx.ipc.events, and with --events=PATH (a lua-resty-events checkout;
+-- --events-module=PATH: its C module built for this nginx) the library side by
+-- side: events/s and p50/p99 publish -> handled in every worker (bench/events.lua).
 --
 -- --original=PATH: the original module (slact/ngx_lua_ipc, a .so built for
 -- this nginx; see PEERS.md) on a second nginx, after ours for each group of
@@ -73,13 +77,15 @@ do
     local k, v = a:match("^%-%-([%w_-]+)=(.*)$")
     if not k then
       k = a:match("^%-%-([%w_-]+)$")
-      if k == "json" or k == "only" or k == "profile" or k == "original" then
+      if k == "json" or k == "only" or k == "profile" or k == "original" or k == "events"
+        or k == "events-module" then
         i = i + 1
         v = arg[i]
       end
     end
     k = k and k:gsub("-", "_")
-    if k == "json" or k == "only" or k == "yield" or k == "profile" or k == "original" then
+    if k == "json" or k == "only" or k == "yield" or k == "profile" or k == "original"
+      or k == "events" or k == "events_module" then
       opts[k] = assert(v, "--" .. k .. " needs a value")
     elseif k == "runs" or k == "seconds" or k == "every" or k == "window" or k == "quiet"
       or k == "extra_runs" or k == "extra_seconds" or k == "wrk_seconds" then
@@ -959,8 +965,23 @@ local function report(M, L, W, O)
     row("    redis-benchmark XADD, 6 clients (limit)", w.xadd_per_s and si(w.xadd_per_s) or "failed", "XADD/s")
   end
 
+  w = W.E1
+  for _, r in ipairs(w and w.rows or {}) do
+    local function ev_row(label, x, real)
+      row(label, si(x.events_per_s or 0), "events/s", nil, nil, nil, nil, x.whole,
+        real and si(real.events_per_s or 0), real and real.events_per_s and x.events_per_s / real.events_per_s)
+      row("", pp(x), "µs p50/p99", nil, nil, nil, nil, nil, real and pp(real),
+        real and real.p50_us and x.p50_us and x.p50_us / real.p50_us)
+      row("", ("%d/%d"):format(x.refused or 0, x.lost or 0), "refused/lost", nil, nil, nil, nil, nil,
+        real and ("%d/%d"):format(real.refused or 0, real.lost or 0))
+    end
+    ev_row(("E1  events 'all', %d workers, %s"):format(r.workers, r.size == 10 and "10 B" or "10 KiB"), r.ours, r.real)
+  end
+
   local head = { "workload", "figure", "unit", "limit", "ratio", "target", "", "original", "ours/orig", "whole" }
-  local cols = O and { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 } or { 1, 2, 3, 4, 5, 6, 7, 10 }
+  -- E1's peer (lua-resty-events) goes into the original's columns
+  local peer = O or (W.E1 and W.E1.rows[1] and W.E1.rows[1].real)
+  local cols = peer and { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 } or { 1, 2, 3, 4, 5, 6, 7, 10 }
   local right = { [2] = true, [5] = true, [8] = true, [9] = true }
   local width = {}
   local function len(s) return #s:gsub("[\128-\191]", "") end
@@ -1188,6 +1209,11 @@ local function main()
     sample_background("before the cluster")
     say("3 nginx instances and a redis-server (K1) ...")
     W.K1 = dofile(ROOT .. "/bench/cluster.lua")({ say = say, median = median, si = si, opts = opts })
+  end
+
+  if wanted("E1") then
+    say("ngx.ipc.events%s (E1) ...", opts.events and " and lua-resty-events" or "")
+    W.E1 = dofile(ROOT .. "/bench/events.lua")({ say = say, median = median, si = si, opts = opts })
   end
 
   sample_background("end")

@@ -1,0 +1,3 @@
+local events = require("ngx.ipc.dropin.events")
+local ____exports = events
+return ____exports

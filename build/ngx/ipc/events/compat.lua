@@ -1,0 +1,3 @@
+local compat = require("ngx.ipc.dropin.events_compat")
+local ____exports = compat
+return ____exports
