@@ -7,12 +7,15 @@ declare namespace ngx {
     const NOTICE: number;
     const ALERT: number;
     const INFO: number;
+    const DEBUG: number;
 
     /** Seconds since the epoch, as of the event loop's last time update (ms precision). */
     function now(): number;
     function update_time(): void;
     /** The SHA-1 digest of `s`, 20 bytes. */
     function sha1_bin(s: string): string;
+    /** CRC-32 of `s` (the same number in every process). */
+    function crc32_short(s: string): number;
     /** Yields the current coroutine (request or timer) for `seconds`. */
     function sleep(seconds: number): void;
 

@@ -1,0 +1,575 @@
+// ngx.ipc.worker_events: the API of lua-resty-worker-events' `resty.worker.events`
+// (the 1.0.0 release, whose `_VERSION` is "0.3.3": the one lua-resty-healthcheck
+// accepts) on ngx.ipc's pipes instead of a shared dict that every worker polls.
+//
+// What callers of the library observe, and this module keeps:
+// - `post` runs the posting worker's handlers before it returns ("done"), and
+//   `post_local` likewise; posted from inside a handler, the event waits until the
+//   running handler returns and `post` answers "recursive" (the event is still
+//   handled before the outer `post` or `poll` returns).
+// - Other workers handle the event when it arrives: no interval, no `poll` needed.
+// - Handlers get `data, event, source, pid` (pid nil for `post_local`); a handler
+//   that raises is logged with its traceback and the next one still runs.
+// - A unique event is handled by one worker only: the worker picked by a hash of
+//   the unique value, which ignores the same value again within `timeout`.
+// Events go out as one alert (string.buffer encodes source, event and data); the
+// poster's own copy of a broadcast is dropped on arrival, it was handled in `post`.
+import ipc = require("../../ipc");
+import * as process from "ngx.process";
+import { decode, encode } from "./value";
+
+type Callback = (this: void, data: unknown, event: unknown, source: unknown, pid: number | undefined) => unknown;
+type Result = LuaMultiReturn<[string] | [undefined, string]>;
+
+/** Handlers of one level (all events, one source, one event of a source), in registration order. */
+interface List {
+    n: number;
+    /** May have holes: unregister leaves one, the collector another in a weak list. */
+    fns: LuaTable<number, Callback>;
+}
+
+interface Level {
+    weak: List;
+    strong: List;
+}
+
+interface SourceLevel extends Level {
+    events: LuaMap<AnyNotNil, Level>;
+}
+
+/** What an event carries from the poster to the other workers. */
+interface Wire {
+    s: string;
+    e: string;
+    d: unknown;
+    /** The unique value, as text: set only for a unique event. */
+    u?: string;
+}
+
+const VERSION = "0.3.3";
+// Names users will not pick for their own alerts: this module's name.
+const ALERT_POST = "ngx.ipc.worker_events:post";
+const ALERT_UNIQUE = "ngx.ipc.worker_events:unique";
+const LOG = "worker-events: ";
+
+const DEFAULT_UNIQUE_TIMEOUT = 2;
+/** The watch for the worker's exit re-arms itself this often, in seconds. */
+const EXIT_WATCH = 3600;
+/** Remembered unique values are swept when this many were added since the last sweep. */
+const SWEEP_EVERY = 1000;
+
+const DEBUG = ngx.DEBUG;
+const ERR = ngx.ERR;
+const WARN = ngx.WARN;
+const log = ngx.log;
+const now = ngx.now;
+const crc32 = ngx.crc32_short;
+const worker_id = ngx.worker.id;
+const worker_count = ngx.worker.count;
+const traceback = debug.traceback;
+const running = coroutine.running;
+const co_status = coroutine.status;
+
+const WEAK_VALUES = { __mode: "v" as const };
+
+function new_list(weak: boolean): List {
+    const fns = new LuaTable<number, Callback>();
+    if (weak) {
+        setmetatable(fns, WEAK_VALUES);
+    }
+    return { n: 0, fns };
+}
+
+function new_level(): Level {
+    return { weak: new_list(true), strong: new_list(false) };
+}
+
+const everything = new_level();
+const sources = new LuaMap<AnyNotNil, SourceLevel>();
+
+let configured_ = false;
+let my_pid = 0;
+let unique_timeout = DEFAULT_UNIQUE_TIMEOUT;
+/** Unique value → until when this worker ignores it. */
+const seen = new LuaMap<string, number>();
+let seen_added = 0;
+/** master_process off: one process, whatever worker_processes says. */
+let single_process = false;
+
+// The events waiting for this worker's handlers, first in first out, kept in
+// parallel arrays (no table per event).
+const q_source = new LuaTable<number, string>();
+const q_event = new LuaTable<number, string>();
+const q_data = new LuaTable<number, unknown>();
+const q_pid = new LuaTable<number, number>();
+const q_unique = new LuaTable<number, string>();
+let q_head = 1;
+let q_tail = 0;
+
+/**
+ * The coroutine that runs handlers now. Handlers may yield; meanwhile events from
+ * other coroutines wait in the queue for it, so handlers never overlap and each
+ * poster's events keep their order.
+ */
+let busy: LuaThread | undefined;
+
+function source_level(source: AnyNotNil): SourceLevel {
+    let level = sources.get(source);
+    if (level === undefined) {
+        level = { weak: new_list(true), strong: new_list(false), events: new LuaMap<AnyNotNil, Level>() };
+        sources.set(source, level);
+    }
+    return level;
+}
+
+function event_level(source: AnyNotNil, event: AnyNotNil): Level {
+    const events = source_level(source).events;
+    let level = events.get(event);
+    if (level === undefined) {
+        level = new_level();
+        events.set(event, level);
+    }
+    return level;
+}
+
+function describe(v: unknown): string {
+    return type(v) === "string" ? (v as string) : tostring(v);
+}
+
+function call(fn: Callback, data: unknown, event: string, source: string, pid: number | undefined): void {
+    const [ok, err] = xpcall(fn, traceback, data, event, source, pid);
+    if (!ok) {
+        log(ERR, LOG, "handler failed for event '", event, "' of source '", source,
+            "' (pid ", tostring(pid), "): ", describe(err));
+    }
+}
+
+/** Closes the holes in `list`, keeping the order of what is left. */
+function compact(list: List): void {
+    const fns = list.fns;
+    const n = list.n;
+    let j = 0;
+    for (let i = 1; i <= n; i++) {
+        const fn = fns.get(i);
+        if (fn !== undefined) {
+            j++;
+            fns.set(j, fn);
+        }
+    }
+    for (let i = j + 1; i <= n; i++) {
+        fns.delete(i);
+    }
+    list.n = j;
+}
+
+function run_list(list: List, data: unknown, event: string, source: string, pid: number | undefined): void {
+    let holes = false;
+    // list.n is read on every turn: a handler may register another one
+    for (let i = 1; i <= list.n; i++) {
+        const fn = list.fns.get(i);
+        if (fn === undefined) {
+            holes = true;
+        } else {
+            call(fn, data, event, source, pid);
+        }
+    }
+    if (holes) {
+        compact(list);
+    }
+}
+
+function run_level(level: Level, data: unknown, event: string, source: string, pid: number | undefined): void {
+    run_list(level.weak, data, event, source, pid);
+    run_list(level.strong, data, event, source, pid);
+}
+
+function handle(source: string, event: string, data: unknown, pid: number | undefined): void {
+    log(DEBUG, LOG, "handling event; source=", source, ", event=", event, ", pid=", tostring(pid),
+        ", data=", describe(data));
+    run_level(everything, data, event, source, pid);
+    const s = sources.get(source);
+    if (s === undefined) {
+        return;
+    }
+    run_level(s, data, event, source, pid);
+    const e = s.events.get(event);
+    if (e !== undefined) {
+        run_level(e, data, event, source, pid);
+    }
+}
+
+function sweep_seen(t: number): void {
+    for (const [key, until] of seen) {
+        if (until <= t) {
+            seen.delete(key);
+        }
+    }
+    seen_added = 0;
+}
+
+/** Whether this worker is to handle the unique event `key` now (it remembers it if so). */
+function first_of(key: string, source: string, event: string): boolean {
+    const t = now();
+    const until = seen.get(key);
+    if (until !== undefined && until > t) {
+        log(DEBUG, LOG, "skipping unique event '", event, "' of source '", source, "': '", key,
+            "' was handled less than ", unique_timeout, " s ago");
+        return false;
+    }
+    seen.set(key, t + unique_timeout);
+    seen_added++;
+    if (seen_added >= SWEEP_EVERY) {
+        sweep_seen(t);
+    }
+    return true;
+}
+
+function push(source: string, event: string, data: unknown, pid: number | undefined, unique: string | undefined): void {
+    q_tail++;
+    q_source.set(q_tail, source);
+    q_event.set(q_tail, event);
+    q_data.set(q_tail, data);
+    q_pid.set(q_tail, pid!);
+    q_unique.set(q_tail, unique!);
+}
+
+/**
+ * Runs the handlers of every queued event, unless a coroutine does so already
+ * ("recursive": that one will run them, in order).
+ */
+function drain(): string {
+    if (busy !== undefined) {
+        // a coroutine killed while it ran handlers (its request aborted) holds the
+        // queue no more
+        if (co_status(busy) !== "dead") {
+            return "recursive";
+        }
+    }
+    busy = running();
+    while (q_head <= q_tail) {
+        const i = q_head;
+        const source = q_source.get(i);
+        const event = q_event.get(i);
+        const data = q_data.get(i);
+        const pid = q_pid.get(i);
+        const unique = q_unique.get(i);
+        q_source.delete(i);
+        q_event.delete(i);
+        q_data.delete(i);
+        q_pid.delete(i);
+        q_unique.delete(i);
+        q_head = i + 1;
+        if (unique === undefined || first_of(unique, source, event)) {
+            handle(source, event, data, pid);
+        }
+    }
+    q_head = 1;
+    q_tail = 0;
+    busy = undefined;
+    return "done";
+}
+
+function receive(data: string, unique: boolean): void {
+    const from = (ipc as unknown as { sender?: number }).sender;
+    if (!unique && from === my_pid) {
+        return; // the poster's own copy of a broadcast: handled in post
+    }
+    const [ok, v] = decode(data);
+    const w = v as Wire;
+    if (!ok || type(v) !== "table" || type(w.s) !== "string" || type(w.e) !== "string") {
+        log(ERR, LOG, "dropped an event from pid ", tostring(from), " that is no event: ",
+            ok ? "no source or event" : (v as string));
+        return;
+    }
+    push(w.s, w.e, w.d, from, unique ? tostring(w.u) : undefined);
+    drain();
+}
+
+function on_post(this: void, data: string): void {
+    receive(data, false);
+}
+
+function on_unique(this: void, data: string): void {
+    receive(data, true);
+}
+
+function check_names(source: unknown, event: unknown): string | undefined {
+    if (type(source) !== "string" || source === "") {
+        return "source is required";
+    }
+    if (type(event) !== "string" || event === "") {
+        return "event is required";
+    }
+    return undefined;
+}
+
+function failed(source: string, event: string, err: string): LuaMultiReturn<[undefined, string]> {
+    const msg = `failed posting event "${event}" by "${source}"; ${err}`;
+    log(ERR, LOG, msg);
+    return $multi(undefined, msg);
+}
+
+/** The worker that handles the unique events of `key`. */
+function unique_worker(key: string): number {
+    const n = single_process ? 1 : worker_count();
+    return crc32(key) % n;
+}
+
+/**
+ * Posts an event to every worker (`unique`: to one), and runs this worker's
+ * handlers for it before returning.
+ * @returns "done" ("recursive" from inside a handler), or nil and an error.
+ */
+function post(this: void, source: unknown, event: unknown, data?: unknown, unique?: unknown): Result {
+    const bad = check_names(source, event);
+    if (bad !== undefined) {
+        return $multi(undefined, bad);
+    }
+    const s = source as string;
+    const e = event as string;
+    if (!configured_) {
+        return failed(s, e, "not configured: call configure() first");
+    }
+    const key = unique === undefined ? undefined : tostring(unique);
+    const [payload, err] = encode({ s, e, d: data, u: key } as Wire);
+    if (payload === undefined) {
+        return failed(s, e, err!);
+    }
+    // this worker's handlers get a copy, as the others do
+    const [, copy] = decode(payload);
+    if (key !== undefined) {
+        const target = unique_worker(key);
+        if (target !== worker_id()) {
+            const [sent, serr] = ipc.send_worker(target, ALERT_UNIQUE, payload);
+            if (sent === undefined) {
+                return failed(s, e, serr!);
+            }
+            return $multi(drain());
+        }
+        push(s, e, (copy as Wire).d, my_pid, key);
+        return $multi(drain());
+    }
+    const [sent, serr] = ipc.broadcast(ALERT_POST, payload);
+    if (sent === undefined) {
+        return failed(s, e, serr!);
+    }
+    push(s, e, (copy as Wire).d, my_pid, undefined);
+    return $multi(drain());
+}
+
+/**
+ * Runs this worker's handlers for an event that no other worker sees (pid nil).
+ * @returns "done" ("recursive" from inside a handler), or nil and an error.
+ */
+function post_local(this: void, source: unknown, event: unknown, data?: unknown): Result {
+    const bad = check_names(source, event);
+    if (bad !== undefined) {
+        return $multi(undefined, bad);
+    }
+    push(source as string, event as string, data, undefined, undefined);
+    return $multi(drain());
+}
+
+/**
+ * Nothing to fetch: events are handled as they arrive. Runs what waits (events
+ * posted while a handler ran). @returns "done", or "recursive" inside a handler.
+ */
+function poll(this: void): string {
+    return drain();
+}
+
+function add(level: Level, weak: boolean, callback: Callback): void {
+    const list = weak ? level.weak : level.strong;
+    list.n++;
+    list.fns.set(list.n, callback);
+}
+
+function register_as(fn: string, weak: boolean, callback: unknown, source: unknown, events: unknown[]): true {
+    if (type(callback) !== "function") {
+        error(`bad argument #1 to '${fn}' (function expected, got ${type(callback)})`, 3);
+    }
+    const cb = callback as Callback;
+    if (source === undefined || source === null || source === false) {
+        add(everything, weak, cb);
+    } else if (events.length === 0) {
+        add(source_level(source as AnyNotNil), weak, cb);
+    } else {
+        for (const event of events) {
+            add(event_level(source as AnyNotNil, event as AnyNotNil), weak, cb);
+        }
+    }
+    return true;
+}
+
+/** Calls `callback(data, event, source, pid)` for every event, those of `source`, or those named. */
+function register(this: void, callback: unknown, source?: unknown, ...events: unknown[]): true {
+    return register_as("register", false, callback, source, events);
+}
+
+/** As register, but the registration does not keep `callback` from being collected. */
+function register_weak(this: void, callback: unknown, source?: unknown, ...events: unknown[]): true {
+    return register_as("register_weak", true, callback, source, events);
+}
+
+function remove(level: Level | undefined, callback: unknown): boolean {
+    if (level === undefined) {
+        return false;
+    }
+    let found = false;
+    for (const list of [level.weak, level.strong]) {
+        for (let i = 1; i <= list.n; i++) {
+            if (list.fns.get(i) === callback) {
+                list.fns.delete(i);
+                found = true;
+            }
+        }
+    }
+    return found;
+}
+
+/**
+ * Removes `callback`'s registrations (weak and strong) at the level named the
+ * same way as when registering. @returns whether any was removed.
+ */
+function unregister(this: void, callback: unknown, source?: unknown, ...events: unknown[]): boolean {
+    if (type(callback) !== "function") {
+        error(`bad argument #1 to 'unregister' (function expected, got ${type(callback)})`, 2);
+    }
+    if (source === undefined || source === null || source === false) {
+        return remove(everything, callback);
+    }
+    const s = sources.get(source as AnyNotNil);
+    if (events.length === 0) {
+        return remove(s, callback);
+    }
+    let found = false;
+    if (s !== undefined) {
+        for (const event of events) {
+            if (remove(s.events.get(event as AnyNotNil), callback)) {
+                found = true;
+            }
+        }
+    }
+    return found;
+}
+
+/** Checks an optional number option; @returns the error, if any. */
+function check_option(opts: LuaTable<string, unknown>, name: string, min: number, strict: boolean): string | undefined {
+    const v = opts.get(name);
+    if (v === undefined) {
+        return undefined;
+    }
+    if (type(v) !== "number") {
+        return `optional "${name}" option must be a number`;
+    }
+    const n = v as number;
+    if (strict ? n <= min : n < min) {
+        return `"${name}" must be ${strict ? "greater than" : "greater than or equal to"} ${min}`;
+    }
+    return undefined;
+}
+
+type EventList = LuaTable<AnyNotNil, unknown> & { _source: unknown };
+
+const UNKNOWN_EVENT = {
+    __index(this: void, _t: unknown, key: unknown): never {
+        error(`event '${tostring(key)}' is an unknown event`, 2);
+    },
+};
+
+/**
+ * A table of `source`'s event names, `_source` holding the source; reading a
+ * name it does not hold raises, which catches typos in event names.
+ */
+function event_list(this: void, source: unknown, ...names: unknown[]): EventList {
+    const list = new LuaTable<AnyNotNil, unknown>();
+    list.set("_source", source);
+    for (const [, name] of pairs(names)) {
+        list.set(name as AnyNotNil, name);
+    }
+    return setmetatable(list, UNKNOWN_EVENT) as unknown as EventList;
+}
+
+const events = event_list("resty-worker-events", "started", "stopping") as EventList & {
+    started: string;
+    stopping: string;
+    _source: string;
+};
+
+function on_exit_watch(this: void, premature: boolean): void {
+    if (premature) {
+        // ngx.ipc sends nothing once a worker shuts down (it could reach the next
+        // generation): the exiting worker's own handlers are the ones told
+        push(events._source, events.stopping, undefined, my_pid, undefined);
+        drain();
+        return;
+    }
+    watch_exit();
+}
+
+function watch_exit(): void {
+    const [ok, err] = ngx.timer.at(EXIT_WATCH, on_exit_watch);
+    if (ok === undefined && err !== "process exiting") {
+        log(WARN, LOG, "no 'stopping' event at this worker's exit: ", err);
+    }
+}
+
+/**
+ * Starts the module in this worker, or changes its options. `timeout` (seconds a
+ * unique value is remembered) is the one that matters; `shm`, `interval`,
+ * `wait_interval`, `wait_max` and `shm_retries` tuned the shared-dict transport:
+ * they are checked as the library checks them, then ignored (the shm need not exist).
+ * @returns true, or nil and an error.
+ */
+function configure(this: void, opts: unknown): LuaMultiReturn<[true] | [undefined, string]> {
+    if (type(opts) !== "table") {
+        error(`bad argument #1 to 'configure' (table expected, got ${type(opts)})`, 2);
+    }
+    const o = opts as LuaTable<string, unknown>;
+    const shm = o.get("shm");
+    if (shm !== undefined && type(shm) !== "string") {
+        return $multi(undefined, 'optional "shm" option must be a string');
+    }
+    const err = check_option(o, "timeout", 0, true)
+        ?? check_option(o, "interval", 0, false)
+        ?? check_option(o, "wait_interval", 0, false)
+        ?? check_option(o, "wait_max", 0, false)
+        ?? check_option(o, "shm_retries", 0, false);
+    if (err !== undefined) {
+        return $multi(undefined, err);
+    }
+    unique_timeout = (o.get("timeout") as number | undefined) ?? unique_timeout;
+    if (configured_) {
+        return $multi(true);
+    }
+    // raises where ngx.ipc cannot be used (init_by_lua*): so does the library
+    ipc.receive(ALERT_POST, on_post);
+    ipc.receive(ALERT_UNIQUE, on_unique);
+    my_pid = ngx.worker.pid();
+    single_process = process.type() === "single";
+    configured_ = true;
+    watch_exit();
+    post(events._source, events.started);
+    return $multi(true);
+}
+
+/** Whether configure has started the module in this worker. */
+function configured(this: void): boolean {
+    return configured_;
+}
+
+const worker_events = {
+    _VERSION: VERSION,
+    configure,
+    configured,
+    post,
+    post_local,
+    register,
+    register_weak,
+    unregister,
+    poll,
+    event_list,
+    events,
+};
+
+export = worker_events;
