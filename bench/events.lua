@@ -35,7 +35,9 @@ function BENCH_SUBSCRIBE(h) assert(ev:init_worker()); ev:subscribe("bench", "*",
 function BENCH_PUBLISH(run, data) return ev:publish("all", "bench", run, data) end
 ]]
 
-local WORKER = [[
+-- the workers' clock, us(): CLOCK_MONOTONIC in µs (one host, comparable
+-- across workers); bench/mlcache.lua's workers use it too
+local CLOCK = [[
 local ffi = require "ffi"
 pcall(ffi.cdef, [=[
 typedef struct { long sec; long nsec; } ngx_ipc_ebench_ts;
@@ -47,6 +49,9 @@ local function us()
   C.ngx_ipc_ebench_clock(1, ts)  -- CLOCK_MONOTONIC
   return tonumber(ts.sec) * 1e6 + tonumber(ts.nsec) / 1e3
 end
+]]
+
+local WORKER = CLOCK .. [[
 local st = { count = {}, last = {}, bad = 0, lat = {}, done = {}, us = us }
 T.state.e = st
 BENCH_SUBSCRIBE(function(data, run)
@@ -77,6 +82,29 @@ for i = 1, %d do
 end
 return t_first, refused, st.err
 ]]
+
+-- stalled(total) is true once `total` (what every worker handled so far)
+-- has not grown for `stall` seconds (never, with stall nil)
+local function staller(stall)
+  local seen, t_seen = -1, socket.gettime()
+  return function(total)
+    if total > seen then
+      seen, t_seen = total, socket.gettime()
+      return false
+    end
+    return stall ~= nil and socket.gettime() - t_seen > stall
+  end
+end
+
+-- a row's end: whole when ours lost nothing; how long it took
+local function finish(out, say, label, t_start)
+  out.whole = true
+  for _, row in ipairs(out.rows) do
+    out.whole = out.whole and row.ours.whole
+  end
+  say("  %s (%.1f s)", label, socket.gettime() - t_start)
+  return out
+end
 
 local function percentile(sorted, p)
   if #sorted == 0 then return nil end
@@ -130,7 +158,7 @@ local function measure(ctx, lib, workers, size)
     -- every worker handled n events of run `run`, in order; the last one's time
     local function wait_all(run, n, timeout)
       local states
-      local seen, t_seen = -1, socket.gettime()
+      local stalled = staller(lib.stall)
       local okw = pcall(function()
         states = inst:wait_for(function()
           local s = inst:run_all(("local st = T.state.e return { n = st.count[%q] or 0, done = st.done[%q], bad = st.bad }")
@@ -140,12 +168,7 @@ local function measure(ctx, lib, workers, size)
             total = total + v.n
             if v.n < n then short = v.n .. " of " .. n end
           end
-          if not short then return s end
-          if total > seen then
-            seen, t_seen = total, socket.gettime()
-          elseif lib.stall and socket.gettime() - t_seen > lib.stall then
-            return s
-          end
+          if not short or stalled(total) then return s end
           return false, short
         end, timeout, "run " .. run)
       end)
@@ -244,13 +267,9 @@ local function run(_, ctx)
       end
     end
   end
-  out.whole = true
-  for _, row in ipairs(out.rows) do
-    out.whole = out.whole and row.ours.whole
-  end
-  say("  E1 (%.1f s)", socket.gettime() - t_start)
-  return out
+  return finish(out, say, "E1", t_start)
 end
 
--- dofile(...)(ctx) runs E1; dofile(...).measure is the measure for other rows
-return setmetatable({ measure = measure, show = show }, { __call = run })
+-- dofile(...)(ctx) runs E1; the rest serves the other drop-in rows
+return setmetatable({ measure = measure, show = show, CLOCK = CLOCK, staller = staller, finish = finish,
+  percentile = percentile }, { __call = run })

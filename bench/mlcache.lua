@@ -25,25 +25,16 @@
 local socket = require "socket"
 local nginx = require "nginx"
 
+local ROOT = debug.getinfo(1, "S").source:sub(2):match("^(.*)/bench/[^/]+$") or "."
+local E = dofile(ROOT .. "/bench/events.lua")
+
 local INTERVALS = { 1, 0.01 }
 local LATENCY_OPS = 300
 local BURST = 3000
 local YIELD_EVERY = 100
 
 -- %q: package.path prefix; %s: mlcache.new's options; %s: code run after
-local WORKER = [[
-package.path = %q .. package.path
-local ffi = require "ffi"
-pcall(ffi.cdef, [=[
-typedef struct { long sec; long nsec; } ngx_ipc_mbench_ts;
-int ngx_ipc_mbench_clock(int clk, ngx_ipc_mbench_ts *ts) __asm__("clock_gettime");
-]=])
-local ts = ffi.new("ngx_ipc_mbench_ts")
-local C = ffi.C
-local function us()
-  C.ngx_ipc_mbench_clock(1, ts)  -- CLOCK_MONOTONIC: one host
-  return tonumber(ts.sec) * 1e6 + tonumber(ts.nsec) / 1e3
-end
+local WORKER = "package.path = %q .. package.path\n" .. E.CLOCK .. [[
 local cache = assert(require("resty.mlcache").new("bench", "cache_shm", %s))
 _G.CACHE = cache
 local st = { count = {}, done = {}, lat = {}, seen = {}, us = us }
@@ -85,10 +76,7 @@ end
 return t_first, refused, why
 ]]
 
-local function percentile(sorted, p)
-  if #sorted == 0 then return nil end
-  return sorted[math.max(1, math.ceil(#sorted * p))]
-end
+local percentile = E.percentile
 
 -- one nginx of `workers` workers; interval nil: ngx.ipc.mlcache
 local function measure(ctx, workers, interval)
@@ -118,7 +106,7 @@ local function measure(ctx, workers, interval)
     -- every other worker evicted n keys of run `run` (or stalled); the last time
     local function wait_all(run, n)
       local states
-      local seen, t_seen = -1, socket.gettime()
+      local stalled = E.staller(stall)
       pcall(function()
         inst:wait_for(function()
           states = {}
@@ -129,12 +117,7 @@ local function measure(ctx, workers, interval)
             total = total + v.n
             if v.n < n then short = v.n .. " of " .. n end
           end
-          if not short then return true end
-          if total > seen then
-            seen, t_seen = total, socket.gettime()
-          elseif socket.gettime() - t_seen > stall then
-            return true
-          end
+          if not short or stalled(total) then return true end
           return false, short
         end, 120, "run " .. run)
       end)
@@ -217,10 +200,5 @@ return function(ctx)
     end
     out.rows[#out.rows + 1] = row
   end
-  out.whole = true
-  for _, row in ipairs(out.rows) do
-    out.whole = out.whole and row.ours.whole
-  end
-  say("  M1 (%.1f s)", socket.gettime() - t_start)
-  return out
+  return E.finish(out, say, "M1", t_start)
 end

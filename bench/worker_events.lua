@@ -61,10 +61,5 @@ return function(ctx)
       out.rows[#out.rows + 1] = row
     end
   end
-  out.whole = true
-  for _, row in ipairs(out.rows) do
-    out.whole = out.whole and row.ours.whole
-  end
-  say("  WE1 (%.1f s)", socket.gettime() - t_start)
-  return out
+  return E.finish(out, say, "WE1", t_start)
 end
