@@ -1060,7 +1060,8 @@ local function report(M, L, W, O)
       .. "ours/orig = our figure / the original's (µs rows: below 1 = ours faster); ! = it lost or damaged alerts")
       :format(opts.original)
   end
-  if W.E1 or W.WE1 or W.M1 then
+  if (W.E1 and W.E1.rows[1] and W.E1.rows[1].real) or (W.WE1 and W.WE1.rows[1] and W.WE1.rows[1].real[1])
+    or W.M1 then
     out[#out + 1] = "E1, WE1, M1: the original's columns hold the library the drop-in stands in for, on its own nginx right"
       .. " after ours (lost: events some worker never handled; refused: nil, err to the publisher)"
   end
