@@ -2,7 +2,8 @@
 -- event posted with ngx.ipc.worker_events in one worker and handled in every
 -- worker, and, with --worker-events=PATH (a lua-resty-worker-events checkout),
 -- the same with that library on a second and third nginx, in the same run:
--- once polling at its default interval (1 s) and once at 0.01 s.  Both use
+-- once polling at its default interval (1 s) and once at 0.01 s (2.0.1, the
+-- latest release, or 1.0.0, the one the drop-in follows: PATH says).  Both use
 -- the shm its README configures (lua_shared_dict process_events 1m); ours
 -- takes it and the interval and ignores them.
 --
@@ -21,11 +22,14 @@ local E = dofile(ROOT .. "/bench/events.lua")
 
 local INTERVALS = { 1, 0.01 }
 
--- init_by_lua for E's measure (see bench/events.lua, INIT)
+-- init_by_lua for E's measure (see bench/events.lua, INIT). The module is
+-- required in the worker, as users do: release 1.0.0 loaded in the master
+-- loses its handler table when configure() sees a new pid.
 local INIT = [[
-local we = require(%q)
-function BENCH_READY() return we.configured() end
+local we
+function BENCH_READY() return we ~= nil and we.configured() end
 function BENCH_SUBSCRIBE(h)
+  we = require(%q)
   assert(we.configure { shm = "process_events", interval = %s })
   we.register(function(data, event) h(data, event) end, "bench")
 end
