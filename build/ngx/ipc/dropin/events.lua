@@ -1,5 +1,5 @@
 local ____exports = {}
-local send_to_agent, ipc, log, ERR, AGENT_JOINED
+local send_to_agent, send_event, ipc, log, ERR, AGENT_JOINED
 local semaphore = require("ngx.semaphore")
 local value = require("ngx.ipc.dropin.value")
 function send_to_agent(ch)
@@ -21,6 +21,16 @@ function send_to_agent(ch)
         end
     end
 end
+function send_event(name, target, s)
+    if target == "all" then
+        return ipc.broadcast(name, s)
+    end
+    return ipc.send_worker(
+        ngx.crc32_short(target) % ngx.worker.count(),
+        name,
+        s
+    )
+end
 ipc = require("ngx.ipc")
 --- The lua-resty-events release whose API this module implements.
 local VERSION = "0.3.1"
@@ -34,11 +44,22 @@ local DEFAULT_MAX_PAYLOAD_LEN = 1024 * 64
 local LIMIT_MAX_PAYLOAD_LEN = 1024 * 1024 * 16
 --- Unique hashes remembered before expired ones are swept.
 local UNIQUE_SWEEP_MIN = 1024
+--- How long after its start a worker keeps events for an agent that may not exist, in seconds.
+local AGENT_GRACE = 10
 --- What a worker keeps for an agent that has not joined yet, at most.
 local AGENT_KEEP_BYTES = 16 * 1024 * 1024
 local channels = {}
 local q_inst = {}
 local q_msg = {}
+--- Queued "current" events whose handling has not begun.
+local current_pending = 0
+--- "all" and unique events published while "current" events of this worker wait:
+-- sent once the last of those is being handled, so that no worker handles them
+-- first (the library's broker round trip gives the same order).
+local later_name = {}
+local later_target = {}
+local later_data = {}
+local later_n = 0
 local head = 1
 local tail = 0
 --- The coroutine handling the queue, if any.
@@ -116,6 +137,26 @@ end
 local function lists_of(ev, source)
     return ev.lists[source]
 end
+--- Sends what waited for this worker's "current" events, once none is left unhandled.
+local function send_later()
+    if later_n == 0 or current_pending > 0 then
+        return
+    end
+    do
+        local i = 1
+        while i <= later_n do
+            local ok, err = send_event(later_name[i], later_target[i], later_data[i])
+            if ok == nil then
+                log(ERR, "ngx.ipc.events: failed to publish event: ", err)
+            end
+            later_name[i] = nil
+            later_target[i] = nil
+            later_data[i] = nil
+            i = i + 1
+        end
+    end
+    later_n = 0
+end
 --- Runs the handlers of one event: "*" "*" first, then source "*", then source event.
 local function do_event(ev, m)
     log(
@@ -127,6 +168,7 @@ local function do_event(ev, m)
         ", wid=",
         tostring(m.wid)
     )
+    send_later()
     local funcs = ev.funcs
     local any = lists_of(ev, "*")
     run_list(funcs, any and any["*"], m)
@@ -157,6 +199,9 @@ local function drain()
         q_inst[head] = nil
         q_msg[head] = nil
         head = head + 1
+        if m.wid == nil then
+            current_pending = current_pending - 1
+        end
         do_event(ev, m)
     end
     head = 1
@@ -293,23 +338,27 @@ local function agent_joined()
     local last = list[#list]
     return last ~= nil and last.agent == true
 end
---- Keeps a copy of an "all" event for the privileged agent that has not joined yet.
-local function keep_for_agent(ch, s)
+--- Keeps a copy of an "all" event for the privileged agent that has not joined yet:
+-- until it joins with enable_privileged_agent = true (the library's broker keeps
+-- a queue for it from the start), else in the first seconds after this worker's
+-- start only, when an agent that exists is about to join.
+local function keep_for_agent(ch, s, forever)
     local kept = ch.for_agent
     if kept == nil or worker_id() == -1 then
-        return
+        return false
     end
-    if agent_joined() then
+    if agent_joined() or not forever and ngx.now() > ch.agent_until then
         ch.for_agent = nil
         ch.for_agent_bytes = 0
-        return
+        return false
     end
     if ch.for_agent_bytes + #s > AGENT_KEEP_BYTES then
         log(ERR, "ngx.ipc.events: the privileged agent has not joined and ", ch.for_agent_bytes, " bytes of events wait for it: this one will not reach it")
-        return
+        return false
     end
     kept[#kept + 1] = s
     ch.for_agent_bytes = ch.for_agent_bytes + #s
+    return true
 end
 --- The channel of alert name `name`, its ngx.ipc handler registered on first use.
 local function channel(name)
@@ -320,7 +369,8 @@ local function channel(name)
             instances = {},
             held = {},
             for_agent = {},
-            for_agent_bytes = 0
+            for_agent_bytes = 0,
+            agent_until = ngx.now() + AGENT_GRACE
         }
         local ok, err = pcall(function() return ipc.receive(
             name,
@@ -438,7 +488,7 @@ local function init_worker(ev)
         end
         local list = ch.instances
         list[#list + 1] = ev
-        if ngx.worker.id() == nil and ev.opts.enable_privileged_agent == true then
+        if ngx.worker.id() == nil then
             local ok, berr = ipc.broadcast(ev.name, AGENT_JOINED)
             if ok == nil then
                 log(ERR, "ngx.ipc.events: the privileged agent could not announce itself: ", berr)
@@ -492,24 +542,17 @@ local function publish_current(ev, source, event, data)
         tail = tail - 1
         return failed(tostring(err))
     end
+    current_pending = current_pending + 1
     return true
 end
 --- The processes an "all" event reaches, for the library's debug line.
-local function reached()
-    local ok, list = pcall(ipc.workers)
+local function reached(kept_for_agent)
     local n = ngx.worker.count()
-    return ok and #list > n and #list or n
-end
---- Sends an encoded event: a broadcast, or to the worker that the unique hash names.
-local function send_event(name, target, s)
-    if target == "all" then
-        return ipc.broadcast(name, s)
+    if kept_for_agent then
+        return n + 1
     end
-    return ipc.send_worker(
-        ngx.crc32_short(target) % ngx.worker.count(),
-        name,
-        s
-    )
+    local ok, list = pcall(ipc.workers)
+    return ok and #list > n and #list or n
 end
 --- Publishes an event: to every worker ("all"), to this one ("current", handled
 -- later from this worker's queue, data passed as is), or to the one worker a
@@ -550,14 +593,19 @@ local function publish(ev, target, source, event, data)
     if #str > ev.opts.max_payload_len then
         return failed(("payload exceeds the limitation (" .. tostring(ev.opts.max_payload_len)) .. ")")
     end
-    if t == "all" and ev.opts.enable_privileged_agent == true and ch.for_agent ~= nil then
-        keep_for_agent(ch, str)
+    local kept = t == "all" and ch.for_agent ~= nil and ev.opts.enable_privileged_agent ~= false and keep_for_agent(ch, str, ev.opts.enable_privileged_agent == true)
+    if current_pending > 0 or later_n > 0 then
+        later_n = later_n + 1
+        later_name[later_n] = ev.name
+        later_target[later_n] = t
+        later_data[later_n] = str
+    else
+        local ok, why = send_event(ev.name, t, str)
+        if ok == nil then
+            return failed(why)
+        end
     end
-    local ok, why = send_event(ev.name, t, str)
-    if ok == nil then
-        return failed(why)
-    end
-    local n = t == "all" and debug_logged() and reached() or 1
+    local n = t == "all" and debug_logged() and reached(kept and ev.opts.enable_privileged_agent == true) or 1
     log(DEBUG, "event published to ", n, " workers")
     return true
 end

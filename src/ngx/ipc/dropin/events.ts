@@ -87,13 +87,18 @@ interface Channel {
     instances: LuaTable<number, Events>;
     held: LuaTable<number, string>;
     /**
-     * With enable_privileged_agent = true, the "all" events this worker published
-     * before the agent joined ngx.ipc (a broadcast reaches it only from then on),
-     * sent to it when it says it has joined; undefined once it has.
+     * The "all" events this worker published before the privileged agent joined
+     * ngx.ipc (a broadcast reaches it only from then on), sent to it when it says
+     * it has joined; undefined once it has, or when there is none to wait for.
      */
     for_agent?: LuaTable<number, string>;
     for_agent_bytes: number;
+    /** Until when to keep them when enable_privileged_agent is not set (an agent may not exist). */
+    agent_until: number;
 }
+
+/** How long after its start a worker keeps events for an agent that may not exist, in seconds. */
+const AGENT_GRACE = 10;
 
 /** What a worker keeps for an agent that has not joined yet, at most. */
 const AGENT_KEEP_BYTES = 16 * 1024 * 1024;
@@ -102,6 +107,17 @@ const channels = new LuaTable<string, Channel>();
 // The queue of events to handle, in order: parallel arrays from `head` to `tail`.
 const q_inst = new LuaTable<number, Events>();
 const q_msg = new LuaTable<number, Message>();
+/** Queued "current" events whose handling has not begun. */
+let current_pending = 0;
+/**
+ * "all" and unique events published while "current" events of this worker wait:
+ * sent once the last of those is being handled, so that no worker handles them
+ * first (the library's broker round trip gives the same order).
+ */
+const later_name = new LuaTable<number, string>();
+const later_target = new LuaTable<number, string>();
+const later_data = new LuaTable<number, string>();
+let later_n = 0;
 let head = 1;
 let tail = 0;
 /** The coroutine handling the queue, if any. */
@@ -168,10 +184,28 @@ function lists_of(ev: Events, source: string): EventLists | undefined {
     return ev.lists.get(source);
 }
 
+/** Sends what waited for this worker's "current" events, once none is left unhandled. */
+function send_later(): void {
+    if (later_n === 0 || current_pending > 0) {
+        return;
+    }
+    for (let i = 1; i <= later_n; i++) {
+        const [ok, err] = send_event(later_name.get(i), later_target.get(i), later_data.get(i));
+        if (ok === undefined) {
+            log(ERR, "ngx.ipc.events: failed to publish event: ", err);
+        }
+        later_name.delete(i);
+        later_target.delete(i);
+        later_data.delete(i);
+    }
+    later_n = 0;
+}
+
 /** Runs the handlers of one event: "*" "*" first, then source "*", then source event. */
 function do_event(ev: Events, m: Message): void {
     // the library's debug line, which tools and its tests grep for
     log(DEBUG, "worker-events: handling event; source=", m.source, ", event=", m.event, ", wid=", tostring(m.wid));
+    send_later();
     const funcs = ev.funcs;
     const any = lists_of(ev, "*");
     run_list(funcs, any?.get("*"), m);
@@ -207,6 +241,9 @@ function drain(): void {
         q_inst.delete(head);
         q_msg.delete(head);
         head = head + 1;
+        if (m.wid === undefined) {
+            current_pending = current_pending - 1;
+        }
         do_event(ev, m);
     }
     head = 1;
@@ -358,24 +395,30 @@ function agent_joined(): boolean {
     return last !== undefined && last.agent === true;
 }
 
-/** Keeps a copy of an "all" event for the privileged agent that has not joined yet. */
-function keep_for_agent(ch: Channel, s: string): void {
+/**
+ * Keeps a copy of an "all" event for the privileged agent that has not joined yet:
+ * until it joins with enable_privileged_agent = true (the library's broker keeps
+ * a queue for it from the start), else in the first seconds after this worker's
+ * start only, when an agent that exists is about to join.
+ */
+function keep_for_agent(ch: Channel, s: string, forever: boolean): boolean {
     const kept = ch.for_agent;
     if (kept === undefined || worker_id() === -1) {
-        return;
+        return false;
     }
-    if (agent_joined()) {
+    if (agent_joined() || (!forever && ngx.now() > ch.agent_until)) {
         ch.for_agent = undefined;
         ch.for_agent_bytes = 0;
-        return;
+        return false;
     }
     if (ch.for_agent_bytes + s.length > AGENT_KEEP_BYTES) {
         log(ERR, "ngx.ipc.events: the privileged agent has not joined and ", ch.for_agent_bytes,
             " bytes of events wait for it: this one will not reach it");
-        return;
+        return false;
     }
     kept.set(kept.length() + 1, s);
     ch.for_agent_bytes = ch.for_agent_bytes + s.length;
+    return true;
 }
 
 /** The channel of alert name `name`, its ngx.ipc handler registered on first use. */
@@ -383,7 +426,7 @@ function channel(name: string): LuaMultiReturn<[Channel] | [undefined, string]> 
     let ch = channels.get(name);
     if (ch === undefined) {
         const c: Channel = { name, instances: new LuaTable(), held: new LuaTable(), for_agent: new LuaTable(),
-            for_agent_bytes: 0 };
+            for_agent_bytes: 0, agent_until: ngx.now() + AGENT_GRACE };
         const [ok, err] = pcall(() => ipc.receive(name, (data: string) => on_alert(c, data)));
         if (!ok) {
             return $multi(undefined, tostring(err));
@@ -502,7 +545,7 @@ function init_worker(ev: Events): LuaMultiReturn<[true] | [undefined, string]> {
         }
         const list = ch.instances;
         list.set(list.length() + 1, ev);
-        if (ngx.worker.id() === undefined && ev.opts.enable_privileged_agent === true) {
+        if (ngx.worker.id() === undefined) {
             // the workers send what they kept for the agent until now
             const [ok, berr] = ipc.broadcast(ev.name, AGENT_JOINED);
             if (ok === undefined) {
@@ -560,13 +603,17 @@ function publish_current(ev: Events, source: string, event: string, data: unknow
         tail = tail - 1;
         return failed(tostring(err));
     }
+    current_pending = current_pending + 1;
     return $multi(true);
 }
 
 /** The processes an "all" event reaches, for the library's debug line. */
-function reached(): number {
-    const [ok, list] = pcall(ipc.workers);
+function reached(kept_for_agent: boolean): number {
     const n = ngx.worker.count();
+    if (kept_for_agent) {
+        return n + 1;
+    }
+    const [ok, list] = pcall(ipc.workers);
     return ok && list.length > n ? list.length : n;
 }
 
@@ -613,14 +660,21 @@ function publish(ev: Events, target: unknown, source: unknown, event: unknown, d
     if (str.length > ev.opts.max_payload_len) {
         return failed(`payload exceeds the limitation (${ev.opts.max_payload_len})`);
     }
-    if (t === "all" && ev.opts.enable_privileged_agent === true && ch.for_agent !== undefined) {
-        keep_for_agent(ch, str);
+    const kept = t === "all" && ch.for_agent !== undefined && ev.opts.enable_privileged_agent !== false
+        && keep_for_agent(ch, str, ev.opts.enable_privileged_agent === true);
+    if (current_pending > 0 || later_n > 0) {
+        later_n = later_n + 1;
+        later_name.set(later_n, ev.name);
+        later_target.set(later_n, t);
+        later_data.set(later_n, str);
+    } else {
+        const [ok, why] = send_event(ev.name, t, str);
+        if (ok === undefined) {
+            return failed(why!);
+        }
     }
-    const [ok, why] = send_event(ev.name, t, str);
-    if (ok === undefined) {
-        return failed(why!);
-    }
-    const n = t === "all" && debug_logged() ? reached() : 1;
+    // an agent counts once it has joined, or from the start when it is expected
+    const n = t === "all" && debug_logged() ? reached(kept && ev.opts.enable_privileged_agent === true) : 1;
     log(DEBUG, "event published to ", n, " workers");
     return $multi(true);
 }
