@@ -420,6 +420,23 @@ describe("ngx.ipc.worker_events", function()
     assert.matches("bad argument #1 to 'configure' (table expected, got string)", r, 1, true)
   end)
 
+  it("register, register_weak and unregister raise for a callback that is no function, at the caller's line", function()
+    local r = inst:run(pids[1], [[
+      local we = require "ngx.ipc.worker_events"
+      local out = {}
+      for _, fn in ipairs { "register", "register_weak", "unregister" } do
+        local ok, err = pcall(function() we[fn]("x", "src") end)
+        out[#out + 1] = tostring(ok) .. " " .. tostring(err)
+      end
+      return out
+    ]])
+    for i, fn in ipairs { "register", "register_weak", "unregister" } do
+      assert.matches(("bad argument #1 to '%s' (function expected, got string)"):format(fn), r[i], 1, true)
+      assert.matches("^false .*:%d+: bad argument", r[i])
+      assert.is_nil(r[i]:find("worker_events.lua", 1, true), "the error points into the module: " .. r[i])
+    end
+  end)
+
   it("logged no errors but the handler error provoked above", function()
     local bad = {}
     for _, line in ipairs(inst:error_lines()) do

@@ -4,7 +4,14 @@ local ____value = require("ngx.ipc.dropin.value")
 local decode = ____value.decode
 local encode = ____value.encode
 function describe(v)
-    return type(v) == "string" and v or tostring(v)
+    local t = type(v)
+    local ____temp_0
+    if t == "string" or t == "number" or t == "boolean" or t == "nil" then
+        ____temp_0 = v
+    else
+        ____temp_0 = tostring(v)
+    end
+    return ____temp_0
 end
 function call(fn, data, event, source, pid)
     local ok, err = xpcall(
@@ -103,7 +110,7 @@ function handle(source, event, data, pid)
         ", event=",
         event,
         ", pid=",
-        tostring(pid),
+        pid,
         ", data=",
         describe(data)
     )
@@ -363,18 +370,22 @@ local function post(source, event, data, unique)
     if not configured_ then
         return failed(s, e, "not configured: call configure() first")
     end
-    local ____temp_0
+    local ____temp_1
     if unique == nil then
-        ____temp_0 = nil
+        ____temp_1 = nil
     else
-        ____temp_0 = tostring(unique)
+        ____temp_1 = tostring(unique)
     end
-    local key = ____temp_0
+    local key = ____temp_1
     local payload, err = encode({s = s, e = e, d = data, u = key})
     if payload == nil then
         return failed(s, e, err)
     end
-    local ____, copy = decode(payload)
+    local mine = data
+    if type(data) == "table" then
+        local ____, copy = decode(payload)
+        mine = copy.d
+    end
     if key ~= nil then
         local target = unique_worker(key)
         if target ~= worker_id() then
@@ -387,7 +398,7 @@ local function post(source, event, data, unique)
         push(
             s,
             e,
-            copy.d,
+            mine,
             my_pid,
             key
         )
@@ -400,7 +411,7 @@ local function post(source, event, data, unique)
     push(
         s,
         e,
-        copy.d,
+        mine,
         my_pid,
         nil
     )
@@ -443,7 +454,7 @@ local function register_as(fn, weak, callback, source, events)
         )
     end
     local cb = callback
-    if source == nil or source == nil or source == false then
+    if source == nil or source == false then
         add(everything, weak, cb)
     elseif #events == 0 then
         add(
@@ -465,24 +476,26 @@ end
 --- Calls `callback(data, event, source, pid)` for every event, those of `source`, or those named.
 local function register(callback, source, ...)
     local events = {...}
-    return register_as(
+    local ok = register_as(
         "register",
         false,
         callback,
         source,
         events
     )
+    return ok
 end
 --- As register, but the registration does not keep `callback` from being collected.
 local function register_weak(callback, source, ...)
     local events = {...}
-    return register_as(
+    local ok = register_as(
         "register_weak",
         true,
         callback,
         source,
         events
     )
+    return ok
 end
 local function remove(level, callback)
     if level == nil then
@@ -515,7 +528,7 @@ local function unregister(callback, source, ...)
             2
         )
     end
-    if source == nil or source == nil or source == false then
+    if source == nil or source == false then
         return remove(everything, callback)
     end
     local s = sources[source]
@@ -544,13 +557,13 @@ local function check_option(opts, name, min, strict)
         return ("optional \"" .. name) .. "\" option must be a number"
     end
     local n = v
-    local ____strict_1
+    local ____strict_2
     if strict then
-        ____strict_1 = n <= min
+        ____strict_2 = n <= min
     else
-        ____strict_1 = n < min
+        ____strict_2 = n < min
     end
-    if ____strict_1 then
+    if ____strict_2 then
         return (((("\"" .. name) .. "\" must be ") .. (strict and "greater than" or "greater than or equal to")) .. " ") .. tostring(min)
     end
     return nil

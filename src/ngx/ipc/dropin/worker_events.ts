@@ -132,8 +132,10 @@ function event_level(source: AnyNotNil, event: AnyNotNil): Level {
     return level;
 }
 
-function describe(v: unknown): string {
-    return type(v) === "string" ? (v as string) : tostring(v);
+/** `v` as ngx.log takes it: strings, numbers, booleans and nil as they are (no new string). */
+function describe(v: unknown): unknown {
+    const t = type(v);
+    return t === "string" || t === "number" || t === "boolean" || t === "nil" ? v : tostring(v);
 }
 
 function call(fn: Callback, data: unknown, event: string, source: string, pid: number | undefined): void {
@@ -184,7 +186,7 @@ function run_level(level: Level, data: unknown, event: string, source: string, p
 }
 
 function handle(source: string, event: string, data: unknown, pid: number | undefined): void {
-    log(DEBUG, LOG, "handling event; source=", source, ", event=", event, ", pid=", tostring(pid),
+    log(DEBUG, LOG, "handling event; source=", source, ", event=", event, ", pid=", pid,
         ", data=", describe(data));
     run_level(everything, data, event, source, pid);
     const s = sources.get(source);
@@ -335,8 +337,13 @@ function post(this: void, source: unknown, event: unknown, data?: unknown, uniqu
     if (payload === undefined) {
         return failed(s, e, err!);
     }
-    // this worker's handlers get a copy, as the others do
-    const [, copy] = decode(payload);
+    // this worker's handlers get a copy of a table, as the others do (other
+    // values cannot be changed in place)
+    let mine = data;
+    if (type(data) === "table") {
+        const [, copy] = decode(payload);
+        mine = (copy as Wire).d;
+    }
     if (key !== undefined) {
         const target = unique_worker(key);
         if (target !== worker_id()) {
@@ -346,14 +353,14 @@ function post(this: void, source: unknown, event: unknown, data?: unknown, uniqu
             }
             return $multi(drain());
         }
-        push(s, e, (copy as Wire).d, my_pid, key);
+        push(s, e, mine, my_pid, key);
         return $multi(drain());
     }
     const [sent, serr] = ipc.broadcast(ALERT_POST, payload);
     if (sent === undefined) {
         return failed(s, e, serr!);
     }
-    push(s, e, (copy as Wire).d, my_pid, undefined);
+    push(s, e, mine, my_pid, undefined);
     return $multi(drain());
 }
 
@@ -389,7 +396,7 @@ function register_as(fn: string, weak: boolean, callback: unknown, source: unkno
         error(`bad argument #1 to '${fn}' (function expected, got ${type(callback)})`, 3);
     }
     const cb = callback as Callback;
-    if (source === undefined || source === null || source === false) {
+    if (source === undefined || source === false) {
         add(everything, weak, cb);
     } else if (events.length === 0) {
         add(source_level(source as AnyNotNil), weak, cb);
@@ -403,12 +410,15 @@ function register_as(fn: string, weak: boolean, callback: unknown, source: unkno
 
 /** Calls `callback(data, event, source, pid)` for every event, those of `source`, or those named. */
 function register(this: void, callback: unknown, source?: unknown, ...events: unknown[]): true {
-    return register_as("register", false, callback, source, events);
+    // not a tail call: the error level of register_as counts this frame
+    const ok = register_as("register", false, callback, source, events);
+    return ok;
 }
 
 /** As register, but the registration does not keep `callback` from being collected. */
 function register_weak(this: void, callback: unknown, source?: unknown, ...events: unknown[]): true {
-    return register_as("register_weak", true, callback, source, events);
+    const ok = register_as("register_weak", true, callback, source, events);
+    return ok;
 }
 
 function remove(level: Level | undefined, callback: unknown): boolean {
@@ -435,7 +445,7 @@ function unregister(this: void, callback: unknown, source?: unknown, ...events: 
     if (type(callback) !== "function") {
         error(`bad argument #1 to 'unregister' (function expected, got ${type(callback)})`, 2);
     }
-    if (source === undefined || source === null || source === false) {
+    if (source === undefined || source === false) {
         return remove(everything, callback);
     }
     const s = sources.get(source as AnyNotNil);
