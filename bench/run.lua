@@ -1,11 +1,13 @@
 -- bench/run.lua: `make bench` — ngx.ipc against what a bare pipe can do.
 --
 --   luajit bench/run.lua [--json=FILE] [--runs=3] [--seconds=0.8]
---                        [--only=W1,W2,W3,W4,W5,C1,R1,K1,E1] [--every=256]
+--                        [--only=W1,W2,W3,W4,W5,C1,R1,K1,E1,WE1,M1] [--every=256]
 --                        [--yield=sleep0,sleep1ms,timer] [--extra-runs=3]
 --                        [--extra-seconds=0.4] [--wrk-seconds=2]
 --                        [--original=PATH] [--window=BYTES] [--quiet=60]
---                        [--strict] [--pin] [--profile=DIR]
+--                        [--strict] [--pin] [--profile=DIR] [--events=PATH]
+--                        [--events-module=PATH] [--worker-events=PATH]
+--                        [--mlcache=PATH --lock=PATH]
 --
 -- Starts real nginx masters on 127.0.0.1 (through t/lib/nginx.lua, whose
 -- control path is a lua_shared_dict, never ngx.ipc), runs each workload as
@@ -36,6 +38,16 @@
 -- E1: ngx.ipc.events, and with --events=PATH (a lua-resty-events checkout;
 -- --events-module=PATH: its C module built for this nginx) the library side by
 -- side: events/s and p50/p99 publish -> handled in every worker (bench/events.lua).
+--
+-- WE1: the same for ngx.ipc.worker_events, and with --worker-events=PATH (a
+-- lua-resty-worker-events checkout) that library polling every 1 s and every
+-- 0.01 s (bench/worker_events.lua).
+--
+-- M1: ngx.ipc.mlcache as lua-resty-mlcache's opts.ipc: set/delete in one
+-- worker -> the key out of every other worker's L1; with --mlcache=PATH
+-- (which it needs, with --lock=PATH: lua-resty-lock, unless nginx bundles it)
+-- and the library's own ipc_shm next to it, update() every 1 s and 0.01 s
+-- (bench/mlcache.lua).
 --
 -- --original=PATH: the original module (slact/ngx_lua_ipc, a .so built for
 -- this nginx; see PEERS.md) on a second nginx, after ours for each group of
@@ -95,14 +107,14 @@ do
     if not k then
       k = a:match("^%-%-([%w_-]+)$")
       if k == "json" or k == "only" or k == "profile" or k == "original" or k == "events"
-        or k == "events-module" then
+        or k == "events-module" or k == "worker-events" or k == "mlcache" or k == "lock" then
         i = i + 1
         v = arg[i]
       end
     end
     k = k and k:gsub("-", "_")
     if k == "json" or k == "only" or k == "yield" or k == "profile" or k == "original"
-      or k == "events" or k == "events_module" then
+      or k == "events" or k == "events_module" or k == "worker_events" or k == "mlcache" or k == "lock" then
       opts[k] = assert(v, "--" .. k .. " needs a value")
     elseif k == "runs" or k == "seconds" or k == "every" or k == "window" or k == "quiet"
       or k == "extra_runs" or k == "extra_seconds" or k == "wrk_seconds" then
@@ -1035,22 +1047,44 @@ local function report(M, L, W, O)
     row("    redis-benchmark XADD, 6 clients (limit)", w.xadd_per_s and si(w.xadd_per_s) or "failed", "XADD/s")
   end
 
+  -- E1, WE1, M1: a drop-in (x) and its library (real) in the original's columns
+  local function ev_row(label, x, real, unit)
+    unit = unit or "events/s"
+    row(label, si(x.events_per_s or 0), unit, nil, nil, nil, nil, x.whole,
+      real and si(real.events_per_s or 0), real and real.events_per_s and x.events_per_s / real.events_per_s)
+    row("", pp(x), "µs p50/p99", nil, nil, nil, nil, nil, real and pp(real),
+      real and real.p50_us and x.p50_us and x.p50_us / real.p50_us)
+    row("", ("%d/%d"):format(x.refused or 0, x.lost or 0), "refused/lost", nil, nil, nil, nil, nil,
+      real and ("%d/%d"):format(real.refused or 0, real.lost or 0))
+  end
+  local function size_of(r) return r.size == 10 and "10 B" or "10 KiB" end
   w = W.E1
   for _, r in ipairs(w and w.rows or {}) do
-    local function ev_row(label, x, real)
-      row(label, si(x.events_per_s or 0), "events/s", nil, nil, nil, nil, x.whole,
-        real and si(real.events_per_s or 0), real and real.events_per_s and x.events_per_s / real.events_per_s)
-      row("", pp(x), "µs p50/p99", nil, nil, nil, nil, nil, real and pp(real),
-        real and real.p50_us and x.p50_us and x.p50_us / real.p50_us)
-      row("", ("%d/%d"):format(x.refused or 0, x.lost or 0), "refused/lost", nil, nil, nil, nil, nil,
-        real and ("%d/%d"):format(real.refused or 0, real.lost or 0))
+    ev_row(("E1  events 'all', %d workers, %s"):format(r.workers, size_of(r)), r.ours, r.real)
+  end
+  w = W.WE1
+  for _, r in ipairs(w and w.rows or {}) do
+    ev_row(("WE1 worker_events post, %d workers, %s"):format(r.workers, size_of(r)), r.ours, r.real[1])
+    for i = 2, #w.intervals do
+      if r.real[i] then
+        ev_row(("    lua-resty-worker-events polling every %g s"):format(w.intervals[i]), r.ours, r.real[i])
+      end
     end
-    ev_row(("E1  events 'all', %d workers, %s"):format(r.workers, r.size == 10 and "10 B" or "10 KiB"), r.ours, r.real)
+  end
+  w = W.M1
+  for _, r in ipairs(w and w.rows or {}) do
+    ev_row(("M1  mlcache set/delete -> other L1s, %d workers"):format(r.workers), r.ours, r.real[1],
+      "invalidations/s")
+    for i = 2, #w.intervals do
+      ev_row(("    lua-resty-mlcache ipc_shm, update() every %g s"):format(w.intervals[i]), r.ours, r.real[i],
+        "invalidations/s")
+    end
   end
 
   local head = { "workload", "figure", "unit", "limit", "ratio", "target", "", "original", "ours/orig", "whole" }
-  -- E1's peer (lua-resty-events) goes into the original's columns
+  -- E1's, WE1's and M1's peers (the libraries) go into the original's columns
   local peer = O or (W.E1 and W.E1.rows[1] and W.E1.rows[1].real)
+    or (W.WE1 and W.WE1.rows[1] and W.WE1.rows[1].real[1]) or W.M1
   local cols = peer and { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 } or { 1, 2, 3, 4, 5, 6, 7, 10 }
   local out = {}
   out[#out + 1] = ("ngx.ipc bench — %s, %d × %s, %s, %s, LuaJIT %s, commit %s%s"):format(
@@ -1077,6 +1111,19 @@ local function report(M, L, W, O)
     out[#out + 1] = ("original: %s (slact/ngx_lua_ipc), on its own nginx right after ours, the same workloads; "
       .. "ours/orig = our figure / the original's (µs rows: below 1 = ours faster); ! = it lost or damaged alerts")
       :format(opts.original)
+  end
+  if (W.E1 and W.E1.rows[1] and W.E1.rows[1].real) or (W.WE1 and W.WE1.rows[1] and W.WE1.rows[1].real[1])
+    or W.M1 then
+    out[#out + 1] = "E1, WE1, M1: the original's columns hold the library the drop-in stands in for, on its own nginx right"
+      .. " after ours (lost: events some worker never handled; refused: nil, err to the publisher)"
+  end
+  if W.WE1 and W.WE1.rows[1] and W.WE1.rows[1].real[1] then
+    out[#out + 1] = "WE1: lua-resty-worker-events with lua_shared_dict process_events 1m, polling every 1 s (first row)"
+      .. " and every 0.01 s (second row)"
+  end
+  if W.M1 then
+    out[#out + 1] = "M1: lua-resty-mlcache with ipc_shm (lua_shared_dict 1m), update() from a timer every 1 s (first row)"
+      .. " and every 0.01 s (second row); ours never calls update()"
   end
   local bg = M.background
   if bg.max_cpus >= 0.15 then
@@ -1339,6 +1386,18 @@ local function main()
   if wanted("E1") then
     say("ngx.ipc.events%s (E1) ...", opts.events and " and lua-resty-events" or "")
     W.E1 = dofile(ROOT .. "/bench/events.lua")({ say = say, median = median, si = si, opts = opts })
+  end
+
+  if wanted("WE1") then
+    sample_background("before worker_events")
+    say("ngx.ipc.worker_events%s (WE1) ...", opts.worker_events and " and lua-resty-worker-events" or "")
+    W.WE1 = dofile(ROOT .. "/bench/worker_events.lua")({ say = say, median = median, si = si, opts = opts })
+  end
+
+  if wanted("M1") and opts.mlcache then
+    sample_background("before mlcache")
+    say("ngx.ipc.mlcache and lua-resty-mlcache's ipc_shm (M1) ...")
+    W.M1 = dofile(ROOT .. "/bench/mlcache.lua")({ say = say, median = median, si = si, opts = opts })
   end
 
   sample_background("end")
