@@ -8,11 +8,7 @@ local nginx = require "nginx"
 local sh, shq = nginx.sh, nginx.shq
 local ROOT = nginx.root
 
-local function must(cmd, what)
-  local ok, out = sh(cmd)
-  assert(ok, (what or cmd) .. " failed:\n" .. tostring(out))
-  return out
-end
+local must = nginx.must
 
 local function version()
   local pkg = assert(nginx.read_file(ROOT .. "/package.json"))

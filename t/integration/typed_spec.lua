@@ -13,11 +13,7 @@ local META = ROOT .. "/meta/ngx/ipc.lua"
 -- pairs() cannot show them; each refuses assignment as read-only
 local FIELDS = { "sender", "sender_id", "sender_instance" }
 
-local function must(cmd, what)
-  local ok, out = sh(cmd)
-  assert(ok, (what or cmd) .. " failed:\n" .. tostring(out))
-  return out
-end
+local must = nginx.must
 
 local function set_of(list)
   local s = {}

@@ -9,11 +9,7 @@ local nginx = require "nginx"
 local sh, shq = nginx.sh, nginx.shq
 local ROOT = nginx.root
 
-local function must(cmd, what)
-  local ok, out = sh(cmd)
-  assert(ok, (what or cmd) .. " failed:\n" .. tostring(out))
-  return out
-end
+local must = nginx.must
 
 -- what a process has open under /tmp/ngx_ipc* (its pipes, the directories' fds)
 local function ipc_paths(pid)

@@ -104,13 +104,15 @@ local function sh(cmd)
 end
 M.sh = sh
 
-local function must(cmd)
+-- a command that must succeed: its output, or an error naming `what` (or it)
+local function must(cmd, what)
   local ok, out = sh(cmd)
   if not ok then
-    error("command failed: " .. cmd .. "\n" .. out, 2)
+    error((what or "command") .. " failed: " .. cmd .. "\n" .. out, 2)
   end
   return out
 end
+M.must = must
 
 local function read_file(path)
   local f = io.open(path, "rb")
