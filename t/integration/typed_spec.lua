@@ -352,6 +352,23 @@ describe("a TypeScriptToLua project built against the released ngx-ipc package (
     end
   end)
 
+  it("compiles the drop-in calls the same without noImplicitSelf: the declarations say where a self goes", function()
+    local f = assert(io.open(sample .. "/tsconfig.self.json", "w"))
+    f:write('{ "extends": "./tsconfig.json", "compilerOptions": { "outDir": "lua-self" }, "tstl": { "noImplicitSelf": false } }\n')
+    f:close()
+    must(("cd %s && node_modules/.bin/tstl -p tsconfig.self.json 2>&1"):format(shq(sample)), "tstl without noImplicitSelf")
+    local lua = assert(nginx.read_file(sample .. "/lua-self/dropins.lua"), "lua-self/dropins.lua")
+    -- the sample's own functions take a self now: the setting did apply
+    assert.is_truthy(lua:find("function ____exports.init(self)", 1, true), lua)
+    for _, want in ipairs {
+      'events.new({listening = "unix:', "e:subscribe(", "function(data, event, source, wid)", "e:init_worker()",
+      'ev:publish("all", "sample", "news"', "function(data, event, source, pid)", 'worker_events.post("sample", "note"',
+      "ipc.register_listeners(listeners)", "handler = function(key)", "ipc.broadcast(INVALIDATION, key)", "ipc.poll(0.3)",
+    } do
+      assert.is_truthy(lua:find(want, 1, true), "'" .. want .. "' in:\n" .. lua)
+    end
+  end)
+
   it("ngx.ipc.events: publish(\"all\") reaches every worker's subscribe(\"*\", \"*\") handler, with the data and wid", function()
     local a = pids[1]
     assert.are.same({ true }, { inst:run(a, "return require('dropins').publish_all('hi')") })
