@@ -44,8 +44,9 @@ install: $(SHIM)
 	cd build && find . -name '*.lua' | while read -r f; do \
 	    install -d "$(INST_LUADIR)/$$(dirname "$$f")" && \
 	    install -m 0644 "$$f" "$(INST_LUADIR)/$$f" || exit 1; done
-	install -d $(INST_METADIR)/ngx
-	install -m 0644 meta/ngx/ipc.lua $(INST_METADIR)/ngx/ipc.lua
+	cd meta && find . -name '*.lua' | while read -r f; do \
+	    install -d "$(INST_METADIR)/$$(dirname "$$f")" && \
+	    install -m 0644 "$$f" "$(INST_METADIR)/$$f" || exit 1; done
 
 # the two README commands: each installs what it needs first
 deps:

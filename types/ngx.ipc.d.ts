@@ -1,4 +1,9 @@
 /// <reference types="@typescript-to-lua/language-extensions" />
+// the drop-ins (docs/dropins-*.md), each its own module
+/// <reference path="ngx.ipc.events.d.ts" />
+/// <reference path="ngx.ipc.events.compat.d.ts" />
+/// <reference path="ngx.ipc.worker_events.d.ts" />
+/// <reference path="ngx.ipc.mlcache.d.ts" />
 /**
  * Types of the `ngx.ipc` Lua module for TypeScriptToLua projects:
  * `import * as ipc from "ngx.ipc"` compiles to `local ipc = require("ngx.ipc")`

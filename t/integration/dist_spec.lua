@@ -45,7 +45,13 @@ describe("make dist", function()
 
     local files = must(("tar -tzf %s"):format(shq(dist .. "/" .. tgz)))
     for _, f in ipairs { "package/package.json", "package/types/ngx.ipc.d.ts", "package/build/ngx/ipc.lua",
-                         "package/README.md", "package/LICENSE", "package/CHANGELOG.md" } do
+                         "package/README.md", "package/LICENSE", "package/CHANGELOG.md",
+                         -- the drop-ins' declarations and every lua-language-server file
+                         "package/types/ngx.ipc.events.d.ts", "package/types/ngx.ipc.events.compat.d.ts",
+                         "package/types/ngx.ipc.worker_events.d.ts", "package/types/ngx.ipc.mlcache.d.ts",
+                         "package/meta/ngx/ipc.lua", "package/meta/ngx/ipc/events.lua",
+                         "package/meta/ngx/ipc/events/compat.lua", "package/meta/ngx/ipc/worker_events.lua",
+                         "package/meta/ngx/ipc/mlcache.lua" } do
       assert.is_truthy(files:find("\n" .. f .. "\n", 1, true) or files:find("^" .. f .. "\n"),
         f .. " in the npm tarball:\n" .. files)
     end

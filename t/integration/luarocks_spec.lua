@@ -34,6 +34,9 @@ describe("luarocks make rockspec/ngx-ipc-scm-1.rockspec", function()
     -- the lua-language-server definitions stay in the rock's directory, off package.path
     local meta = tree .. "/lib/luarocks/rocks-5.1/ngx-ipc/scm-1/meta/ngx/ipc.lua"
     assert.are.equal("---@meta ngx.ipc", (nginx.read_file(meta) or ""):match("^[^\n]*"), "installed file " .. meta)
+    -- and the drop-ins' (make install installs all of meta/)
+    local dropin = tree .. "/lib/luarocks/rocks-5.1/ngx-ipc/scm-1/meta/ngx/ipc/events/compat.lua"
+    assert.are.equal("---@meta ngx.ipc.events.compat", (nginx.read_file(dropin) or ""):match("^[^\n]*"), "installed file " .. dropin)
     ok, out = sh("chmod -R a+rX " .. shq(tmp))
     assert.is_true(ok, out)
 

@@ -1,6 +1,7 @@
--- The typed API: the npm package's declaration (types/ngx.ipc.d.ts) and the
--- lua-language-server definitions (meta/ngx/ipc.lua) name exactly what the real
--- module has, and a TypeScriptToLua project (t/tstl-sample) built against the
+-- The typed API: the npm package's declarations (types/ngx.ipc.d.ts, and the
+-- drop-ins' types/ngx.ipc.*.d.ts it references) and the lua-language-server
+-- definitions (meta/ngx/ipc.lua, meta/ngx/ipc/) name exactly what the real
+-- modules have, and a TypeScriptToLua project (t/tstl-sample) built against the
 -- packed npm package, installed offline as a user installs it, runs on a real nginx.
 local nginx = require "nginx"
 
@@ -8,6 +9,13 @@ local sh, shq, q = nginx.sh, nginx.shq, nginx.q
 local ROOT = nginx.root
 local DTS = ROOT .. "/types/ngx.ipc.d.ts"
 local META = ROOT .. "/meta/ngx/ipc.lua"
+-- the drop-ins: module, its lua-language-server file
+local DROPINS = {
+  { "ngx.ipc.events", ROOT .. "/meta/ngx/ipc/events.lua" },
+  { "ngx.ipc.events.compat", ROOT .. "/meta/ngx/ipc/events/compat.lua" },
+  { "ngx.ipc.worker_events", ROOT .. "/meta/ngx/ipc/worker_events.lua" },
+  { "ngx.ipc.mlcache", ROOT .. "/meta/ngx/ipc/mlcache.lua" },
+}
 
 -- the fields the module serves from its metatable: nil outside a handler, so
 -- pairs() cannot show them; each refuses assignment as read-only
@@ -33,25 +41,27 @@ local function sorted_keys(s)
 end
 
 -- "" when `declared` and `real` are the same set, else one line per difference
-local function differences(where, declared, real)
+local function differences(where, declared, real, prefix)
+  prefix = prefix or "ipc."
   local lines = {}
   for _, name in ipairs(sorted_keys(real)) do
     if not declared[name] then
-      lines[#lines + 1] = ("%s does not declare ipc.%s, which the module has"):format(where, name)
+      lines[#lines + 1] = ("%s does not declare %s%s, which the module has"):format(where, prefix, name)
     end
   end
   for _, name in ipairs(sorted_keys(declared)) do
     if not real[name] then
-      lines[#lines + 1] = ("%s declares ipc.%s, which the module does not have"):format(where, name)
+      lines[#lines + 1] = ("%s declares %s%s, which the module does not have"):format(where, prefix, name)
     end
   end
   return table.concat(lines, "\n")
 end
 
--- the names the meta file gives: its functions (it is plain Lua returning the
--- module table) and the ---@field lines of the class ngx.ipc
-local function meta_names()
-  local ipc = assert(dofile(META), "meta/ngx/ipc.lua returns no table")
+-- the names a meta file gives: its functions (it is plain Lua returning the
+-- module table) and the ---@field lines of the module's class (ngx.ipc)
+local function meta_names(path, class)
+  path, class = path or META, class or "ngx.ipc"
+  local ipc = assert(dofile(path), path .. " returns no table")
   local names = {}
   for k, v in pairs(ipc) do
     names[k] = true
@@ -62,8 +72,8 @@ local function meta_names()
     end
   end
   local in_class = false
-  for line in io.lines(META) do
-    if line:match("^%-%-%-@class ngx%.ipc%s*$") then
+  for line in io.lines(path) do
+    if line == "---@class " .. class then
       in_class = true
     elseif in_class then
       local field = line:match("^%-%-%-@field%s+([%w_]+)")
@@ -77,9 +87,10 @@ local function meta_names()
   return names
 end
 
-local function dts_names()
-  local out = must("node " .. shq(ROOT .. "/t/lib/dts_exports.js") .. " " .. shq(DTS) .. " 2>&1",
-    "listing the exports of types/ngx.ipc.d.ts")
+local function dts_names(module)
+  module = module or "ngx.ipc"
+  local out = must("node " .. shq(ROOT .. "/t/lib/dts_exports.js") .. " " .. shq(DTS) .. " " .. shq(module) .. " 2>&1",
+    "listing the exports of " .. module .. " (types/ngx.ipc.d.ts and its references)")
   local names = {}
   for name in out:gmatch("[^\n]+") do
     names[name] = true
@@ -150,44 +161,108 @@ describe("the typed API names exactly the module's public API", function()
   end)
 end)
 
+describe("the drop-ins' typed APIs name exactly each module's table", function()
+  local inst
+  local real = {}
+
+  setup(function()
+    inst = nginx.start { workers = 1 }
+    for _, d in ipairs(DROPINS) do
+      local list = inst:run(inst:workers()[1], ([[
+        local names = {}
+        for k in pairs(require(%s)) do names[#names + 1] = k end
+        return table.concat(names, " ")
+      ]]):format(q(d[1])))
+      real[d[1]] = {}
+      for name in list:gmatch("%S+") do
+        real[d[1]][name] = true
+      end
+    end
+  end)
+
+  teardown(function()
+    if inst then inst:stop() end
+  end)
+
+  for _, d in ipairs(DROPINS) do
+    local module, meta = d[1], d[2]
+    it(module .. ": in its meta file and its declaration", function()
+      assert.is_truthy(next(real[module]), module .. " has names")
+      local where = meta:sub(#ROOT + 2)
+      assert.are.equal("", differences(where, meta_names(meta, module), real[module], module .. "."))
+      assert.are.equal("", differences("types/ (module \"" .. module .. "\")", dts_names(module), real[module], module .. "."))
+    end)
+  end
+end)
+
 describe("types/ngx.ipc.d.ts", function()
   it("promises what src/ngx/ipc.ts implements (t/typed/conformance.ts type-checks)", function()
     local ok, out = sh(("cd %s && node_modules/.bin/tsc -p t/typed/tsconfig.json --pretty false 2>&1"):format(shq(ROOT)))
     assert.is_true(ok, "the declaration and the implementation disagree:\n" .. out)
   end)
+
+  it("and the drop-ins' declarations what their implementations accept (t/typed/dropins.ts)", function()
+    -- the same tsc run checks t/typed/dropins.ts; that it is part of it is checked here
+    local cfg = assert(nginx.read_file(ROOT .. "/t/typed/tsconfig.json"))
+    assert.is_truthy(cfg:find('"dropins.ts"', 1, true), "t/typed/tsconfig.json includes dropins.ts:\n" .. cfg)
+    local dts = assert(nginx.read_file(DTS))
+    for _, d in ipairs(DROPINS) do
+      local file = "types/" .. d[1] .. ".d.ts"
+      assert.is_truthy(dts:find('/// <reference path="' .. d[1] .. '.d.ts" />', 1, true), "types/ngx.ipc.d.ts references " .. file)
+      assert.is_truthy((nginx.read_file(ROOT .. "/" .. file) or ""):find('declare module "' .. d[1] .. '"', 1, true),
+        file .. " declares the module " .. d[1])
+    end
+  end)
 end)
+
+-- the problems of a meta file's functions (---@param for each parameter, a
+-- ---@return, a description), and how many functions it has
+local function meta_doc_problems(path)
+  local problems, functions = {}, 0
+  local doc = {}
+  for line in io.lines(path) do
+    local fname, params = line:match("^function ([%w_.:]+)%(([^)]*)%)")
+    if fname then
+      functions = functions + 1
+      local block = table.concat(doc, "\n")
+      for p in params:gmatch("[%w_]+") do
+        if not block:find("---@param " .. p .. "%??%s") then
+          problems[#problems + 1] = fname .. ": no ---@param " .. p
+        end
+      end
+      if not block:find("---@return ", 1, true) then
+        problems[#problems + 1] = fname .. ": no ---@return"
+      end
+      if not block:match("^%-%-%-[^@]") then
+        problems[#problems + 1] = fname .. ": no description"
+      end
+    end
+    if line:match("^%-%-%-") then
+      doc[#doc + 1] = line
+    else
+      doc = {}
+    end
+  end
+  return table.concat(problems, "\n"), functions
+end
 
 describe("meta/ngx/ipc.lua", function()
   it("starts with ---@meta ngx.ipc and documents every parameter and return value", function()
     local text = nginx.read_file(META)
     assert.are.equal("---@meta ngx.ipc\n", text:sub(1, 17))
-    local problems, functions = {}, 0
-    local doc = {}
-    for line in io.lines(META) do
-      local fname, params = line:match("^function ([%w_.]+)%(([^)]*)%)")
-      if fname then
-        functions = functions + 1
-        local block = table.concat(doc, "\n")
-        for p in params:gmatch("[%w_]+") do
-          if not block:find("---@param " .. p .. "%??%s") then
-            problems[#problems + 1] = fname .. ": no ---@param " .. p
-          end
-        end
-        if not block:find("---@return ", 1, true) then
-          problems[#problems + 1] = fname .. ": no ---@return"
-        end
-        if not block:match("^%-%-%-[^@]") then
-          problems[#problems + 1] = fname .. ": no description"
-        end
-      end
-      if line:match("^%-%-%-") then
-        doc[#doc + 1] = line
-      else
-        doc = {}
-      end
-    end
+    local problems, functions = meta_doc_problems(META)
     assert.is_true(functions >= 13, "functions found: " .. functions)
-    assert.are.equal("", table.concat(problems, "\n"))
+    assert.are.equal("", problems)
+  end)
+
+  it("and the drop-ins' meta/ngx/ipc/ files, each ---@meta <module>", function()
+    for _, d in ipairs(DROPINS) do
+      local head = "---@meta " .. d[1] .. "\n"
+      assert.are.equal(head, nginx.read_file(d[2]):sub(1, #head), d[2])
+      local problems, functions = meta_doc_problems(d[2])
+      assert.is_true(functions >= 3, d[2] .. ": functions found: " .. functions)
+      assert.are.equal("", problems, d[2])
+    end
   end)
 end)
 
@@ -221,6 +296,7 @@ describe("a TypeScriptToLua project built against the released ngx-ipc package (
       init_worker = ([[
         package.path = %s .. "/?.lua;" .. package.path
         require("sample").init()
+        require("dropins").init()
       ]]):format(q(sample .. "/lua")),
     }
     pids = inst:workers()
@@ -236,7 +312,8 @@ describe("a TypeScriptToLua project built against the released ngx-ipc package (
   end)
 
   it("installs the declaration and the generated Lua from the tarball", function()
-    for _, f in ipairs { "types/ngx.ipc.d.ts", "build/ngx/ipc.lua", "README.md", "LICENSE", "CHANGELOG.md", "package.json" } do
+    for _, f in ipairs { "types/ngx.ipc.d.ts", "build/ngx/ipc.lua", "README.md", "LICENSE", "CHANGELOG.md", "package.json",
+                         "meta/ngx/ipc.lua" } do
       assert.is_truthy(nginx.read_file(sample .. "/node_modules/ngx-ipc/" .. f), "node_modules/ngx-ipc/" .. f)
     end
   end)
@@ -247,6 +324,86 @@ describe("a TypeScriptToLua project built against the released ngx-ipc package (
       assert.is_truthy(lua:find('local ipc = require("ngx.ipc")', 1, true), lua)
       assert.is_nil(lua:find("lualib", 1, true), lua)
       assert.is_nil(lua:find("ipc:", 1, true), "no method calls on the module:\n" .. lua)
+    end
+  end)
+
+  it("installs the drop-ins' declarations and meta files", function()
+    for _, d in ipairs(DROPINS) do
+      for _, f in ipairs { "types/" .. d[1] .. ".d.ts", d[2]:sub(#ROOT + 2), "build/" .. d[1]:gsub("%.", "/") .. ".lua" } do
+        assert.is_truthy(nginx.read_file(sample .. "/node_modules/ngx-ipc/" .. f), "node_modules/ngx-ipc/" .. f)
+      end
+    end
+  end)
+
+  it("compiles the drop-ins' imports to require, module functions with '.', the events object's methods with ':'", function()
+    local lua = assert(nginx.read_file(sample .. "/lua/dropins.lua"), "lua/dropins.lua")
+    for _, want in ipairs {
+      'local events = require("ngx.ipc.events")', 'local worker_events = require("ngx.ipc.worker_events")',
+      'local mlcache_ipc = require("ngx.ipc.mlcache")', "events.new(", "e:subscribe(", "e:init_worker()",
+      "ev:publish(", "worker_events.register(", "worker_events.configure(", "worker_events.post(",
+      "ipc.register_listeners(", "ipc.broadcast(", "ipc.poll(",
+    } do
+      assert.is_truthy(lua:find(want, 1, true), "'" .. want .. "' in:\n" .. lua)
+    end
+    -- the code, without its comments (which may say "opts.ipc: ...")
+    local code = lua:gsub("%-%-[^\n]*", "")
+    for _, unwanted in ipairs { "events:", "worker_events:", "ipc:", "e.subscribe", "e.init_worker", "ev.publish", "lualib" } do
+      assert.is_nil(code:find(unwanted, 1, true), "no '" .. unwanted .. "' in:\n" .. lua)
+    end
+  end)
+
+  it("compiles the drop-in calls the same without noImplicitSelf: the declarations say where a self goes", function()
+    local f = assert(io.open(sample .. "/tsconfig.self.json", "w"))
+    f:write('{ "extends": "./tsconfig.json", "compilerOptions": { "outDir": "lua-self" }, "tstl": { "noImplicitSelf": false } }\n')
+    f:close()
+    must(("cd %s && node_modules/.bin/tstl -p tsconfig.self.json 2>&1"):format(shq(sample)), "tstl without noImplicitSelf")
+    local lua = assert(nginx.read_file(sample .. "/lua-self/dropins.lua"), "lua-self/dropins.lua")
+    -- the sample's own functions take a self now: the setting did apply
+    assert.is_truthy(lua:find("function ____exports.init(self)", 1, true), lua)
+    for _, want in ipairs {
+      'events.new({listening = "unix:', "e:subscribe(", "function(data, event, source, wid)", "e:init_worker()",
+      'ev:publish("all", "sample", "news"', "function(data, event, source, pid)", 'worker_events.post("sample", "note"',
+      "ipc.register_listeners(listeners)", "handler = function(key)", "ipc.broadcast(INVALIDATION, key)", "ipc.poll(0.3)",
+    } do
+      assert.is_truthy(lua:find(want, 1, true), "'" .. want .. "' in:\n" .. lua)
+    end
+  end)
+
+  it("ngx.ipc.events: publish(\"all\") reaches every worker's subscribe(\"*\", \"*\") handler, with the data and wid", function()
+    local a = pids[1]
+    assert.are.same({ true }, { inst:run(a, "return require('dropins').publish_all('hi')") })
+    for _, pid in ipairs(pids) do
+      local got = inst:wait_for(function()
+        local p = inst:run(pid, "return (require('dropins').heard())")
+        return p ~= "" and p, "no event yet"
+      end, 10, "worker " .. pid .. " to handle the event")
+      assert.are.equal("sample/news:hi:" .. ids[a], got)
+    end
+  end)
+
+  it("ngx.ipc.worker_events: configure posts started; post runs the poster's callback before \"done\", then the other's", function()
+    local a, b = pids[1], pids[2]
+    local status, heard = inst:run(a, "return require('dropins').post('x')")
+    assert.are.equal("done", status, heard)
+    assert.is_truthy(heard:find("sample/note:x:" .. a, 1, true), "the poster's callback ran before post returned: " .. tostring(heard))
+    assert.is_truthy(heard:find("resty-worker-events/started", 1, true), "configure's started event: " .. tostring(heard))
+    local other = inst:wait_for(function()
+      local _, p = inst:run(b, "return require('dropins').heard()")
+      return p:find("sample/note:", 1, true) and p, "no note yet: " .. p
+    end, 10, "worker " .. b .. " to handle the posted event")
+    assert.is_truthy(other:find("sample/note:x:" .. a, 1, true), other)
+  end)
+
+  it("ngx.ipc.mlcache, called as mlcache calls its opts.ipc: set's broadcast and purge's evict in every worker", function()
+    local a = pids[1]
+    assert.are.same({ true }, { inst:run(a, "return require('dropins').invalidate('user:1')") })
+    assert.are.same({ true }, { inst:run(a, "return require('dropins').purge()") })
+    for _, pid in ipairs(pids) do
+      local got = inst:wait_for(function()
+        local _, _, e = inst:run(pid, "return require('dropins').heard()")
+        return e:find("(purge)", 1, true) and e, "evicted so far: " .. e
+      end, 10, "worker " .. pid .. " to run both listeners")
+      assert.are.equal("user:1,(purge)", got)
     end
   end)
 
@@ -300,20 +457,37 @@ describe("a TypeScriptToLua project built against the released ngx-ipc package (
   it("refuses misuse at compile time (t/tstl-sample/misuse.ts)", function()
     local ok, out = sh(("cd %s && node_modules/.bin/tsc -p tsconfig.misuse.json --pretty false 2>&1"):format(shq(sample)))
     assert.is_false(ok, "tsc accepted misuse.ts:\n" .. out)
-    local want, n = {}, 0
+    -- "// TSnnnn" ends a line that must fail with that code; "// TSnnnn: text"
+    -- one whose message (with its elaboration lines) must hold the text too
+    local want, texts, n = {}, {}, 0
     for line in io.lines(sample .. "/misuse.ts") do
       n = n + 1
-      local code = line:match("// (TS%d+)$")
+      local code, text = line:match("// (TS%d+): (.+)$")
+      code = code or line:match("// (TS%d+)$")
       if code then
         want[#want + 1] = n .. " " .. code
+        texts[n] = text
       end
     end
-    local got = {}
-    for l, code in out:gmatch("misuse%.ts%((%d+),%d+%): error (TS%d+)") do
-      got[#got + 1] = l .. " " .. code
+    local got, messages = {}, {}
+    local current
+    for line in (out .. "\n"):gmatch("([^\n]*)\n") do
+      local l, code = line:match("^misuse%.ts%((%d+),%d+%): error (TS%d+)")
+      if l then
+        got[#got + 1] = l .. " " .. code
+        current = tonumber(l)
+        messages[current] = line
+      elseif current and line:match("^%s") then
+        messages[current] = messages[current] .. "\n" .. line
+      else
+        current = nil
+      end
     end
-    assert.is_true(#want >= 7, "misuse.ts lists its expected errors")
+    assert.is_true(#want >= 19, "misuse.ts lists its expected errors")
     assert.are.same(want, got, "tsc said:\n" .. out)
+    for l, text in pairs(texts) do
+      assert.is_truthy(messages[l]:find(text, 1, true), ("misuse.ts line %d: '%s' in:\n%s"):format(l, text, messages[l]))
+    end
     assert.is_truthy(out:find("misuse.ts(6,13): error TS2345: Argument of type '{}' is not assignable to parameter of type 'string'.", 1, true), out)
   end)
 end)
