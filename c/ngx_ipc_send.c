@@ -133,6 +133,17 @@ ngx_ipc_deliver_self(const ngx_ipc_out_t *alert)
     }
 
     ngx_ipc_hooks.notify();             /* as the read event would */
+
+    /*
+     * The post lands in nginx's posted events.  OpenResty runs zero-delay
+     * timers and what ngx.sleep(0) resumes from its delayed queue, after the
+     * posted events, and does not shorten the next epoll_wait for them: a
+     * send to oneself from there would wait for some other event (the loop's
+     * 1 s wait at worst).  The end of the turn is an event that is ready at
+     * once.
+     */
+
+    ngx_ipc_hooks.arm_turn();
     return 0;
 }
 
