@@ -1,3 +1,7 @@
+local ____lualib = require("lualib_bundle")
+local __TS__SparseArrayNew = ____lualib.__TS__SparseArrayNew
+local __TS__SparseArrayPush = ____lualib.__TS__SparseArrayPush
+local __TS__SparseArraySpread = ____lualib.__TS__SparseArraySpread
 local ____exports = {}
 local process = require("ngx.process")
 local ____value = require("ngx.ipc.dropin.value")
@@ -257,31 +261,26 @@ end
 function ____exports.create(f)
     local handle, sweep_seen, first_of, drain, on_exit_watch, watch_exit, everything, sources, my_pid, unique_timeout, seen, seen_added, arrived, local_, busy, events
     function handle(source, event, data, pid)
-        if f.log_data then
-            log(
-                DEBUG,
-                LOG,
-                "handling event; source=",
-                source,
-                ", event=",
-                event,
-                ", pid=",
-                pid,
-                ", data=",
-                describe(data)
-            )
+        local log_data = f.log_data
+        local ____array_3 = __TS__SparseArrayNew(
+            DEBUG,
+            LOG,
+            "handling event; source=",
+            source,
+            ", event=",
+            event,
+            ", pid=",
+            pid,
+            log_data and ", data=" or ""
+        )
+        local ____log_data_2
+        if log_data then
+            ____log_data_2 = describe(data)
         else
-            log(
-                DEBUG,
-                LOG,
-                "handling event; source=",
-                source,
-                ", event=",
-                event,
-                ", pid=",
-                pid
-            )
+            ____log_data_2 = ""
         end
+        __TS__SparseArrayPush(____array_3, ____log_data_2)
+        log(__TS__SparseArraySpread(____array_3))
         run_level(
             everything,
             data,
@@ -508,13 +507,13 @@ function ____exports.create(f)
         if not configured_ then
             return failed(s, e, "not configured: call configure() first")
         end
-        local ____temp_2
+        local ____temp_4
         if unique == nil then
-            ____temp_2 = nil
+            ____temp_4 = nil
         else
-            ____temp_2 = tostring(unique)
+            ____temp_4 = tostring(unique)
         end
-        local key = ____temp_2
+        local key = ____temp_4
         local payload, err = encode({s = s, e = e, d = data, u = key})
         if payload == nil then
             return failed(s, e, err)
@@ -629,30 +628,24 @@ function ____exports.create(f)
         end
         return true
     end
+    --- register or register_weak, named `fn` in its errors.
+    local function registrar(fn, weak)
+        return function(callback, source, ...)
+            local events = {...}
+            local ok = register_as(
+                fn,
+                weak,
+                callback,
+                source,
+                events
+            )
+            return ok
+        end
+    end
     --- Calls `callback(data, event, source, pid)` for every event, those of `source`, or those named.
-    local function register(callback, source, ...)
-        local events = {...}
-        local ok = register_as(
-            "register",
-            false,
-            callback,
-            source,
-            events
-        )
-        return ok
-    end
+    local register = registrar("register", false)
     --- As register, but the registration does not keep `callback` from being collected.
-    local function register_weak(callback, source, ...)
-        local events = {...}
-        local ok = register_as(
-            "register_weak",
-            true,
-            callback,
-            source,
-            events
-        )
-        return ok
-    end
+    local register_weak = registrar("register_weak", true)
     --- Removes `callback`'s registrations (weak and strong) at the level named the
     -- same way as when registering.
     -- 

@@ -342,12 +342,9 @@ export function create(this: void, f: Flavour) {
     }
 
     function handle(source: string, event: string, data: unknown, pid: number | undefined): void {
-        if (f.log_data) {
-            log(DEBUG, LOG, "handling event; source=", source, ", event=", event, ", pid=", pid,
-                ", data=", describe(data));
-        } else {
-            log(DEBUG, LOG, "handling event; source=", source, ", event=", event, ", pid=", pid);
-        }
+        const log_data = f.log_data;
+        log(DEBUG, LOG, "handling event; source=", source, ", event=", event, ", pid=", pid,
+            log_data ? ", data=" : "", log_data ? describe(data) : "");
         run_level(everything, data, event, source, pid);
         const s = sources.get(source);
         if (s === undefined) {
@@ -580,18 +577,19 @@ export function create(this: void, f: Flavour) {
         return true;
     }
 
-    /** Calls `callback(data, event, source, pid)` for every event, those of `source`, or those named. */
-    function register(this: void, callback: unknown, source?: unknown, ...events: unknown[]): true {
-        // not a tail call: the error level of register_as counts this frame
-        const ok = register_as("register", false, callback, source, events);
-        return ok;
+    /** register or register_weak, named `fn` in its errors. */
+    function registrar(fn: string, weak: boolean) {
+        return (callback: unknown, source?: unknown, ...events: unknown[]): true => {
+            // not a tail call: the error level of register_as counts this frame
+            const ok = register_as(fn, weak, callback, source, events);
+            return ok;
+        };
     }
 
+    /** Calls `callback(data, event, source, pid)` for every event, those of `source`, or those named. */
+    const register = registrar("register", false);
     /** As register, but the registration does not keep `callback` from being collected. */
-    function register_weak(this: void, callback: unknown, source?: unknown, ...events: unknown[]): true {
-        const ok = register_as("register_weak", true, callback, source, events);
-        return ok;
-    }
+    const register_weak = registrar("register_weak", true);
 
     /**
      * Removes `callback`'s registrations (weak and strong) at the level named the
