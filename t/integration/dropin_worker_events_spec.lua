@@ -61,6 +61,27 @@ local function others(pids, p)
   return out
 end
 
+-- the lines of list `key` that are events of `source`
+local function source_lines(inst, key, source)
+  local out = {}
+  for _, line in ipairs(inst:list(key)) do
+    if line:sub(1, #source + 1) == source .. "|" then out[#out + 1] = line end
+  end
+  return out
+end
+
+-- `module`'s _VERSION in worker p is `version`, configured() false before its
+-- configure (as INIT recorded it under `before_key`) and true after
+local function check_version(inst, p, module, version, before_key)
+  local v, before, now = inst:run(p, ([[
+    local we = require %q
+    return we._VERSION, T.dict:get(%q .. ngx.worker.pid()), we.configured()
+  ]]):format(module, before_key))
+  assert.are.equal(version, v)
+  assert.are.equal(false, before, "configured() before configure in worker " .. p)
+  assert.are.equal(true, now, "configured() after configure in worker " .. p)
+end
+
 describe("ngx.ipc.worker_events", function()
   local inst, pids
 
@@ -88,22 +109,12 @@ describe("ngx.ipc.worker_events", function()
   end
 
   local function lines(p, source)
-    local out = {}
-    for _, line in ipairs(inst:list("all:" .. p)) do
-      if line:sub(1, #source + 1) == source .. "|" then out[#out + 1] = line end
-    end
-    return out
+    return source_lines(inst, "all:" .. p, source)
   end
 
   it("reports _VERSION 0.3.3 (lua-resty-healthcheck accepts no other) and is configured in every worker", function()
     for _, p in ipairs(pids) do
-      local v, before, now = inst:run(p, [[
-        local we = require "ngx.ipc.worker_events"
-        return we._VERSION, T.dict:get("configured-before:" .. ngx.worker.pid()), we.configured()
-      ]])
-      assert.are.equal("0.3.3", v)
-      assert.are.equal(false, before, "configured() before configure in worker " .. p)
-      assert.are.equal(true, now, "configured() after configure in worker " .. p)
+      check_version(inst, p, "ngx.ipc.worker_events", "0.3.3", "configured-before:")
     end
   end)
 
@@ -512,11 +523,7 @@ describe("ngx.ipc.worker_events.v2", function()
   end)
 
   local function lines(list, p, source)
-    local out = {}
-    for _, line in ipairs(inst:list(list .. ":" .. p)) do
-      if line:sub(1, #source + 1) == source .. "|" then out[#out + 1] = line end
-    end
-    return out
+    return source_lines(inst, list .. ":" .. p, source)
   end
 
   -- waits until worker p has n lines of `source` in list `list`, and returns them
@@ -530,13 +537,7 @@ describe("ngx.ipc.worker_events.v2", function()
 
   it("reports _VERSION 2.0.1; each worker handles its own 'started' on arrival, with its pid", function()
     for _, p in ipairs(pids) do
-      local v, before, now = inst:run(p, [[
-        local we = require "ngx.ipc.worker_events.v2"
-        return we._VERSION, T.dict:get("v2-configured-before:" .. ngx.worker.pid()), we.configured()
-      ]])
-      assert.are.equal("2.0.1", v)
-      assert.are.equal(false, before, "configured() before configure in worker " .. p)
-      assert.are.equal(true, now, "configured() after configure in worker " .. p)
+      check_version(inst, p, "ngx.ipc.worker_events.v2", "2.0.1", "v2-configured-before:")
       inst:wait_for(function()
         for _, line in ipairs(lines("v2", p, "resty-worker-events")) do
           if line == ("resty-worker-events|started|%d|nil"):format(p) then return true end
