@@ -61,6 +61,27 @@ local function others(pids, p)
   return out
 end
 
+-- the lines of list `key` that are events of `source`
+local function source_lines(inst, key, source)
+  local out = {}
+  for _, line in ipairs(inst:list(key)) do
+    if line:sub(1, #source + 1) == source .. "|" then out[#out + 1] = line end
+  end
+  return out
+end
+
+-- `module`'s _VERSION in worker p is `version`, configured() false before its
+-- configure (as INIT recorded it under `before_key`) and true after
+local function check_version(inst, p, module, version, before_key)
+  local v, before, now = inst:run(p, ([[
+    local we = require %q
+    return we._VERSION, T.dict:get(%q .. ngx.worker.pid()), we.configured()
+  ]]):format(module, before_key))
+  assert.are.equal(version, v)
+  assert.are.equal(false, before, "configured() before configure in worker " .. p)
+  assert.are.equal(true, now, "configured() after configure in worker " .. p)
+end
+
 describe("ngx.ipc.worker_events", function()
   local inst, pids
 
@@ -88,22 +109,12 @@ describe("ngx.ipc.worker_events", function()
   end
 
   local function lines(p, source)
-    local out = {}
-    for _, line in ipairs(inst:list("all:" .. p)) do
-      if line:sub(1, #source + 1) == source .. "|" then out[#out + 1] = line end
-    end
-    return out
+    return source_lines(inst, "all:" .. p, source)
   end
 
   it("reports _VERSION 0.3.3 (lua-resty-healthcheck accepts no other) and is configured in every worker", function()
     for _, p in ipairs(pids) do
-      local v, before, now = inst:run(p, [[
-        local we = require "ngx.ipc.worker_events"
-        return we._VERSION, T.dict:get("configured-before:" .. ngx.worker.pid()), we.configured()
-      ]])
-      assert.are.equal("0.3.3", v)
-      assert.are.equal(false, before, "configured() before configure in worker " .. p)
-      assert.are.equal(true, now, "configured() after configure in worker " .. p)
+      check_version(inst, p, "ngx.ipc.worker_events", "0.3.3", "configured-before:")
     end
   end)
 
@@ -467,5 +478,200 @@ describe("ngx.ipc.worker_events at a worker's exit", function()
     end)
     inst:stop()
     assert(ok, err)
+  end)
+end)
+
+-- ngx.ipc.worker_events.v2, release 2.x's flavour: post returns true and the
+-- poster handles its own copy when it arrives; post_local waits for the next
+-- poll (an arriving event of the module, poll() or a zero-delay timer) and runs
+-- before the events that arrived. Its handlers are its own: the 1.0.0 flavour is
+-- configured in the same workers, each sees only its own events.
+local INIT_V2 = [[
+  local we2 = require "ngx.ipc.worker_events.v2"
+  local me = ngx.worker.pid()
+  -- how many events of `source` this worker's v2 handler has recorded
+  T.state.count = function(source)
+    local n = 0
+    for _, line in ipairs(T.list("v2:" .. me)) do
+      if line:sub(1, #source + 1) == source .. "|" then n = n + 1 end
+    end
+    return n
+  end
+  T.dict:set("v2-configured-before:" .. me, we2.configured())
+  we2.register(function(data, event, source, pid)
+    T.add("v2:" .. me, source .. "|" .. event .. "|" .. tostring(pid) .. "|" .. tostring(data))
+  end)
+  -- 2.x accepts interval 0 (no polling timer); the shm is not used
+  assert(we2.configure { shm = "no_such_dict", interval = 0 })
+  local we1 = require "ngx.ipc.worker_events"
+  assert(we1.configure {})
+  we1.register(function(data, event, source, pid)
+    T.add("v1:" .. me, source .. "|" .. event .. "|" .. tostring(pid))
+  end)
+]]
+
+describe("ngx.ipc.worker_events.v2", function()
+  local inst, pids
+
+  setup(function()
+    inst = nginx.start { workers = 2, init_worker = INIT_V2 }
+    pids = inst:workers()
+  end)
+
+  teardown(function()
+    if inst then inst:stop(); inst = nil end
+  end)
+
+  local function lines(list, p, source)
+    return source_lines(inst, list .. ":" .. p, source)
+  end
+
+  -- waits until worker p has n lines of `source` in list `list`, and returns them
+  local function wait_lines(list, p, source, n)
+    inst:wait_for(function()
+      local got = lines(list, p, source)
+      return #got >= n, got
+    end, 10, ("%d %s events of %s in worker %d"):format(n, list, source, p))
+    return lines(list, p, source)
+  end
+
+  it("reports _VERSION 2.0.1; each worker handles its own 'started' on arrival, with its pid", function()
+    for _, p in ipairs(pids) do
+      check_version(inst, p, "ngx.ipc.worker_events.v2", "2.0.1", "v2-configured-before:")
+      inst:wait_for(function()
+        for _, line in ipairs(lines("v2", p, "resty-worker-events")) do
+          if line == ("resty-worker-events|started|%d|nil"):format(p) then return true end
+        end
+        return false, lines("v2", p, "resty-worker-events")
+      end, 10, "worker " .. p .. " to handle its own started event")
+    end
+  end)
+
+  it("post returns true before any handler ran; every worker, the poster included, handles it with the poster's pid", function()
+    local a = pids[1]
+    local ret, during = inst:run(a, [[
+      local we = require "ngx.ipc.worker_events.v2"
+      local r = we.post("reach", "hello", "world")
+      return r, T.state.count("reach")
+    ]])
+    assert.are.equal(true, ret)
+    assert.are.equal(0, during, "reach events the poster had handled when post returned")
+    for _, p in ipairs(pids) do
+      assert.are.same({ ("reach|hello|%d|world"):format(a) }, wait_lines("v2", p, "reach", 1), "worker " .. p)
+    end
+  end)
+
+  it("post_local returns true, and at the next poll, with no poll() call, runs before the broadcasts posted around it", function()
+    local a, b = pids[2], pids[1]
+    local r1, r2, r3, during = inst:run(a, [[
+      local we = require "ngx.ipc.worker_events.v2"
+      local r1 = we.post("order", "request1", "x")
+      local r2 = we.post_local("order", "request2", "y")
+      local r3 = we.post("order", "request3", "z")
+      return r1, r2, r3, T.state.count("order")
+    ]])
+    assert.are.same({ true, true, true }, { r1, r2, r3 })
+    assert.are.equal(0, during, "order events the poster had handled when the posts returned")
+    assert.are.same({
+      "order|request2|nil|y",
+      ("order|request1|%d|x"):format(a),
+      ("order|request3|%d|z"):format(a),
+    }, wait_lines("v2", a, "order", 3))
+    -- the other worker gets the broadcasts only
+    assert.are.same({ ("order|request1|%d|x"):format(a), ("order|request3|%d|z"):format(a) },
+      wait_lines("v2", b, "order", 2))
+  end)
+
+  it("post_local alone is handled by the zero-delay timer; poll() runs it at once", function()
+    local a = pids[1]
+    local r, during = inst:run(a, [[
+      local we = require "ngx.ipc.worker_events.v2"
+      local r = we.post_local("alone", "timer", 1)
+      return r, T.state.count("alone")
+    ]])
+    assert.are.equal(true, r)
+    assert.are.equal(0, during, "handled inside post_local")
+    assert.are.same({ "alone|timer|nil|1" }, wait_lines("v2", a, "alone", 1))
+    local polled = inst:run(a, [[
+      local we = require "ngx.ipc.worker_events.v2"
+      assert(we.post_local("polled", "now", 2) == true)
+      local before = T.state.count("polled")
+      local r = we.poll()
+      return before .. "," .. tostring(r) .. "," .. T.state.count("polled")
+    ]])
+    assert.are.equal("0,done,1", polled)
+    assert.are.same({}, lines("v2", pids[2], "alone"))
+    assert.are.same({}, lines("v2", pids[2], "polled"))
+  end)
+
+  it("unique: one worker handles it, whichever worker posts it", function()
+    inst:collect(inst:spawn(pids, [[
+      local we = require "ngx.ipc.worker_events.v2"
+      assert(we.post("uniq", "u", "once", "the-key") == true)
+    ]]), 10)
+    -- a broadcast after it from each worker: once it is in, the unique one is too
+    for _, p in ipairs(pids) do
+      inst:run(p, [[ assert((require "ngx.ipc.worker_events.v2").post("uniq-mark", "m")) ]])
+    end
+    local total = 0
+    for _, p in ipairs(pids) do
+      wait_lines("v2", p, "uniq-mark", #pids)
+      total = total + #lines("v2", p, "uniq")
+    end
+    assert.are.equal(1, total)
+  end)
+
+  it("has its own handlers and alerts: the 1.0.0 flavour in the same workers sees none of its events, nor it theirs", function()
+    local a = pids[1]
+    inst:run(a, [[
+      assert((require "ngx.ipc.worker_events").post("from-v1", "e") == "done")
+      assert((require "ngx.ipc.worker_events.v2").post("from-v2", "e") == true)
+    ]])
+    for _, p in ipairs(pids) do
+      wait_lines("v2", p, "from-v2", 1)
+      wait_lines("v1", p, "from-v1", 1)
+      assert.are.same({}, lines("v2", p, "from-v1"), "worker " .. p)
+      assert.are.same({}, lines("v1", p, "from-v2"), "worker " .. p)
+    end
+  end)
+
+  it("bad arguments: nil, err for names and data as 2.x returns them, raises for a callback or options of the wrong type", function()
+    local r = inst:run(pids[1], [[
+      local we = require "ngx.ipc.worker_events.v2"
+      local out = {}
+      local function add(...) out[#out + 1] = table.concat({ tostring(select(1, ...)), tostring(select(2, ...)) }, ":") end
+      add(we.post("", "x"))
+      add(we.post("s", nil))
+      add(we.post_local(nil, "x"))
+      add(we.post_local("s", ""))
+      add(we.post("bad", "fn", { f = function() end }))
+      add(pcall(we.register, "x"))
+      add(pcall(we.unregister, 1))
+      add(pcall(we.configure, "x"))
+      add(we.configure { timeout = 0 })
+      return table.concat(out, "\n")
+    ]])
+    local got = {}
+    for line in r:gmatch("[^\n]+") do got[#got + 1] = line end
+    assert.are.equal(9, #got, r)
+    assert.are.equal("nil:source is required", got[1])
+    assert.are.equal("nil:event is required", got[2])
+    assert.are.equal("nil:source is required", got[3])
+    assert.are.equal("nil:event is required", got[4])
+    assert.matches('^nil:failed posting event "fn" by "bad"', got[5])
+    assert.matches("^false:.*bad argument #1 to 'register' %(function expected, got string%)", got[6])
+    assert.matches("^false:.*bad argument #1 to 'unregister' %(function expected, got number%)", got[7])
+    assert.matches("^false:.*bad argument #1 to 'configure' %(table expected, got string%)", got[8])
+    assert.are.equal('nil:"timeout" must be greater than 0', got[9])
+  end)
+
+  it("logged no errors but the refused post above", function()
+    local bad = {}
+    for _, line in ipairs(inst:error_lines()) do
+      if not line:find('failed posting event "fn" by "bad"', 1, true) then
+        bad[#bad + 1] = line
+      end
+    end
+    assert.are.same({}, bad)
   end)
 end)

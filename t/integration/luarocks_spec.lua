@@ -28,7 +28,8 @@ describe("luarocks make rockspec/ngx-ipc-scm-1.rockspec", function()
     assert.is_true(ok, "luarocks make failed:\n" .. out)
     for _, f in ipairs { "/share/lua/5.1/ngx/ipc.lua", "/share/lua/5.1/ngx/ipc/loop.lua",
                          "/share/lua/5.1/ngx/ipc/shim.lua", "/share/lua/5.1/ngx/ipc/cluster.lua",
-                         "/share/lua/5.1/ngx/ipc/cluster/reader.lua", "/lib/lua/5.1/ngx_ipc_shim.so" } do
+                         "/share/lua/5.1/ngx/ipc/cluster/reader.lua", "/share/lua/5.1/ngx/ipc/worker_events/v2.lua",
+                         "/lib/lua/5.1/ngx_ipc_shim.so" } do
       assert.is_truthy(nginx.read_file(tree .. f), "installed file " .. tree .. f)
     end
     -- the lua-language-server definitions stay in the rock's directory, off package.path
