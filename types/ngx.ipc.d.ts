@@ -3,6 +3,7 @@
 /// <reference path="ngx.ipc.events.d.ts" />
 /// <reference path="ngx.ipc.events.compat.d.ts" />
 /// <reference path="ngx.ipc.worker_events.d.ts" />
+/// <reference path="ngx.ipc.worker_events.v2.d.ts" />
 /// <reference path="ngx.ipc.mlcache.d.ts" />
 /**
  * Types of the `ngx.ipc` Lua module for TypeScriptToLua projects:

@@ -48,9 +48,11 @@ describe("make dist", function()
                          "package/README.md", "package/LICENSE", "package/CHANGELOG.md",
                          -- the drop-ins' declarations and every lua-language-server file
                          "package/types/ngx.ipc.events.d.ts", "package/types/ngx.ipc.events.compat.d.ts",
-                         "package/types/ngx.ipc.worker_events.d.ts", "package/types/ngx.ipc.mlcache.d.ts",
+                         "package/types/ngx.ipc.worker_events.d.ts", "package/types/ngx.ipc.worker_events.v2.d.ts",
+                         "package/types/ngx.ipc.mlcache.d.ts",
                          "package/meta/ngx/ipc.lua", "package/meta/ngx/ipc/events.lua",
                          "package/meta/ngx/ipc/events/compat.lua", "package/meta/ngx/ipc/worker_events.lua",
+                         "package/meta/ngx/ipc/worker_events/v2.lua",
                          "package/meta/ngx/ipc/mlcache.lua" } do
       assert.is_truthy(files:find("\n" .. f .. "\n", 1, true) or files:find("^" .. f .. "\n"),
         f .. " in the npm tarball:\n" .. files)

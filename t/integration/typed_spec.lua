@@ -14,6 +14,7 @@ local DROPINS = {
   { "ngx.ipc.events", ROOT .. "/meta/ngx/ipc/events.lua" },
   { "ngx.ipc.events.compat", ROOT .. "/meta/ngx/ipc/events/compat.lua" },
   { "ngx.ipc.worker_events", ROOT .. "/meta/ngx/ipc/worker_events.lua" },
+  { "ngx.ipc.worker_events.v2", ROOT .. "/meta/ngx/ipc/worker_events/v2.lua" },
   { "ngx.ipc.mlcache", ROOT .. "/meta/ngx/ipc/mlcache.lua" },
 }
 
