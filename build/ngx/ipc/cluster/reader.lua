@@ -35,6 +35,10 @@ local counters = state.counters
 -- entry fits in it (or nothing waits), so the local broadcast is never refused for a
 -- full backlog, which would leave the entry with some workers and not others.
 local FLOW = 65536
+--- The entries of one XREAD reply share a local broadcast up to this many envelope
+-- bytes (an entry larger than that goes alone): one write per worker and one wake-up
+-- of its receive loop for many entries, and well within FLOW.
+local ENVELOPE = 16384
 --- How long a reader's lease lasts without renewal; it renews at least every BLOCK_MS.
 local LEASE_MS = 5000
 --- XREAD's BLOCK: also how long a quitting reader may wait before it notices.
@@ -80,6 +84,17 @@ local function position()
         return (id_text(low) .. " ") .. string.format("%.0f", low.seq)
     end
     return (tail_id .. " ") .. tostring(tail_seq)
+end
+--- A stream id's parts ("ms-n"; 0-0 if it is not one).
+local function id_of(id)
+    local dash = string.find(id, "-", 1, true)
+    if dash == nil then
+        return {ms = 0, n = 0}
+    end
+    return {
+        ms = tonumber(string.sub(id, 1, dash - 1)) or 0,
+        n = tonumber(string.sub(id, dash + 1)) or 0
+    }
 end
 --- Whether stream id a comes after b ("ms-seq").
 local function after(a, b)
@@ -333,8 +348,8 @@ end
 -- its own loss), and numbers given out again (a failover, or Redis restarted without
 -- persistence, lost entries this instance had handed over). Only at the frontier:
 -- below it, a resend goes over numbers already handed over on purpose.
-local function count_gap(seq, id)
-    local frontier = tail_seq >= high
+local function count_gap(seq, id, prev, prev_seq)
+    local frontier = prev_seq >= high
     if frontier and high > 0 and seq <= high then
         counters.failover_lost = counters.failover_lost + (high - seq + 1)
         ngx.log(
@@ -360,7 +375,7 @@ local function count_gap(seq, id)
             "ngx.ipc: cluster reader: ",
             seq - high - 1,
             " alert(s) between ",
-            tail_id,
+            prev,
             " and ",
             id,
             " were trimmed from ",
@@ -405,38 +420,9 @@ local function rewind()
     tail_id = id
     tail_seq = to.seq
 end
---- Hands one entry to every worker of the instance; false when it must stop first.
-local function hand_over(id, f)
-    local seq = tonumber(field(f, "s"))
-    local inst = field(f, "i")
-    local pid = field(f, "p")
-    local wid = field(f, "w")
-    local name = field(f, "n")
-    local data = field(f, "d")
-    if seq == nil or inst == nil or pid == nil or wid == nil or name == nil or data == nil then
-        counters.malformed = counters.malformed + 1
-        ngx.log(
-            ngx.WARN,
-            "ngx.ipc: cluster reader: entry ",
-            id,
-            " of ",
-            state.settings.stream,
-            " is not an ngx.ipc alert; skipped"
-        )
-        last_id = id
-        return true
-    end
-    count_gap(seq, id)
-    local env = encode(
-        inst,
-        pid,
-        wid,
-        name,
-        tail_id,
-        id,
-        seq,
-        data
-    )
+--- Hands an envelope of `count` entries to every worker of the instance (one local
+-- broadcast), the last of them `last` (number `seq`); false when it must stop first.
+local function hand_over(env, count, last, seq)
     local delay = 0.01
     while true do
         if ngx.worker.exiting() or not room(packed(#env)) then
@@ -449,7 +435,9 @@ local function hand_over(id, f)
         ngx.log(
             ngx.ERR,
             "ngx.ipc: cluster reader: handing ",
-            id,
+            count,
+            " alert(s) up to ",
+            last,
             " to the workers failed: ",
             err,
             "; retrying"
@@ -460,11 +448,101 @@ local function hand_over(id, f)
         end
         delay = math.min(delay * 2, 0.5)
     end
-    last_id = id
-    tail_id = id
+    last_id = last
+    tail_id = last
     tail_seq = seq
-    counters.relayed = counters.relayed + 1
-    return true
+    counters.relayed = counters.relayed + count
+    return holding and sock ~= nil
+end
+--- Hands the entries of one XREAD reply over in as few local broadcasts as ENVELOPE
+-- allows, each entry naming the one before it; false when it must stop first.
+local function relay(entries)
+    local parts = {}
+    local count = 0
+    local bytes = 0
+    local prev = tail_id
+    local prev_at = id_of(tail_id)
+    local prev_seq = tail_seq
+    do
+        local k = 1
+        while k <= #entries do
+            do
+                local id = entries[k][1]
+                local f = entries[k][2]
+                local seq = tonumber(field(f, "s"))
+                local inst = field(f, "i")
+                local pid = tonumber(field(f, "p"))
+                local wid = tonumber(field(f, "w"))
+                local name = field(f, "n")
+                local data = field(f, "d")
+                if seq == nil or inst == nil or pid == nil or wid == nil or name == nil or data == nil then
+                    counters.malformed = counters.malformed + 1
+                    ngx.log(
+                        ngx.WARN,
+                        "ngx.ipc: cluster reader: entry ",
+                        id,
+                        " of ",
+                        state.settings.stream,
+                        " is not an ngx.ipc alert; skipped"
+                    )
+                    if count == 0 then
+                        last_id = id
+                        goto __continue64
+                    end
+                    if not hand_over(
+                        table.concat(parts, "", 1, count),
+                        count,
+                        prev,
+                        prev_seq
+                    ) then
+                        return false
+                    end
+                    last_id = id
+                    count = 0
+                    bytes = 0
+                    goto __continue64
+                end
+                count_gap(seq, id, prev, prev_seq)
+                local at = id_of(id)
+                local env = encode(
+                    inst,
+                    pid,
+                    wid,
+                    name,
+                    prev_at,
+                    at,
+                    seq,
+                    data
+                )
+                if count > 0 and bytes + #env > ENVELOPE then
+                    if not hand_over(
+                        table.concat(parts, "", 1, count),
+                        count,
+                        prev,
+                        prev_seq
+                    ) then
+                        return false
+                    end
+                    count = 0
+                    bytes = 0
+                end
+                count = count + 1
+                parts[count] = env
+                bytes = bytes + #env
+                prev = id
+                prev_at = at
+                prev_seq = seq
+            end
+            ::__continue64::
+            k = k + 1
+        end
+    end
+    return count == 0 or hand_over(
+        table.concat(parts, "", 1, count),
+        count,
+        prev,
+        prev_seq
+    )
 end
 --- One turn: save the position and renew the lease, read what follows, hand it over.
 local function step()
@@ -529,16 +607,7 @@ local function step()
     local c0 = shim.counters()
     queued = c0.send_queued
     held = c0.receive_ready + c0.receive_partial
-    do
-        local i = 1
-        while i <= #entries do
-            local e = entries[i]
-            if not hand_over(e[1], e[2]) or not holding or sock == nil then
-                return
-            end
-            i = i + 1
-        end
-    end
+    relay(entries)
 end
 local function read_loop(premature)
     if premature then
@@ -548,18 +617,18 @@ local function read_loop(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue76
+                goto __continue82
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue76
+                goto __continue82
             end
             step()
         end
-        ::__continue76::
+        ::__continue82::
     end
     if sock ~= nil and holding then
         commit(true)

@@ -8,7 +8,7 @@
 // reconnects with backoff when Redis goes away.
 import * as resp from "../resp";
 import * as shim from "../shim";
-import { encode, LOCAL_NAME, packed } from "./envelope";
+import { encode, type Id, LOCAL_NAME, packed } from "./envelope";
 import * as link from "./link";
 import { ACQUIRE, args_of, COMMIT, load, RAISE, run, script_args } from "./scripts";
 import * as slots from "./slots";
@@ -23,6 +23,12 @@ const counters = state.counters;
  * full backlog, which would leave the entry with some workers and not others.
  */
 const FLOW = 65536;
+/**
+ * The entries of one XREAD reply share a local broadcast up to this many envelope
+ * bytes (an entry larger than that goes alone): one write per worker and one wake-up
+ * of its receive loop for many entries, and well within FLOW.
+ */
+const ENVELOPE = 16384;
 /** How long a reader's lease lasts without renewal; it renews at least every BLOCK_MS. */
 const LEASE_MS = 5000;
 /** XREAD's BLOCK: also how long a quitting reader may wait before it notices. */
@@ -70,6 +76,15 @@ function position(): string {
         return `${id_text(low)} ${string.format("%.0f", low.seq)}`;
     }
     return `${tail_id} ${tail_seq}`;
+}
+
+/** A stream id's parts ("ms-n"; 0-0 if it is not one). */
+function id_of(id: string): Id {
+    const [dash] = string.find(id, "-", 1, true);
+    if (dash === undefined) {
+        return { ms: 0, n: 0 };
+    }
+    return { ms: tonumber(string.sub(id, 1, dash - 1)) ?? 0, n: tonumber(string.sub(id, dash + 1)) ?? 0 };
 }
 
 /** Whether stream id a comes after b ("ms-seq"). */
@@ -281,8 +296,8 @@ function field(f: LuaTable<number, resp.Reply>, key: string): string | undefined
  * persistence, lost entries this instance had handed over). Only at the frontier:
  * below it, a resend goes over numbers already handed over on purpose.
  */
-function count_gap(seq: number, id: string): void {
-    const frontier = tail_seq >= high;
+function count_gap(seq: number, id: string, prev: string, prev_seq: number): void {
+    const frontier = prev_seq >= high;
     if (frontier && high > 0 && seq <= high) {
         // the numbering goes on from here; other instances may have missed what was lost
         counters.failover_lost += high - seq + 1;
@@ -294,7 +309,7 @@ function count_gap(seq: number, id: string): void {
     }
     if (frontier && high > 0 && seq > high + 1) {
         counters.gaps += 1;
-        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", seq - high - 1, " alert(s) between ", tail_id, " and ", id,
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", seq - high - 1, " alert(s) between ", prev, " and ", id,
             " were trimmed from ", state.settings!.stream, " (maxlen ", state.settings!.maxlen,
             ") or lost in a failover before this instance read them; they are lost for it");
     }
@@ -333,24 +348,11 @@ function rewind(): void {
     tail_seq = to.seq;
 }
 
-/** Hands one entry to every worker of the instance; false when it must stop first. */
-function hand_over(id: string, f: LuaTable<number, resp.Reply>): boolean {
-    const seq = tonumber(field(f, "s"));
-    const inst = field(f, "i");
-    const pid = field(f, "p");
-    const wid = field(f, "w");
-    const name = field(f, "n");
-    const data = field(f, "d");
-    if (seq === undefined || inst === undefined || pid === undefined || wid === undefined
-        || name === undefined || data === undefined) {
-        counters.malformed += 1;
-        ngx.log(ngx.WARN, "ngx.ipc: cluster reader: entry ", id, " of ", state.settings!.stream,
-            " is not an ngx.ipc alert; skipped");
-        last_id = id;
-        return true;
-    }
-    count_gap(seq, id);
-    const env = encode(inst, pid, wid, name, tail_id, id, seq, data);
+/**
+ * Hands an envelope of `count` entries to every worker of the instance (one local
+ * broadcast), the last of them `last` (number `seq`); false when it must stop first.
+ */
+function hand_over(env: string, count: number, last: string, seq: number): boolean {
     let delay = 0.01;
     while (true) {
         if (ngx.worker.exiting() || !room(packed(env.length))) {
@@ -361,18 +363,78 @@ function hand_over(id: string, f: LuaTable<number, resp.Reply>): boolean {
             break;
         }
         // Not expected (room() keeps the backlogs from refusing): retry after a pause.
-        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: handing ", id, " to the workers failed: ", err, "; retrying");
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: handing ", count, " alert(s) up to ", last, " to the workers failed: ",
+            err, "; retrying");
         queued = FLOW;
         if (!pause(delay)) {
             return false;
         }
         delay = math.min(delay * 2, 0.5);
     }
-    last_id = id;
-    tail_id = id;
+    last_id = last;
+    tail_id = last;
     tail_seq = seq;
-    counters.relayed += 1;
-    return true;
+    counters.relayed += count;
+    // room() may have renewed the lease on a connection that then failed, or lost it
+    return holding && sock !== undefined;
+}
+
+/**
+ * Hands the entries of one XREAD reply over in as few local broadcasts as ENVELOPE
+ * allows, each entry naming the one before it; false when it must stop first.
+ */
+function relay(entries: LuaTable<number, LuaTable<number, resp.Reply>>): boolean {
+    const parts: string[] = [];
+    let count = 0;
+    let bytes = 0;
+    let prev = tail_id;
+    let prev_at = id_of(tail_id);
+    let prev_seq = tail_seq;
+    for (let k = 1; k <= entries.length(); k++) {
+        const id = entries.get(k).get(1) as string;
+        const f = entries.get(k).get(2) as LuaTable<number, resp.Reply>;
+        const seq = tonumber(field(f, "s"));
+        const inst = field(f, "i");
+        const pid = tonumber(field(f, "p"));
+        const wid = tonumber(field(f, "w"));
+        const name = field(f, "n");
+        const data = field(f, "d");
+        if (seq === undefined || inst === undefined || pid === undefined || wid === undefined
+            || name === undefined || data === undefined) {
+            counters.malformed += 1;
+            ngx.log(ngx.WARN, "ngx.ipc: cluster reader: entry ", id, " of ", state.settings!.stream,
+                " is not an ngx.ipc alert; skipped");
+            if (count === 0) {
+                last_id = id;
+                continue;
+            }
+            // read past it only with the entries before it
+            if (!hand_over(table.concat(parts, "", 1, count), count, prev, prev_seq)) {
+                return false;
+            }
+            last_id = id;
+            count = 0;
+            bytes = 0;
+            continue;
+        }
+        count_gap(seq, id, prev, prev_seq);
+        const at = id_of(id);
+        const env = encode(inst, pid, wid, name, prev_at, at, seq, data);
+        if (count > 0 && bytes + env.length > ENVELOPE) {
+            if (!hand_over(table.concat(parts, "", 1, count), count, prev, prev_seq)) {
+                return false;
+            }
+            count = 0;
+            bytes = 0;
+        }
+        count += 1;
+        parts[count - 1] = env;
+        bytes += env.length;
+        prev = id;
+        prev_at = at;
+        prev_seq = seq;
+    }
+    return count === 0 || hand_over(table.concat(parts, "", 1, count), count, prev, prev_seq);
 }
 
 /** One turn: save the position and renew the lease, read what follows, hand it over. */
@@ -428,12 +490,7 @@ function step(): void {
     const c0 = shim.counters();
     queued = c0.send_queued;
     held = c0.receive_ready + c0.receive_partial;
-    for (let i = 1; i <= entries.length(); i++) {
-        const e = entries.get(i);
-        if (!hand_over(e.get(1) as string, e.get(2) as LuaTable<number, resp.Reply>) || !holding || sock === undefined) {
-            return;
-        }
-    }
+    relay(entries);
 }
 
 function read_loop(premature: boolean): void {
