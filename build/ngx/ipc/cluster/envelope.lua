@@ -1,7 +1,3 @@
-local ____lualib = require("lualib_bundle")
-local __TS__SparseArrayNew = ____lualib.__TS__SparseArrayNew
-local __TS__SparseArrayPush = ____lualib.__TS__SparseArrayPush
-local __TS__SparseArraySpread = ____lualib.__TS__SparseArraySpread
 local ____exports = {}
 local ffi = require("ffi")
 local dispatch = require("ngx.ipc.dispatch")
@@ -132,18 +128,23 @@ local function entry(ready, h, b, inst, name, data)
         counters.lost = counters.lost + trimmed
         slots.begin(e_ms, e_n, e_seq)
     end
-    local id = h[b + 6]
-    counters.received = counters.received + 1
-    local ____dispatch_invoke_2 = dispatch.invoke
-    local ____array_1 = __TS__SparseArrayNew(name, data, h[b + 5])
+    local wid = h[b + 6]
     local ____temp_0
-    if id < 0 then
+    if wid < 0 then
         ____temp_0 = nil
     else
-        ____temp_0 = id
+        ____temp_0 = wid
     end
-    __TS__SparseArrayPush(____array_1, ____temp_0, inst, inst ~= state.instance)
-    ____dispatch_invoke_2(__TS__SparseArraySpread(____array_1))
+    local id = ____temp_0
+    counters.received = counters.received + 1
+    dispatch.invoke(
+        name,
+        data,
+        h[b + 5],
+        id,
+        inst,
+        inst ~= state.instance
+    )
     if ready then
         slots.finish()
     end

@@ -134,9 +134,11 @@ function entry(ready: boolean, h: DoubleArray, b: number, inst: string, name: st
         counters.lost += trimmed;
         slots.begin(e_ms, e_n, e_seq);
     }
-    const id = h[b + 6];
+    const wid = h[b + 6];
+    // not inline in the call: TypeScriptToLua would build and unpack a table per entry for it
+    const id = wid < 0 ? undefined : wid;
     counters.received += 1;
-    dispatch.invoke(name, data, h[b + 5], id < 0 ? undefined : id, inst, inst !== state.instance);
+    dispatch.invoke(name, data, h[b + 5], id, inst, inst !== state.instance);
     if (ready) {
         slots.finish();
     }
