@@ -55,8 +55,8 @@ end
 local function envelope_of(env, prev, ms, a, b)
   local parts = {}
   for k = a, b do
-    parts[#parts + 1] = env.encode("host/1/2.00", 100 + k, k == 0 and -1 or k % 2, "name" .. k, prev,
-      { ms = ms, n = k }, k + 1, "d" .. k)
+    parts[#parts + 1] = env.encode("host/1/2.00", 100 + k, k == 0 and -1 or k % 2, "name" .. k, prev.ms, prev.n,
+      ms, k, k + 1, "d" .. k)
     prev = { ms = ms, n = k }
   end
   return table.concat(parts)

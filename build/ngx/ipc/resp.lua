@@ -1,28 +1,6 @@
 local ____exports = {}
-local CRLF = "\r\n"
---- Appends one request (`*N`, then `$len` and each argument) to `out` from index `n`.
-function ____exports.encode(out, n, args, count)
-    out[n] = ("*" .. tostring(count)) .. "\r\n"
-    n = n + 1
-    do
-        local i = 1
-        while i <= count do
-            local a = args[i]
-            out[n] = ("$" .. tostring(#a)) .. "\r\n"
-            out[n + 1] = a
-            out[n + 2] = CRLF
-            n = n + 3
-            i = i + 1
-        end
-    end
-    return n
-end
---- Per socket object, forgotten with it.
-local pending = setmetatable({}, {__mode = "k"})
---- How much one receiveany may take.
-local CHUNK = 65536
---- Appends what the connection has (waiting for at least a byte); an error message or undefined.
-local function more(sock, p)
+local more, line_of, bulk_of, number_in, parse, aggregate, CHUNK
+function more(sock, p)
     local chunk, err = sock:receiveany(CHUNK)
     if chunk == nil then
         return err
@@ -31,7 +9,7 @@ local function more(sock, p)
     p.pos = 1
     return nil
 end
-local function line_of(sock, p)
+function line_of(sock, p)
     while true do
         local ____, e = string.find(p.buf, "\r\n", p.pos, true)
         if e ~= nil then
@@ -45,8 +23,7 @@ local function line_of(sock, p)
         end
     end
 end
---- `size` bytes and the CR LF after them.
-local function bulk_of(sock, p, size)
+function bulk_of(sock, p, size)
     local have = #p.buf - p.pos + 1
     if have >= size + 2 then
         local d = string.sub(p.buf, p.pos, p.pos + size - 1)
@@ -62,7 +39,47 @@ local function bulk_of(sock, p, size)
     p.pos = 1
     return d, nil
 end
-local function parse(sock, p)
+function number_in(buf, from, to)
+    local sign = 1
+    local i = from
+    if string.byte(buf, i) == 45 then
+        sign = -1
+        i = i + 1
+    end
+    if i >= to then
+        return nil
+    end
+    local n = 0
+    do
+        while i < to do
+            local c = string.byte(buf, i) - 48
+            if c < 0 or c > 9 then
+                return nil
+            end
+            n = n * 10 + c
+            i = i + 1
+        end
+    end
+    return sign * n
+end
+function parse(sock, p)
+    local ____, e = string.find(p.buf, "\r\n", p.pos, true)
+    while e == nil do
+        local merr = more(sock, p)
+        if merr ~= nil then
+            return nil, merr, false
+        end
+        local ____temp_0 = {string.find(p.buf, "\r\n", p.pos, true)}
+        e = ____temp_0[2]
+    end
+    local head = string.byte(p.buf, p.pos)
+    if head == 36 or head == 42 then
+        local count = number_in(p.buf, p.pos + 1, e - 1)
+        if count ~= nil then
+            p.pos = e + 1
+            return aggregate(sock, p, head, count)
+        end
+    end
     local line, err = line_of(sock, p)
     if line == nil then
         return nil, err, false
@@ -81,6 +98,12 @@ local function parse(sock, p)
     if kind == 58 then
         return n
     end
+    if kind == 36 or kind == 42 then
+        return aggregate(sock, p, kind, n)
+    end
+    return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
+end
+function aggregate(sock, p, kind, n)
     if kind == 36 then
         if n < 0 then
             return false
@@ -118,8 +141,29 @@ local function parse(sock, p)
         end
         return list
     end
-    return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
+    return nil, "bad reply from redis", false
 end
+local CRLF = "\r\n"
+--- Appends one request (`*N`, then `$len` and each argument) to `out` from index `n`.
+function ____exports.encode(out, n, args, count)
+    out[n] = ("*" .. tostring(count)) .. "\r\n"
+    n = n + 1
+    do
+        local i = 1
+        while i <= count do
+            local a = args[i]
+            out[n] = ("$" .. tostring(#a)) .. "\r\n"
+            out[n + 1] = a
+            out[n + 2] = CRLF
+            n = n + 3
+            i = i + 1
+        end
+    end
+    return n
+end
+--- Per socket object, forgotten with it.
+local pending = setmetatable({}, {__mode = "k"})
+CHUNK = 65536
 --- Reads one reply; arrays are read whole even when an element is an error.
 function ____exports.read(sock)
     local p = pending[sock]

@@ -127,7 +127,49 @@ function bulk_of(sock: NgxTcpSocket, p: Pending, size: number): LuaMultiReturn<[
     return $multi(d, undefined);
 }
 
+/**
+ * The number of a `$`, `*` or `:` line from `from` to `to` (the CR excluded), read
+ * byte by byte: no string per line (an XREAD reply has two such lines per field).
+ * undefined when it is not a decimal integer.
+ */
+function number_in(buf: string, from: number, to: number): number | undefined {
+    let sign = 1;
+    let i = from;
+    if (string.byte(buf, i) === 45) { // -
+        sign = -1;
+        i += 1;
+    }
+    if (i >= to) {
+        return undefined;
+    }
+    let n = 0;
+    for (; i < to; i++) {
+        const c = string.byte(buf, i) - 48;
+        if (c < 0 || c > 9) {
+            return undefined;
+        }
+        n = n * 10 + c;
+    }
+    return sign * n;
+}
+
 function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
+    let [, e] = string.find(p.buf, "\r\n", p.pos, true);
+    while (e === undefined) {
+        const merr = more(sock, p);
+        if (merr !== undefined) {
+            return $multi(undefined, merr, false);
+        }
+        [, e] = string.find(p.buf, "\r\n", p.pos, true);
+    }
+    const head = string.byte(p.buf, p.pos);
+    if (head === 36 || head === 42) { // $ *
+        const count = number_in(p.buf, p.pos + 1, e - 1);
+        if (count !== undefined) {
+            p.pos = e + 1;
+            return aggregate(sock, p, head, count);
+        }
+    }
     const [line, err] = line_of(sock, p);
     if (line === undefined) {
         return $multi(undefined, err, false);
@@ -146,6 +188,14 @@ function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
     if (kind === 58) { // :
         return $multi(n);
     }
+    if (kind === 36 || kind === 42) {
+        return aggregate(sock, p, kind, n);
+    }
+    return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
+}
+
+/** A bulk string (`$`) or an array (`*`) of n, its header line read. */
+function aggregate(sock: NgxTcpSocket, p: Pending, kind: number, n: number): ReadResult {
     if (kind === 36) { // $
         if (n < 0) {
             return $multi(false);
@@ -179,7 +229,7 @@ function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
         }
         return $multi(list);
     }
-    return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
+    return $multi(undefined, "bad reply from redis", false);
 }
 
 /** Reads one reply; arrays are read whole even when an element is an error. */

@@ -37,11 +37,11 @@ local retake_since = 0
 -- one after the other, in the order they were read. Binary: a worker reads the
 -- numbers in place, without a pattern or a string for each (the reader and the
 -- workers share the host, so its byte order).
-function ____exports.encode(inst, pid, wid, name, prev, id, seq, data)
-    head[0] = prev.ms
-    head[1] = prev.n
-    head[2] = id.ms
-    head[3] = id.n
+function ____exports.encode(inst, pid, wid, name, prev_ms, prev_n, ms, n, seq, data)
+    head[0] = prev_ms
+    head[1] = prev_n
+    head[2] = ms
+    head[3] = n
     head[4] = seq
     head[5] = pid
     head[6] = wid

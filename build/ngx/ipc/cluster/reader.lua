@@ -85,16 +85,32 @@ local function position()
     end
     return (tail_id .. " ") .. tostring(tail_seq)
 end
---- A stream id's parts ("ms-n"; 0-0 if it is not one).
+--- A stream id's parts ("ms-n"), read byte by byte (no string per entry); 0, 0 if it is not one.
 local function id_of(id)
-    local dash = string.find(id, "-", 1, true)
-    if dash == nil then
-        return {ms = 0, n = 0}
+    local ms = 0
+    local i = 1
+    local c = string.byte(id, 1) - 48
+    while c >= 0 and c <= 9 do
+        ms = ms * 10 + c
+        i = i + 1
+        c = (string.byte(id, i) or 0) - 48
     end
-    return {
-        ms = tonumber(string.sub(id, 1, dash - 1)) or 0,
-        n = tonumber(string.sub(id, dash + 1)) or 0
-    }
+    if i == 1 or string.byte(id, i) ~= 45 then
+        return 0, 0
+    end
+    local n = 0
+    do
+        local k = i + 1
+        while k <= #id do
+            local d = string.byte(id, k) - 48
+            if d < 0 or d > 9 then
+                return 0, 0
+            end
+            n = n * 10 + d
+            k = k + 1
+        end
+    end
+    return ms, n
 end
 --- Whether stream id a comes after b ("ms-seq").
 local function after(a, b)
@@ -461,7 +477,7 @@ local function relay(entries)
     local count = 0
     local bytes = 0
     local prev = tail_id
-    local prev_at = id_of(tail_id)
+    local prev_ms, prev_n = id_of(tail_id)
     local prev_seq = tail_seq
     do
         local k = 1
@@ -487,7 +503,7 @@ local function relay(entries)
                     )
                     if count == 0 then
                         last_id = id
-                        goto __continue64
+                        goto __continue68
                     end
                     if not hand_over(
                         table.concat(parts, "", 1, count),
@@ -500,17 +516,19 @@ local function relay(entries)
                     last_id = id
                     count = 0
                     bytes = 0
-                    goto __continue64
+                    goto __continue68
                 end
                 count_gap(seq, id, prev, prev_seq)
-                local at = id_of(id)
+                local ms, n = id_of(id)
                 local env = encode(
                     inst,
                     pid,
                     wid,
                     name,
-                    prev_at,
-                    at,
+                    prev_ms,
+                    prev_n,
+                    ms,
+                    n,
                     seq,
                     data
                 )
@@ -530,10 +548,11 @@ local function relay(entries)
                 parts[count] = env
                 bytes = bytes + #env
                 prev = id
-                prev_at = at
+                prev_ms = ms
+                prev_n = n
                 prev_seq = seq
             end
-            ::__continue64::
+            ::__continue68::
             k = k + 1
         end
     end
@@ -617,18 +636,18 @@ local function read_loop(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue82
+                goto __continue86
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue82
+                goto __continue86
             end
             step()
         end
-        ::__continue82::
+        ::__continue86::
     end
     if sock ~= nil and holding then
         commit(true)

@@ -12,12 +12,6 @@ const counters = state.counters;
 
 /** The local alert that carries stream entries to every worker of the instance. */
 export const LOCAL_NAME = `${dispatch.RESERVED}cluster`;
-/** A stream entry id, "ms-n". */
-export interface Id {
-    ms: number;
-    n: number;
-}
-
 /** The doubles of an entry's header, and its bytes. */
 const HEAD = 10;
 const HEAD_BYTES = HEAD * 8;
@@ -46,12 +40,12 @@ let retake_since = 0;
  * numbers in place, without a pattern or a string for each (the reader and the
  * workers share the host, so its byte order).
  */
-export function encode(inst: string, pid: number, wid: number, name: string, prev: Id, id: Id, seq: number,
-    data: string): string {
-    head[0] = prev.ms;
-    head[1] = prev.n;
-    head[2] = id.ms;
-    head[3] = id.n;
+export function encode(inst: string, pid: number, wid: number, name: string, prev_ms: number, prev_n: number,
+    ms: number, n: number, seq: number, data: string): string {
+    head[0] = prev_ms;
+    head[1] = prev_n;
+    head[2] = ms;
+    head[3] = n;
     head[4] = seq;
     head[5] = pid;
     head[6] = wid;

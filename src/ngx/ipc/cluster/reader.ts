@@ -8,7 +8,7 @@
 // reconnects with backoff when Redis goes away.
 import * as resp from "../resp";
 import * as shim from "../shim";
-import { encode, type Id, LOCAL_NAME, packed } from "./envelope";
+import { encode, LOCAL_NAME, packed } from "./envelope";
 import * as link from "./link";
 import { ACQUIRE, args_of, COMMIT, load, RAISE, run, script_args } from "./scripts";
 import * as slots from "./slots";
@@ -78,13 +78,28 @@ function position(): string {
     return `${tail_id} ${tail_seq}`;
 }
 
-/** A stream id's parts ("ms-n"; 0-0 if it is not one). */
-function id_of(id: string): Id {
-    const [dash] = string.find(id, "-", 1, true);
-    if (dash === undefined) {
-        return { ms: 0, n: 0 };
+/** A stream id's parts ("ms-n"), read byte by byte (no string per entry); 0, 0 if it is not one. */
+function id_of(id: string): LuaMultiReturn<[number, number]> {
+    let ms = 0;
+    let i = 1;
+    let c = string.byte(id, 1) - 48;
+    while (c >= 0 && c <= 9) {
+        ms = ms * 10 + c;
+        i += 1;
+        c = (string.byte(id, i) ?? 0) - 48;
     }
-    return { ms: tonumber(string.sub(id, 1, dash - 1)) ?? 0, n: tonumber(string.sub(id, dash + 1)) ?? 0 };
+    if (i === 1 || string.byte(id, i) !== 45) { // -
+        return $multi(0, 0);
+    }
+    let n = 0;
+    for (let k = i + 1; k <= id.length; k++) {
+        const d = string.byte(id, k) - 48;
+        if (d < 0 || d > 9) {
+            return $multi(0, 0);
+        }
+        n = n * 10 + d;
+    }
+    return $multi(ms, n);
 }
 
 /** Whether stream id a comes after b ("ms-seq"). */
@@ -388,7 +403,7 @@ function relay(entries: LuaTable<number, LuaTable<number, resp.Reply>>): boolean
     let count = 0;
     let bytes = 0;
     let prev = tail_id;
-    let prev_at = id_of(tail_id);
+    let [prev_ms, prev_n] = id_of(tail_id);
     let prev_seq = tail_seq;
     for (let k = 1; k <= entries.length(); k++) {
         const id = entries.get(k).get(1) as string;
@@ -418,8 +433,8 @@ function relay(entries: LuaTable<number, LuaTable<number, resp.Reply>>): boolean
             continue;
         }
         count_gap(seq, id, prev, prev_seq);
-        const at = id_of(id);
-        const env = encode(inst, pid, wid, name, prev_at, at, seq, data);
+        const [ms, n] = id_of(id);
+        const env = encode(inst, pid, wid, name, prev_ms, prev_n, ms, n, seq, data);
         if (count > 0 && bytes + env.length > ENVELOPE) {
             if (!hand_over(table.concat(parts, "", 1, count), count, prev, prev_seq)) {
                 return false;
@@ -431,7 +446,8 @@ function relay(entries: LuaTable<number, LuaTable<number, resp.Reply>>): boolean
         parts[count - 1] = env;
         bytes += env.length;
         prev = id;
-        prev_at = at;
+        prev_ms = ms;
+        prev_n = n;
         prev_seq = seq;
     }
     return count === 0 || hand_over(table.concat(parts, "", 1, count), count, prev, prev_seq);
