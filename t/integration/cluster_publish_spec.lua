@@ -1,6 +1,8 @@
 -- ipc.cluster publishing: the broadcasts of one worker's event loop turn go to
 -- Redis in one write, yet each caller gets its own reply; replies are parsed from
--- what the connection has buffered, large bulk strings included.
+-- what the connection has buffered, large bulk strings included. The entries such
+-- a write adds reach the reader in one XREAD reply, and go to the workers in one
+-- local alert (an envelope of several entries), each still handled once, in order.
 local nginx = require "nginx"
 local redis = require "redis"
 
@@ -79,5 +81,67 @@ describe("ipc.cluster publishing", function()
     end
     assert.are.equal("1280", r:cli("XLEN", "p"):match("%d+"), "entries in the stream")
     comment("1280 alerts (128 of 100-300 KiB) from 32 threads handled whole at both workers")
+  end)
+
+  it("a burst of 16 threads x 50 small alerts per worker: relayed several to a local alert, each handled once, in order, at every worker", function()
+    r = redis.start {}
+    inst = nginx.start {
+      workers = 2,
+      init_worker = ([[
+        local ipc = require "ngx.ipc"
+        ipc.cluster.configure{ redis = %q, stream = "b", timeout = 10 }
+        local st = { n = 0, bad = {}, last = {} }
+        T.state.b = st
+        ipc.receive("b", function(d)
+          local from, i = d:match("^(%%d+) (%%d+)$")
+          i = tonumber(i)
+          if i ~= (st.last[from] or 0) + 1 then
+            st.bad[#st.bad + 1] = ("%%s: %%d after %%s"):format(from, i, tostring(st.last[from]))
+          end
+          st.last[from] = i
+          st.n = st.n + 1
+        end)
+      ]]):format(r.addr),
+    }
+    local w0 = inst:by_id()[0]
+    inst:wait_for(function() return inst:run(w0, "return ipc.stats().cluster.reader") end, 20, "the reader")
+    local before = inst:run_all("return ipc.stats().alerts_received")
+    local res = inst:run_all([[
+      local me = ngx.worker.pid()
+      local function one(k)
+        for i = 1, 50 do
+          local ok, err = ipc.cluster.broadcast("b", ("%d %d"):format(me * 100 + k, i))
+          if not ok then return nil, err end
+        end
+        return true
+      end
+      local th = {}
+      for k = 1, 16 do th[k] = ngx.thread.spawn(one, k) end
+      for k = 1, 16 do
+        local _, ok, err = ngx.thread.wait(th[k])
+        if not ok then return err end
+      end
+      return ipc.stats().cluster.published
+    ]], 120)
+    for pid, v in pairs(res) do
+      assert.are.equal(800, v, "broadcasts that returned true at worker " .. pid)
+    end
+    local states = inst:wait_for(function()
+      local s = inst:run_all("local st = T.state.b return { n = st.n, bad = st.bad, local_alerts = ipc.stats().alerts_received }")
+      for pid, st in pairs(s) do
+        if st.n < 1600 then return false, ("worker %d handled %d of 1600"):format(pid, st.n) end
+      end
+      return s
+    end, 120, "1600 alerts at both workers")
+    local c = inst:run(w0, "return ipc.stats().cluster")
+    assert.are.equal(1600, c.relayed, "entries the reader relayed")
+    for pid, st in pairs(states) do
+      assert.are.same({}, st.bad, "out of turn at worker " .. pid)
+      assert.are.equal(1600, st.n, "alerts handled by worker " .. pid)
+      -- each publisher's write adds up to 16 entries, which one XREAD reply brings
+      local got = st.local_alerts - before[pid]
+      assert.is_true(got <= 800, ("local alerts that carried 1600 entries to worker %d: %d, expected at most 800"):format(pid, got))
+      comment("worker %d: 1600 alerts in %d local alerts", pid, got)
+    end
   end)
 end)
