@@ -10,6 +10,37 @@ local function comment(fmt, ...)
   io.stdout:write("# ", fmt:format(...), "\n")
 end
 
+-- Every worker runs `body` (the loop of one light thread, `k` its number, `me` the
+-- worker's pid; nil, err on failure) in 16 light threads; each worker's
+-- stats().cluster.published, or the first error
+local function from_threads(inst, body)
+  return inst:run_all(([[
+      local me = ngx.worker.pid()
+      local function one(k)
+        %s
+        return true
+      end
+      local th = {}
+      for k = 1, 16 do th[k] = ngx.thread.spawn(one, k) end
+      for k = 1, 16 do
+        local _, ok, err = ngx.thread.wait(th[k])
+        if not ok then return err end
+      end
+      return ipc.stats().cluster.published
+  ]]):format(body), 120)
+end
+
+-- waits until `code` run in each worker returns a table whose n is at least `n`
+local function wait_handled(inst, code, n)
+  return inst:wait_for(function()
+    local s = inst:run_all(code)
+    for pid, st in pairs(s) do
+      if st.n < n then return false, ("worker %d handled %d of %d"):format(pid, st.n, n) end
+    end
+    return s
+  end, 120, n .. " alerts at both workers")
+end
+
 describe("ipc.cluster publishing", function()
   local r, inst
 
@@ -45,9 +76,7 @@ describe("ipc.cluster publishing", function()
     }
     local w0 = inst:by_id()[0]
     inst:wait_for(function() return inst:run(w0, "return ipc.stats().cluster.reader") end, 20, "the reader")
-    local res = inst:run_all([[
-      local me = ngx.worker.pid()
-      local function one(k)
+    local res = from_threads(inst, [[
         local from = me * 100 + k
         for i = 1, 40 do
           -- every 10th alert is large: 100..300 KiB
@@ -55,26 +84,11 @@ describe("ipc.cluster publishing", function()
           local ok, err = ipc.cluster.broadcast("p", ("%d %d %d %s"):format(from, i, size, string.rep(string.char(i % 256), size)))
           if not ok then return nil, err end
         end
-        return true
-      end
-      local th = {}
-      for k = 1, 16 do th[k] = ngx.thread.spawn(one, k) end
-      for k = 1, 16 do
-        local _, ok, err = ngx.thread.wait(th[k])
-        if not ok then return err end
-      end
-      return ipc.stats().cluster.published
-    ]], 120)
+    ]])
     for pid, v in pairs(res) do
       assert.are.equal(640, v, "broadcasts that returned true at worker " .. pid)
     end
-    local states = inst:wait_for(function()
-      local s = inst:run_all("return T.state.p")
-      for pid, st in pairs(s) do
-        if st.n < 1280 then return false, ("worker %d handled %d of 1280"):format(pid, st.n) end
-      end
-      return s
-    end, 120, "1280 alerts at both workers")
+    local states = wait_handled(inst, "return T.state.p", 1280)
     for pid, st in pairs(states) do
       assert.are.same({}, st.bad, "damaged or out of turn at worker " .. pid)
       assert.are.equal(1280, st.n, "alerts handled by worker " .. pid)
@@ -106,33 +120,17 @@ describe("ipc.cluster publishing", function()
     local w0 = inst:by_id()[0]
     inst:wait_for(function() return inst:run(w0, "return ipc.stats().cluster.reader") end, 20, "the reader")
     local before = inst:run_all("return ipc.stats().alerts_received")
-    local res = inst:run_all([[
-      local me = ngx.worker.pid()
-      local function one(k)
+    local res = from_threads(inst, [[
         for i = 1, 50 do
           local ok, err = ipc.cluster.broadcast("b", ("%d %d"):format(me * 100 + k, i))
           if not ok then return nil, err end
         end
-        return true
-      end
-      local th = {}
-      for k = 1, 16 do th[k] = ngx.thread.spawn(one, k) end
-      for k = 1, 16 do
-        local _, ok, err = ngx.thread.wait(th[k])
-        if not ok then return err end
-      end
-      return ipc.stats().cluster.published
-    ]], 120)
+    ]])
     for pid, v in pairs(res) do
       assert.are.equal(800, v, "broadcasts that returned true at worker " .. pid)
     end
-    local states = inst:wait_for(function()
-      local s = inst:run_all("local st = T.state.b return { n = st.n, bad = st.bad, local_alerts = ipc.stats().alerts_received }")
-      for pid, st in pairs(s) do
-        if st.n < 1600 then return false, ("worker %d handled %d of 1600"):format(pid, st.n) end
-      end
-      return s
-    end, 120, "1600 alerts at both workers")
+    local states = wait_handled(inst,
+      "local st = T.state.b return { n = st.n, bad = st.bad, local_alerts = ipc.stats().alerts_received }", 1600)
     local c = inst:run(w0, "return ipc.stats().cluster")
     assert.are.equal(1600, c.relayed, "entries the reader relayed")
     for pid, st in pairs(states) do

@@ -436,9 +436,11 @@ local function rewind()
     tail_id = id
     tail_seq = to.seq
 end
---- Hands an envelope of `count` entries to every worker of the instance (one local
--- broadcast), the last of them `last` (number `seq`); false when it must stop first.
-local function hand_over(env, count, last, seq)
+--- Hands the first `count` encoded entries of `parts` to every worker of the instance
+-- in one local broadcast, the last of them `last` (number `seq`); false when it must
+-- stop first.
+local function hand_over(parts, count, last, seq)
+    local env = table.concat(parts, "", 1, count)
     local delay = 0.01
     while true do
         if ngx.worker.exiting() or not room(packed(#env)) then
@@ -501,16 +503,7 @@ local function relay(entries)
                         state.settings.stream,
                         " is not an ngx.ipc alert; skipped"
                     )
-                    if count == 0 then
-                        last_id = id
-                        goto __continue68
-                    end
-                    if not hand_over(
-                        table.concat(parts, "", 1, count),
-                        count,
-                        prev,
-                        prev_seq
-                    ) then
+                    if count > 0 and not hand_over(parts, count, prev, prev_seq) then
                         return false
                     end
                     last_id = id
@@ -533,12 +526,7 @@ local function relay(entries)
                     data
                 )
                 if count > 0 and bytes + #env > ENVELOPE then
-                    if not hand_over(
-                        table.concat(parts, "", 1, count),
-                        count,
-                        prev,
-                        prev_seq
-                    ) then
+                    if not hand_over(parts, count, prev, prev_seq) then
                         return false
                     end
                     count = 0
@@ -556,12 +544,7 @@ local function relay(entries)
             k = k + 1
         end
     end
-    return count == 0 or hand_over(
-        table.concat(parts, "", 1, count),
-        count,
-        prev,
-        prev_seq
-    )
+    return count == 0 or hand_over(parts, count, prev, prev_seq)
 end
 --- One turn: save the position and renew the lease, read what follows, hand it over.
 local function step()
@@ -636,18 +619,18 @@ local function read_loop(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue86
+                goto __continue85
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue86
+                goto __continue85
             end
             step()
         end
-        ::__continue86::
+        ::__continue85::
     end
     if sock ~= nil and holding then
         commit(true)

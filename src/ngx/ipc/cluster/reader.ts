@@ -364,10 +364,12 @@ function rewind(): void {
 }
 
 /**
- * Hands an envelope of `count` entries to every worker of the instance (one local
- * broadcast), the last of them `last` (number `seq`); false when it must stop first.
+ * Hands the first `count` encoded entries of `parts` to every worker of the instance
+ * in one local broadcast, the last of them `last` (number `seq`); false when it must
+ * stop first.
  */
-function hand_over(env: string, count: number, last: string, seq: number): boolean {
+function hand_over(parts: string[], count: number, last: string, seq: number): boolean {
+    const env = table.concat(parts, "", 1, count);
     let delay = 0.01;
     while (true) {
         if (ngx.worker.exiting() || !room(packed(env.length))) {
@@ -419,12 +421,8 @@ function relay(entries: LuaTable<number, LuaTable<number, resp.Reply>>): boolean
             counters.malformed += 1;
             ngx.log(ngx.WARN, "ngx.ipc: cluster reader: entry ", id, " of ", state.settings!.stream,
                 " is not an ngx.ipc alert; skipped");
-            if (count === 0) {
-                last_id = id;
-                continue;
-            }
             // read past it only with the entries before it
-            if (!hand_over(table.concat(parts, "", 1, count), count, prev, prev_seq)) {
+            if (count > 0 && !hand_over(parts, count, prev, prev_seq)) {
                 return false;
             }
             last_id = id;
@@ -436,7 +434,7 @@ function relay(entries: LuaTable<number, LuaTable<number, resp.Reply>>): boolean
         const [ms, n] = id_of(id);
         const env = encode(inst, pid, wid, name, prev_ms, prev_n, ms, n, seq, data);
         if (count > 0 && bytes + env.length > ENVELOPE) {
-            if (!hand_over(table.concat(parts, "", 1, count), count, prev, prev_seq)) {
+            if (!hand_over(parts, count, prev, prev_seq)) {
                 return false;
             }
             count = 0;
@@ -450,7 +448,7 @@ function relay(entries: LuaTable<number, LuaTable<number, resp.Reply>>): boolean
         prev_n = n;
         prev_seq = seq;
     }
-    return count === 0 || hand_over(table.concat(parts, "", 1, count), count, prev, prev_seq);
+    return count === 0 || hand_over(parts, count, prev, prev_seq);
 }
 
 /** One turn: save the position and renew the lease, read what follows, hand it over. */
