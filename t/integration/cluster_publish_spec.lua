@@ -142,4 +142,62 @@ describe("ipc.cluster publishing", function()
       comment("worker %d: 1600 alerts in %d local alerts", pid, got)
     end
   end)
+
+  it("entries in the stream that are not ngx.ipc's are counted and skipped; the alerts around them are handled once, in order", function()
+    r = redis.start {}
+    inst = nginx.start {
+      workers = 2,
+      init_worker = ([[
+        local ipc = require "ngx.ipc"
+        ipc.cluster.configure{ redis = %q, stream = "f", timeout = 10 }
+        local st = { got = {} }
+        T.state.f = st
+        ipc.receive("f", function(d) st.got[#st.got + 1] = d end)
+      ]]):format(r.addr),
+    }
+    local w0 = inst:by_id()[0]
+    inst:wait_for(function() return inst:run(w0, "return ipc.stats().cluster.reader") end, 20, "the reader")
+    local function publish(from, to)
+      local ok = inst:run(w0, ([[
+        for i = %d, %d do
+          local ok, err = ipc.cluster.broadcast("f", "a" .. i)
+          if not ok then return err end
+        end
+        return true
+      ]]):format(from, to))
+      assert.are.equal(true, ok, "broadcasts " .. from .. ".." .. to)
+    end
+    publish(1, 3)
+    -- in one script, so that one XREAD reply has them all: an alert as ngx.ipc writes
+    -- it, other fields, a sequence number that is not one, ngx.ipc's fields under
+    -- long names, and an alert again
+    r:cli("EVAL", [[
+      local function alert(d)
+        local s = redis.call('INCR', KEYS[2])
+        redis.call('XADD', KEYS[1], '*', 's', s, 'i', 'a/1/2.00', 'p', '1', 'w', '0', 'n', 'f', 'd', d)
+      end
+      alert('a4')
+      redis.call('XADD', KEYS[1], '*', 'x', 'y')
+      redis.call('XADD', KEYS[1], '*', 's', 'many', 'i', 'a/1/2.00', 'p', '1', 'w', '0', 'n', 'f', 'd', 'z')
+      redis.call('XADD', KEYS[1], '*', 'seq', '7', 'instance', 'a', 'pid', '1', 'wid', '0', 'name', 'f', 'data', 'z')
+      alert('a5')
+      return 1
+    ]], "2", "f", "f:seq")
+    publish(6, 6)
+    local got = inst:wait_for(function()
+      local s = inst:run_all("return T.state.f.got")
+      for pid, g in pairs(s) do
+        if #g < 6 then return false, ("worker %d handled %d of 6"):format(pid, #g) end
+      end
+      return s
+    end, 20, "6 alerts at both workers")
+    for pid, g in pairs(got) do
+      assert.are.equal("a1 a2 a3 a4 a5 a6", table.concat(g, " "), "alerts handled by worker " .. pid)
+    end
+    local c = inst:run(w0, "return ipc.stats().cluster")
+    assert.are.equal(3, c.malformed, "entries the reader skipped")
+    assert.are.equal(6, c.relayed, "entries the reader relayed")
+    assert.are.equal("9", r:cli("XLEN", "f"):match("%d+"), "entries in the stream")
+    assert.are.equal(0, c.gaps, "gaps counted")
+  end)
 end)

@@ -164,14 +164,89 @@ end
 --- Per socket object, forgotten with it.
 local pending = setmetatable({}, {__mode = "k"})
 CHUNK = 65536
---- Reads one reply; arrays are read whole even when an element is an error.
-function ____exports.read(sock)
+function ____exports.cursor(sock)
     local p = pending[sock]
     if p == nil then
         p = {buf = "", pos = 1}
         pending[sock] = p
     end
-    return parse(sock, p)
+    return p
+end
+--- The next element's header, for a reply read element by element (no table per
+-- element): its kind (36 `$`, 42 `*`, 58 `:`) and number (a length, a count, -1 for
+-- null, or the integer). nil, message, usable: an error reply (usable), or I/O
+-- failed or the reply is not RESP2 (not usable).
+function ____exports.head(sock, p)
+    local ____, e = string.find(p.buf, "\r\n", p.pos, true)
+    while e == nil do
+        local err = more(sock, p)
+        if err ~= nil then
+            return nil, err, false
+        end
+        local ____temp_1 = {string.find(p.buf, "\r\n", p.pos, true)}
+        e = ____temp_1[2]
+    end
+    local kind = string.byte(p.buf, p.pos)
+    local n = number_in(p.buf, p.pos + 1, e - 1)
+    if kind == 45 then
+        local msg = string.sub(p.buf, p.pos + 1, e - 2)
+        p.pos = e + 1
+        return nil, msg, true
+    end
+    if kind ~= 36 and kind ~= 42 and kind ~= 58 or n == nil then
+        return nil, "bad reply from redis: " .. string.sub(
+            p.buf,
+            p.pos,
+            math.min(e - 2, p.pos + 80)
+        ), false
+    end
+    p.pos = e + 1
+    return kind, n
+end
+--- The body of a bulk string of `size` bytes whose header head() read.
+function ____exports.body(sock, p, size)
+    return bulk_of(sock, p, size)
+end
+--- The body of a bulk string of `size` bytes read as a decimal integer, in place when
+-- it is buffered (no string); undefined, undefined when it is not one; undefined, err
+-- when I/O failed.
+function ____exports.body_number(sock, p, size)
+    if #p.buf - p.pos + 1 >= size + 2 then
+        local ____temp_2
+        if size > 0 then
+            ____temp_2 = number_in(p.buf, p.pos, p.pos + size)
+        else
+            ____temp_2 = nil
+        end
+        local v = ____temp_2
+        p.pos = p.pos + (size + 2)
+        return v, nil
+    end
+    local d, err = bulk_of(sock, p, size)
+    if d == nil then
+        return nil, err
+    end
+    return tonumber(d), nil
+end
+--- The byte of a one-byte bulk string (a stream field's name here), in place; 0 for any other size.
+function ____exports.body_byte(sock, p, size)
+    if size == 1 and #p.buf - p.pos + 1 >= 3 then
+        local b = string.byte(p.buf, p.pos)
+        p.pos = p.pos + 3
+        return b, nil
+    end
+    local d, err = bulk_of(sock, p, size)
+    if d == nil then
+        return nil, err
+    end
+    return size == 1 and string.byte(d) or 0, nil
+end
+--- Reads one reply; arrays are read whole even when an element is an error.
+function ____exports.read(sock)
+    return parse(
+        sock,
+        ____exports.cursor(sock)
+    )
 end
 --- A request's arguments as call() and encode() take them, and their count.
 function ____exports.args(...)

@@ -232,14 +232,87 @@ function aggregate(sock: NgxTcpSocket, p: Pending, kind: number, n: number): Rea
     return $multi(undefined, "bad reply from redis", false);
 }
 
-/** Reads one reply; arrays are read whole even when an element is an error. */
-export function read(sock: NgxTcpSocket): ReadResult {
+/** A connection's buffered replies, for a caller that reads a large reply element by element. */
+export type Cursor = Pending;
+
+export function cursor(sock: NgxTcpSocket): Cursor {
     let p = pending.get(sock);
     if (p === undefined) {
         p = { buf: "", pos: 1 };
         pending.set(sock, p);
     }
-    return parse(sock, p);
+    return p;
+}
+
+/**
+ * The next element's header, for a reply read element by element (no table per
+ * element): its kind (36 `$`, 42 `*`, 58 `:`) and number (a length, a count, -1 for
+ * null, or the integer). nil, message, usable: an error reply (usable), or I/O
+ * failed or the reply is not RESP2 (not usable).
+ */
+export function head(sock: NgxTcpSocket, p: Cursor): LuaMultiReturn<[number, number] | [undefined, string, boolean]> {
+    let [, e] = string.find(p.buf, "\r\n", p.pos, true);
+    while (e === undefined) {
+        const err = more(sock, p);
+        if (err !== undefined) {
+            return $multi(undefined, err, false);
+        }
+        [, e] = string.find(p.buf, "\r\n", p.pos, true);
+    }
+    const kind = string.byte(p.buf, p.pos);
+    const n = number_in(p.buf, p.pos + 1, e - 1);
+    if (kind === 45) { // -
+        const msg = string.sub(p.buf, p.pos + 1, e - 2);
+        p.pos = e + 1;
+        return $multi(undefined, msg, true);
+    }
+    if ((kind !== 36 && kind !== 42 && kind !== 58) || n === undefined) {
+        return $multi(undefined, `bad reply from redis: ${string.sub(p.buf, p.pos, math.min(e - 2, p.pos + 80))}`, false);
+    }
+    p.pos = e + 1;
+    return $multi(kind, n);
+}
+
+/** The body of a bulk string of `size` bytes whose header head() read. */
+export function body(sock: NgxTcpSocket, p: Cursor, size: number): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+    return bulk_of(sock, p, size);
+}
+
+/**
+ * The body of a bulk string of `size` bytes read as a decimal integer, in place when
+ * it is buffered (no string); undefined, undefined when it is not one; undefined, err
+ * when I/O failed.
+ */
+export function body_number(sock: NgxTcpSocket, p: Cursor, size: number): LuaMultiReturn<[number | undefined, string | undefined]> {
+    if (p.buf.length - p.pos + 1 >= size + 2) {
+        const v = size > 0 ? number_in(p.buf, p.pos, p.pos + size) : undefined;
+        p.pos += size + 2;
+        return $multi(v, undefined);
+    }
+    const [d, err] = bulk_of(sock, p, size);
+    if (d === undefined) {
+        return $multi(undefined, err);
+    }
+    return $multi(tonumber(d), undefined);
+}
+
+/** The byte of a one-byte bulk string (a stream field's name here), in place; 0 for any other size. */
+export function body_byte(sock: NgxTcpSocket, p: Cursor, size: number): LuaMultiReturn<[number, undefined] | [undefined, string]> {
+    if (size === 1 && p.buf.length - p.pos + 1 >= 3) {
+        const b = string.byte(p.buf, p.pos);
+        p.pos += 3;
+        return $multi(b, undefined);
+    }
+    const [d, err] = bulk_of(sock, p, size);
+    if (d === undefined) {
+        return $multi(undefined, err);
+    }
+    return $multi(size === 1 ? string.byte(d) : 0, undefined);
+}
+
+/** Reads one reply; arrays are read whole even when an element is an error. */
+export function read(sock: NgxTcpSocket): ReadResult {
+    return parse(sock, cursor(sock));
 }
 
 /** A request's arguments as call() and encode() take them, and their count. */

@@ -346,19 +346,165 @@ local function room(size)
     held = held + size
     return true
 end
---- Field value of a stream entry's field list, or undefined.
-local function field(f, key)
+--- The entries of the last XREAD reply, by position (reused: no table per entry);
+-- undefined where the entry lacks the field or it is not a number where one is due.
+local e_id = {}
+local e_seq = {}
+local e_inst = {}
+local e_pid = {}
+local e_wid = {}
+local e_name = {}
+local e_data = {}
+--- Field names of an ngx.ipc entry, by their byte.
+local F_S = 115
+local F_I = 105
+local F_P = 112
+local F_W = 119
+local F_N = 110
+local F_D = 100
+--- One field's value into the entry tables at k, after its name's byte.
+local function read_value(c, k, f)
+    local kind, size_ = resp.head(sock, c)
+    if kind == nil then
+        return size_
+    end
+    local size = size_
+    if kind ~= 36 or size < 0 then
+        return "bad reply from redis: a stream field's value is not a string"
+    end
+    if f == F_S or f == F_P or f == F_W then
+        local v, err = resp.body_number(sock, c, size)
+        if err ~= nil then
+            return err
+        end
+        if f == F_S then
+            e_seq[k] = v
+        elseif f == F_P then
+            e_pid[k] = v
+        else
+            e_wid[k] = v
+        end
+        return nil
+    end
+    local v, err = resp.body(sock, c, size)
+    if v == nil then
+        return err
+    end
+    if f == F_I then
+        e_inst[k] = v
+    elseif f == F_N then
+        e_name[k] = v
+    elseif f == F_D then
+        e_data[k] = v
+    end
+    return nil
+end
+--- Entry k: "*2", its id, its field list.
+local function read_entry(c, k)
+    e_seq[k] = nil
+    e_inst[k] = nil
+    e_pid[k] = nil
+    e_wid[k] = nil
+    e_name[k] = nil
+    e_data[k] = nil
+    local kind, two_ = resp.head(sock, c)
+    if kind == nil then
+        return two_
+    end
+    local two = two_
+    local ik, isize_ = resp.head(sock, c)
+    if ik == nil then
+        return isize_
+    end
+    local isize = isize_
+    if kind ~= 42 or two ~= 2 or ik ~= 36 or isize < 0 then
+        return "bad reply from redis: not a stream entry"
+    end
+    local id, berr = resp.body(sock, c, isize)
+    if id == nil then
+        return berr
+    end
+    e_id[k] = id
+    local fk, fields_ = resp.head(sock, c)
+    if fk == nil then
+        return fields_
+    end
+    local fields = fields_
+    if fk ~= 42 then
+        return "bad reply from redis: a stream entry's fields are not a list"
+    end
     do
         local i = 1
-        while i < #f do
-            if f[i] == key then
-                local v = f[i + 1]
-                return type(v) == "string" and v or nil
+        while i <= fields do
+            local nk, nsize_ = resp.head(sock, c)
+            if nk == nil then
+                return nsize_
+            end
+            local nsize = nsize_
+            if nk ~= 36 or nsize < 0 then
+                return "bad reply from redis: a stream field's name is not a string"
+            end
+            local f, bberr = resp.body_byte(sock, c, nsize)
+            if f == nil then
+                return bberr
+            end
+            local verr = read_value(c, k, f)
+            if verr ~= nil then
+                return verr
             end
             i = i + 2
         end
     end
     return nil
+end
+--- XREAD's reply (one stream) into the entry tables, without a table per entry or a
+-- string per field name and number: how many entries, 0 for none (it timed out).
+local function read_entries()
+    local c = resp.cursor(sock)
+    local kind, streams_ = resp.head(sock, c)
+    if kind == nil then
+        return nil, streams_
+    end
+    local streams = streams_
+    if kind == 42 and streams < 0 then
+        return 0
+    end
+    local sk, two_ = resp.head(sock, c)
+    if sk == nil then
+        return nil, two_
+    end
+    local two = two_
+    local nk, nsize_ = resp.head(sock, c)
+    if nk == nil then
+        return nil, nsize_
+    end
+    local nsize = nsize_
+    if kind ~= 42 or streams ~= 1 or sk ~= 42 or two ~= 2 or nk ~= 36 or nsize < 0 then
+        return nil, "bad reply from redis to XREAD"
+    end
+    local name, berr = resp.body(sock, c, nsize)
+    if name == nil then
+        return nil, berr
+    end
+    local ek, count_ = resp.head(sock, c)
+    if ek == nil then
+        return nil, count_
+    end
+    local count = count_
+    if ek ~= 42 then
+        return nil, "bad reply from redis to XREAD"
+    end
+    do
+        local k = 1
+        while k <= count do
+            local rerr = read_entry(c, k)
+            if rerr ~= nil then
+                return nil, rerr
+            end
+            k = k + 1
+        end
+    end
+    return math.max(count, 0)
 end
 --- Counts and logs entries trimmed before this reader read them (each worker counts
 -- its own loss), and numbers given out again (a failover, or Redis restarted without
@@ -483,16 +629,16 @@ local function relay(entries)
     local prev_seq = tail_seq
     do
         local k = 1
-        while k <= #entries do
+        while k <= entries do
             do
-                local id = entries[k][1]
-                local f = entries[k][2]
-                local seq = tonumber(field(f, "s"))
-                local inst = field(f, "i")
-                local pid = tonumber(field(f, "p"))
-                local wid = tonumber(field(f, "w"))
-                local name = field(f, "n")
-                local data = field(f, "d")
+                local id = e_id[k]
+                local seq = e_seq[k]
+                local inst = e_inst[k]
+                local pid = e_pid[k]
+                local wid = e_wid[k]
+                local name = e_name[k]
+                local data = e_data[k]
+                e_data[k] = nil
                 if seq == nil or inst == nil or pid == nil or wid == nil or name == nil or data == nil then
                     counters.malformed = counters.malformed + 1
                     ngx.log(
@@ -509,7 +655,7 @@ local function relay(entries)
                     last_id = id
                     count = 0
                     bytes = 0
-                    goto __continue68
+                    goto __continue101
                 end
                 count_gap(seq, id, prev, prev_seq)
                 local ms, n = id_of(id)
@@ -540,7 +686,7 @@ local function relay(entries)
                 prev_n = n
                 prev_seq = seq
             end
-            ::__continue68::
+            ::__continue101::
             k = k + 1
         end
     end
@@ -591,7 +737,7 @@ local function step()
     if save then
         c, cerr = resp.read(sock)
     end
-    local r, rerr = resp.read(sock)
+    local r, rerr = read_entries()
     if c == nil or r == nil then
         drop_connection(c == nil and cerr or rerr)
         return
@@ -601,15 +747,13 @@ local function step()
         lost_lease()
         return
     end
-    if r == false then
+    if r == 0 then
         return
     end
-    local streams = r
-    local entries = streams[1][2]
     local c0 = shim.counters()
     queued = c0.send_queued
     held = c0.receive_ready + c0.receive_partial
-    relay(entries)
+    relay(r)
 end
 local function read_loop(premature)
     if premature then
@@ -619,18 +763,18 @@ local function read_loop(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue85
+                goto __continue118
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue85
+                goto __continue118
             end
             step()
         end
-        ::__continue85::
+        ::__continue118::
     end
     if sock ~= nil and holding then
         commit(true)

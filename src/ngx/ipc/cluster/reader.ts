@@ -294,15 +294,167 @@ function room(size: number): boolean {
     return true;
 }
 
-/** Field value of a stream entry's field list, or undefined. */
-function field(f: LuaTable<number, resp.Reply>, key: string): string | undefined {
-    for (let i = 1; i < f.length(); i += 2) {
-        if (f.get(i) === key) {
-            const v = f.get(i + 1);
-            return type(v) === "string" ? (v as string) : undefined;
+/**
+ * The entries of the last XREAD reply, by position (reused: no table per entry);
+ * undefined where the entry lacks the field or it is not a number where one is due.
+ */
+const e_id = new LuaTable<number, string>();
+const e_seq = new LuaTable<number, number | undefined>();
+const e_inst = new LuaTable<number, string | undefined>();
+const e_pid = new LuaTable<number, number | undefined>();
+const e_wid = new LuaTable<number, number | undefined>();
+const e_name = new LuaTable<number, string | undefined>();
+const e_data = new LuaTable<number, string | undefined>();
+
+/** Field names of an ngx.ipc entry, by their byte. */
+const F_S = 115;
+const F_I = 105;
+const F_P = 112;
+const F_W = 119;
+const F_N = 110;
+const F_D = 100;
+
+type Read = LuaMultiReturn<[number] | [undefined, string]>;
+
+/** One field's value into the entry tables at k, after its name's byte. */
+function read_value(c: resp.Cursor, k: number, f: number): string | undefined {
+    const [kind, size_] = resp.head(sock!, c);
+    if (kind === undefined) {
+        return size_ as string;
+    }
+    const size = size_ as number;
+    if (kind !== 36 || size < 0) {
+        return "bad reply from redis: a stream field's value is not a string";
+    }
+    if (f === F_S || f === F_P || f === F_W) {
+        const [v, err] = resp.body_number(sock!, c, size);
+        if (err !== undefined) {
+            return err;
+        }
+        if (f === F_S) {
+            e_seq.set(k, v);
+        } else if (f === F_P) {
+            e_pid.set(k, v);
+        } else {
+            e_wid.set(k, v);
+        }
+        return undefined;
+    }
+    const [v, err] = resp.body(sock!, c, size);
+    if (v === undefined) {
+        return err;
+    }
+    if (f === F_I) {
+        e_inst.set(k, v);
+    } else if (f === F_N) {
+        e_name.set(k, v);
+    } else if (f === F_D) {
+        e_data.set(k, v);
+    }
+    return undefined;
+}
+
+/** Entry k: "*2", its id, its field list. */
+function read_entry(c: resp.Cursor, k: number): string | undefined {
+    e_seq.set(k, undefined);
+    e_inst.set(k, undefined);
+    e_pid.set(k, undefined);
+    e_wid.set(k, undefined);
+    e_name.set(k, undefined);
+    e_data.set(k, undefined);
+    const [kind, two_] = resp.head(sock!, c);
+    if (kind === undefined) {
+        return two_ as string;
+    }
+    const two = two_ as number;
+    const [ik, isize_] = resp.head(sock!, c);
+    if (ik === undefined) {
+        return isize_ as string;
+    }
+    const isize = isize_ as number;
+    if (kind !== 42 || two !== 2 || ik !== 36 || isize < 0) {
+        return "bad reply from redis: not a stream entry";
+    }
+    const [id, berr] = resp.body(sock!, c, isize);
+    if (id === undefined) {
+        return berr;
+    }
+    e_id.set(k, id);
+    const [fk, fields_] = resp.head(sock!, c);
+    if (fk === undefined) {
+        return fields_ as string;
+    }
+    const fields = fields_ as number;
+    if (fk !== 42) {
+        return "bad reply from redis: a stream entry's fields are not a list";
+    }
+    for (let i = 1; i <= fields; i += 2) {
+        const [nk, nsize_] = resp.head(sock!, c);
+        if (nk === undefined) {
+            return nsize_ as string;
+        }
+        const nsize = nsize_ as number;
+        if (nk !== 36 || nsize < 0) {
+            return "bad reply from redis: a stream field's name is not a string";
+        }
+        const [f, bberr] = resp.body_byte(sock!, c, nsize);
+        if (f === undefined) {
+            return bberr;
+        }
+        const verr = read_value(c, k, f);
+        if (verr !== undefined) {
+            return verr;
         }
     }
     return undefined;
+}
+
+/**
+ * XREAD's reply (one stream) into the entry tables, without a table per entry or a
+ * string per field name and number: how many entries, 0 for none (it timed out).
+ */
+function read_entries(): Read {
+    const c = resp.cursor(sock!);
+    const [kind, streams_] = resp.head(sock!, c);
+    if (kind === undefined) {
+        return $multi(undefined, streams_ as string);
+    }
+    const streams = streams_ as number;
+    if (kind === 42 && streams < 0) {
+        return $multi(0);
+    }
+    const [sk, two_] = resp.head(sock!, c);
+    if (sk === undefined) {
+        return $multi(undefined, two_ as string);
+    }
+    const two = two_ as number;
+    const [nk, nsize_] = resp.head(sock!, c);
+    if (nk === undefined) {
+        return $multi(undefined, nsize_ as string);
+    }
+    const nsize = nsize_ as number;
+    if (kind !== 42 || streams !== 1 || sk !== 42 || two !== 2 || nk !== 36 || nsize < 0) {
+        return $multi(undefined, "bad reply from redis to XREAD");
+    }
+    const [name, berr] = resp.body(sock!, c, nsize);
+    if (name === undefined) {
+        return $multi(undefined, berr);
+    }
+    const [ek, count_] = resp.head(sock!, c);
+    if (ek === undefined) {
+        return $multi(undefined, count_ as string);
+    }
+    const count = count_ as number;
+    if (ek !== 42) {
+        return $multi(undefined, "bad reply from redis to XREAD");
+    }
+    for (let k = 1; k <= count; k++) {
+        const rerr = read_entry(c, k);
+        if (rerr !== undefined) {
+            return $multi(undefined, rerr);
+        }
+    }
+    return $multi(math.max(count, 0));
 }
 
 /**
@@ -400,22 +552,23 @@ function hand_over(parts: string[], count: number, last: string, seq: number): b
  * Hands the entries of one XREAD reply over in as few local broadcasts as ENVELOPE
  * allows, each entry naming the one before it; false when it must stop first.
  */
-function relay(entries: LuaTable<number, LuaTable<number, resp.Reply>>): boolean {
+function relay(entries: number): boolean {
     const parts: string[] = [];
     let count = 0;
     let bytes = 0;
     let prev = tail_id;
     let [prev_ms, prev_n] = id_of(tail_id);
     let prev_seq = tail_seq;
-    for (let k = 1; k <= entries.length(); k++) {
-        const id = entries.get(k).get(1) as string;
-        const f = entries.get(k).get(2) as LuaTable<number, resp.Reply>;
-        const seq = tonumber(field(f, "s"));
-        const inst = field(f, "i");
-        const pid = tonumber(field(f, "p"));
-        const wid = tonumber(field(f, "w"));
-        const name = field(f, "n");
-        const data = field(f, "d");
+    for (let k = 1; k <= entries; k++) {
+        const id = e_id.get(k);
+        const seq = e_seq.get(k);
+        const inst = e_inst.get(k);
+        const pid = e_pid.get(k);
+        const wid = e_wid.get(k);
+        const name = e_name.get(k);
+        const data = e_data.get(k);
+        // let go of the data once relayed (or skipped)
+        e_data.set(k, undefined);
         if (seq === undefined || inst === undefined || pid === undefined || wid === undefined
             || name === undefined || data === undefined) {
             counters.malformed += 1;
@@ -485,10 +638,10 @@ function step(): void {
     if (save) {
         [c, cerr] = resp.read(sock!);
     }
-    const [r, rerr] = resp.read(sock!);
+    const [r, rerr] = read_entries();
     if (c === undefined || r === undefined) {
         // NOSCRIPT (SCRIPT FLUSH) included: the next connection loads the script again
-        drop_connection(c === undefined ? cerr! : rerr!);
+        drop_connection(c === undefined ? cerr! : rerr as string);
         return;
     }
     failures = 0;
@@ -496,15 +649,13 @@ function step(): void {
         lost_lease();
         return;
     }
-    if (r === false) {
+    if (r === 0) {
         return;
     }
-    const streams = r as LuaTable<number, LuaTable<number, resp.Reply>>;
-    const entries = streams.get(1).get(2) as LuaTable<number, LuaTable<number, resp.Reply>>;
     const c0 = shim.counters();
     queued = c0.send_queued;
     held = c0.receive_ready + c0.receive_partial;
-    relay(entries);
+    relay(r);
 }
 
 function read_loop(premature: boolean): void {
