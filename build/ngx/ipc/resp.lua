@@ -1,5 +1,5 @@
 local ____exports = {}
-local more, line_of, bulk_of, number_in, parse, aggregate, CHUNK
+local more, line_of, bulk_of, number_in, line_end, parse, aggregate, CHUNK
 function more(sock, p)
     local chunk, err = sock:receiveany(CHUNK)
     if chunk == nil then
@@ -10,18 +10,13 @@ function more(sock, p)
     return nil
 end
 function line_of(sock, p)
-    while true do
-        local ____, e = string.find(p.buf, "\r\n", p.pos, true)
-        if e ~= nil then
-            local l = string.sub(p.buf, p.pos, e - 2)
-            p.pos = e + 1
-            return l, nil
-        end
-        local err = more(sock, p)
-        if err ~= nil then
-            return nil, err
-        end
+    local e, err = line_end(sock, p)
+    if e == nil then
+        return nil, err
     end
+    local l = string.sub(p.buf, p.pos, e - 2)
+    p.pos = e + 1
+    return l, nil
 end
 function bulk_of(sock, p, size)
     local have = #p.buf - p.pos + 1
@@ -62,15 +57,22 @@ function number_in(buf, from, to)
     end
     return sign * n
 end
-function parse(sock, p)
-    local ____, e = string.find(p.buf, "\r\n", p.pos, true)
-    while e == nil do
-        local merr = more(sock, p)
-        if merr ~= nil then
-            return nil, merr, false
+function line_end(sock, p)
+    while true do
+        local ____, e = string.find(p.buf, "\r\n", p.pos, true)
+        if e ~= nil then
+            return e, nil
         end
-        local ____temp_0 = {string.find(p.buf, "\r\n", p.pos, true)}
-        e = ____temp_0[2]
+        local err = more(sock, p)
+        if err ~= nil then
+            return nil, err
+        end
+    end
+end
+function parse(sock, p)
+    local e, lerr = line_end(sock, p)
+    if e == nil then
+        return nil, lerr, false
     end
     local head = string.byte(p.buf, p.pos)
     if head == 36 or head == 42 then
@@ -177,14 +179,9 @@ end
 -- null, or the integer). nil, message, usable: an error reply (usable), or I/O
 -- failed or the reply is not RESP2 (not usable).
 function ____exports.head(sock, p)
-    local ____, e = string.find(p.buf, "\r\n", p.pos, true)
-    while e == nil do
-        local err = more(sock, p)
-        if err ~= nil then
-            return nil, err, false
-        end
-        local ____temp_1 = {string.find(p.buf, "\r\n", p.pos, true)}
-        e = ____temp_1[2]
+    local e, lerr = line_end(sock, p)
+    if e == nil then
+        return nil, lerr, false
     end
     local kind = string.byte(p.buf, p.pos)
     local n = number_in(p.buf, p.pos + 1, e - 1)
@@ -212,13 +209,13 @@ end
 -- when I/O failed.
 function ____exports.body_number(sock, p, size)
     if #p.buf - p.pos + 1 >= size + 2 then
-        local ____temp_2
+        local ____temp_0
         if size > 0 then
-            ____temp_2 = number_in(p.buf, p.pos, p.pos + size)
+            ____temp_0 = number_in(p.buf, p.pos, p.pos + size)
         else
-            ____temp_2 = nil
+            ____temp_0 = nil
         end
-        local v = ____temp_2
+        local v = ____temp_0
         p.pos = p.pos + (size + 2)
         return v, nil
     end

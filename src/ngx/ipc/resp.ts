@@ -92,18 +92,13 @@ function more(sock: NgxTcpSocket, p: Pending): string | undefined {
 }
 
 function line_of(sock: NgxTcpSocket, p: Pending): LuaMultiReturn<[string, undefined] | [undefined, string]> {
-    while (true) {
-        const [, e] = string.find(p.buf, "\r\n", p.pos, true);
-        if (e !== undefined) {
-            const l = string.sub(p.buf, p.pos, e - 2);
-            p.pos = e + 1;
-            return $multi(l, undefined);
-        }
-        const err = more(sock, p);
-        if (err !== undefined) {
-            return $multi(undefined, err);
-        }
+    const [e, err] = line_end(sock, p);
+    if (e === undefined) {
+        return $multi(undefined, err);
     }
+    const l = string.sub(p.buf, p.pos, e - 2);
+    p.pos = e + 1;
+    return $multi(l, undefined);
 }
 
 /** `size` bytes and the CR LF after them. */
@@ -153,14 +148,24 @@ function number_in(buf: string, from: number, to: number): number | undefined {
     return sign * n;
 }
 
-function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
-    let [, e] = string.find(p.buf, "\r\n", p.pos, true);
-    while (e === undefined) {
-        const merr = more(sock, p);
-        if (merr !== undefined) {
-            return $multi(undefined, merr, false);
+/** Where the next line's CR LF ends (receiving until it is buffered); undefined, err when I/O failed. */
+function line_end(sock: NgxTcpSocket, p: Pending): LuaMultiReturn<[number, undefined] | [undefined, string]> {
+    while (true) {
+        const [, e] = string.find(p.buf, "\r\n", p.pos, true);
+        if (e !== undefined) {
+            return $multi(e, undefined);
         }
-        [, e] = string.find(p.buf, "\r\n", p.pos, true);
+        const err = more(sock, p);
+        if (err !== undefined) {
+            return $multi(undefined, err);
+        }
+    }
+}
+
+function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
+    const [e, lerr] = line_end(sock, p);
+    if (e === undefined) {
+        return $multi(undefined, lerr, false);
     }
     const head = string.byte(p.buf, p.pos);
     if (head === 36 || head === 42) { // $ *
@@ -251,13 +256,9 @@ export function cursor(sock: NgxTcpSocket): Cursor {
  * failed or the reply is not RESP2 (not usable).
  */
 export function head(sock: NgxTcpSocket, p: Cursor): LuaMultiReturn<[number, number] | [undefined, string, boolean]> {
-    let [, e] = string.find(p.buf, "\r\n", p.pos, true);
-    while (e === undefined) {
-        const err = more(sock, p);
-        if (err !== undefined) {
-            return $multi(undefined, err, false);
-        }
-        [, e] = string.find(p.buf, "\r\n", p.pos, true);
+    const [e, lerr] = line_end(sock, p);
+    if (e === undefined) {
+        return $multi(undefined, lerr, false);
     }
     const kind = string.byte(p.buf, p.pos);
     const n = number_in(p.buf, p.pos + 1, e - 1);

@@ -362,40 +362,41 @@ local F_P = 112
 local F_W = 119
 local F_N = 110
 local F_D = 100
+local BULK = 36
+local ARRAY = 42
+--- The next element's header, which must be of `kind` with a number of at least
+-- `least`: that number; undefined, err otherwise (the connection is then dropped:
+-- what follows in it cannot be framed).
+local function expect(c, kind, least, what)
+    local k, v = resp.head(sock, c)
+    if k == nil then
+        return nil, v
+    end
+    if k ~= kind or v < least then
+        return nil, "bad reply from redis to XREAD: " .. what
+    end
+    return v, nil
+end
 --- One field's value into the entry tables at k, after its name's byte.
 local function read_value(c, k, f)
-    local kind, size_ = resp.head(sock, c)
-    if kind == nil then
-        return size_
-    end
-    local size = size_
-    if kind ~= 36 or size < 0 then
-        return "bad reply from redis: a stream field's value is not a string"
-    end
-    if f == F_S or f == F_P or f == F_W then
-        local v, err = resp.body_number(sock, c, size)
-        if err ~= nil then
-            return err
-        end
-        if f == F_S then
-            e_seq[k] = v
-        elseif f == F_P then
-            e_pid[k] = v
-        else
-            e_wid[k] = v
-        end
-        return nil
-    end
-    local v, err = resp.body(sock, c, size)
-    if v == nil then
+    local size, err = expect(c, BULK, 0, "a field's value is not a string")
+    if size == nil then
         return err
     end
-    if f == F_I then
-        e_inst[k] = v
-    elseif f == F_N then
-        e_name[k] = v
-    elseif f == F_D then
-        e_data[k] = v
+    if f == F_S or f == F_P or f == F_W then
+        local v, nerr = resp.body_number(sock, c, size)
+        if nerr ~= nil then
+            return nerr
+        end
+        (f == F_S and e_seq or (f == F_P and e_pid or e_wid))[k] = v
+        return nil
+    end
+    local v, berr = resp.body(sock, c, size)
+    if v == nil then
+        return berr
+    end
+    if f == F_I or f == F_N or f == F_D then
+        (f == F_I and e_inst or (f == F_N and e_name or e_data))[k] = v
     end
     return nil
 end
@@ -407,42 +408,29 @@ local function read_entry(c, k)
     e_wid[k] = nil
     e_name[k] = nil
     e_data[k] = nil
-    local kind, two_ = resp.head(sock, c)
-    if kind == nil then
-        return two_
+    local two, err = expect(c, ARRAY, 2, "not a stream entry")
+    if two == nil then
+        return err
     end
-    local two = two_
-    local ik, isize_ = resp.head(sock, c)
-    if ik == nil then
-        return isize_
-    end
-    local isize = isize_
-    if kind ~= 42 or two ~= 2 or ik ~= 36 or isize < 0 then
-        return "bad reply from redis: not a stream entry"
+    local isize, ierr = expect(c, BULK, 0, "an entry's id is not a string")
+    if isize == nil then
+        return ierr
     end
     local id, berr = resp.body(sock, c, isize)
     if id == nil then
         return berr
     end
     e_id[k] = id
-    local fk, fields_ = resp.head(sock, c)
-    if fk == nil then
-        return fields_
-    end
-    local fields = fields_
-    if fk ~= 42 then
-        return "bad reply from redis: a stream entry's fields are not a list"
+    local fields, ferr = expect(c, ARRAY, 0, "an entry's fields are not a list")
+    if fields == nil then
+        return ferr
     end
     do
         local i = 1
         while i <= fields do
-            local nk, nsize_ = resp.head(sock, c)
-            if nk == nil then
-                return nsize_
-            end
-            local nsize = nsize_
-            if nk ~= 36 or nsize < 0 then
-                return "bad reply from redis: a stream field's name is not a string"
+            local nsize, nerr = expect(c, BULK, 0, "a field's name is not a string")
+            if nsize == nil then
+                return nerr
             end
             local f, bberr = resp.body_byte(sock, c, nsize)
             if f == nil then
@@ -461,38 +449,28 @@ end
 -- string per field name and number: how many entries, 0 for none (it timed out).
 local function read_entries()
     local c = resp.cursor(sock)
-    local kind, streams_ = resp.head(sock, c)
-    if kind == nil then
-        return nil, streams_
+    local streams, err = expect(c, ARRAY, -1, "not a list of streams")
+    if streams == nil then
+        return nil, err
     end
-    local streams = streams_
-    if kind == 42 and streams < 0 then
-        return 0
+    if streams < 1 then
+        return 0, nil
     end
-    local sk, two_ = resp.head(sock, c)
-    if sk == nil then
-        return nil, two_
+    local two, serr = expect(c, ARRAY, 2, "not a stream")
+    if two == nil then
+        return nil, serr
     end
-    local two = two_
-    local nk, nsize_ = resp.head(sock, c)
-    if nk == nil then
-        return nil, nsize_
+    local nsize, nerr = expect(c, BULK, 0, "a stream's name is not a string")
+    if nsize == nil then
+        return nil, nerr
     end
-    local nsize = nsize_
-    if kind ~= 42 or streams ~= 1 or sk ~= 42 or two ~= 2 or nk ~= 36 or nsize < 0 then
-        return nil, "bad reply from redis to XREAD"
-    end
-    local name, berr = resp.body(sock, c, nsize)
-    if name == nil then
+    local stream, berr = resp.body(sock, c, nsize)
+    if stream == nil then
         return nil, berr
     end
-    local ek, count_ = resp.head(sock, c)
-    if ek == nil then
-        return nil, count_
-    end
-    local count = count_
-    if ek ~= 42 then
-        return nil, "bad reply from redis to XREAD"
+    local count, cerr = expect(c, ARRAY, 0, "a stream's entries are not a list")
+    if count == nil then
+        return nil, cerr
     end
     do
         local k = 1
@@ -504,7 +482,7 @@ local function read_entries()
             k = k + 1
         end
     end
-    return math.max(count, 0)
+    return count, nil
 end
 --- Counts and logs entries trimmed before this reader read them (each worker counts
 -- its own loss), and numbers given out again (a failover, or Redis restarted without
@@ -655,7 +633,7 @@ local function relay(entries)
                     last_id = id
                     count = 0
                     bytes = 0
-                    goto __continue101
+                    goto __continue93
                 end
                 count_gap(seq, id, prev, prev_seq)
                 local ms, n = id_of(id)
@@ -686,7 +664,7 @@ local function relay(entries)
                 prev_n = n
                 prev_seq = seq
             end
-            ::__continue101::
+            ::__continue93::
             k = k + 1
         end
     end
@@ -763,18 +741,18 @@ local function read_loop(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue118
+                goto __continue110
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue118
+                goto __continue110
             end
             step()
         end
-        ::__continue118::
+        ::__continue110::
     end
     if sock ~= nil and holding then
         commit(true)

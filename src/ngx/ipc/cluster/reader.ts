@@ -314,42 +314,47 @@ const F_W = 119;
 const F_N = 110;
 const F_D = 100;
 
-type Read = LuaMultiReturn<[number] | [undefined, string]>;
+type Read = LuaMultiReturn<[number, undefined] | [undefined, string]>;
+
+const BULK = 36;
+const ARRAY = 42;
+
+/**
+ * The next element's header, which must be of `kind` with a number of at least
+ * `least`: that number; undefined, err otherwise (the connection is then dropped:
+ * what follows in it cannot be framed).
+ */
+function expect(c: resp.Cursor, kind: number, least: number, what: string): Read {
+    const [k, v] = resp.head(sock!, c);
+    if (k === undefined) {
+        return $multi(undefined, v as string);
+    }
+    if (k !== kind || (v as number) < least) {
+        return $multi(undefined, `bad reply from redis to XREAD: ${what}`);
+    }
+    return $multi(v as number, undefined);
+}
 
 /** One field's value into the entry tables at k, after its name's byte. */
 function read_value(c: resp.Cursor, k: number, f: number): string | undefined {
-    const [kind, size_] = resp.head(sock!, c);
-    if (kind === undefined) {
-        return size_ as string;
-    }
-    const size = size_ as number;
-    if (kind !== 36 || size < 0) {
-        return "bad reply from redis: a stream field's value is not a string";
-    }
-    if (f === F_S || f === F_P || f === F_W) {
-        const [v, err] = resp.body_number(sock!, c, size);
-        if (err !== undefined) {
-            return err;
-        }
-        if (f === F_S) {
-            e_seq.set(k, v);
-        } else if (f === F_P) {
-            e_pid.set(k, v);
-        } else {
-            e_wid.set(k, v);
-        }
-        return undefined;
-    }
-    const [v, err] = resp.body(sock!, c, size);
-    if (v === undefined) {
+    const [size, err] = expect(c, BULK, 0, "a field's value is not a string");
+    if (size === undefined) {
         return err;
     }
-    if (f === F_I) {
-        e_inst.set(k, v);
-    } else if (f === F_N) {
-        e_name.set(k, v);
-    } else if (f === F_D) {
-        e_data.set(k, v);
+    if (f === F_S || f === F_P || f === F_W) {
+        const [v, nerr] = resp.body_number(sock!, c, size);
+        if (nerr !== undefined) {
+            return nerr;
+        }
+        (f === F_S ? e_seq : f === F_P ? e_pid : e_wid).set(k, v);
+        return undefined;
+    }
+    const [v, berr] = resp.body(sock!, c, size);
+    if (v === undefined) {
+        return berr;
+    }
+    if (f === F_I || f === F_N || f === F_D) {
+        (f === F_I ? e_inst : f === F_N ? e_name : e_data).set(k, v);
     }
     return undefined;
 }
@@ -362,40 +367,27 @@ function read_entry(c: resp.Cursor, k: number): string | undefined {
     e_wid.set(k, undefined);
     e_name.set(k, undefined);
     e_data.set(k, undefined);
-    const [kind, two_] = resp.head(sock!, c);
-    if (kind === undefined) {
-        return two_ as string;
+    const [two, err] = expect(c, ARRAY, 2, "not a stream entry");
+    if (two === undefined) {
+        return err;
     }
-    const two = two_ as number;
-    const [ik, isize_] = resp.head(sock!, c);
-    if (ik === undefined) {
-        return isize_ as string;
-    }
-    const isize = isize_ as number;
-    if (kind !== 42 || two !== 2 || ik !== 36 || isize < 0) {
-        return "bad reply from redis: not a stream entry";
+    const [isize, ierr] = expect(c, BULK, 0, "an entry's id is not a string");
+    if (isize === undefined) {
+        return ierr;
     }
     const [id, berr] = resp.body(sock!, c, isize);
     if (id === undefined) {
         return berr;
     }
     e_id.set(k, id);
-    const [fk, fields_] = resp.head(sock!, c);
-    if (fk === undefined) {
-        return fields_ as string;
-    }
-    const fields = fields_ as number;
-    if (fk !== 42) {
-        return "bad reply from redis: a stream entry's fields are not a list";
+    const [fields, ferr] = expect(c, ARRAY, 0, "an entry's fields are not a list");
+    if (fields === undefined) {
+        return ferr;
     }
     for (let i = 1; i <= fields; i += 2) {
-        const [nk, nsize_] = resp.head(sock!, c);
-        if (nk === undefined) {
-            return nsize_ as string;
-        }
-        const nsize = nsize_ as number;
-        if (nk !== 36 || nsize < 0) {
-            return "bad reply from redis: a stream field's name is not a string";
+        const [nsize, nerr] = expect(c, BULK, 0, "a field's name is not a string");
+        if (nsize === undefined) {
+            return nerr;
         }
         const [f, bberr] = resp.body_byte(sock!, c, nsize);
         if (f === undefined) {
@@ -415,38 +407,29 @@ function read_entry(c: resp.Cursor, k: number): string | undefined {
  */
 function read_entries(): Read {
     const c = resp.cursor(sock!);
-    const [kind, streams_] = resp.head(sock!, c);
-    if (kind === undefined) {
-        return $multi(undefined, streams_ as string);
+    const [streams, err] = expect(c, ARRAY, -1, "not a list of streams");
+    if (streams === undefined) {
+        return $multi(undefined, err!);
     }
-    const streams = streams_ as number;
-    if (kind === 42 && streams < 0) {
-        return $multi(0);
+    if (streams < 1) {
+        // *-1: BLOCK ran out
+        return $multi(0, undefined);
     }
-    const [sk, two_] = resp.head(sock!, c);
-    if (sk === undefined) {
-        return $multi(undefined, two_ as string);
+    const [two, serr] = expect(c, ARRAY, 2, "not a stream");
+    if (two === undefined) {
+        return $multi(undefined, serr!);
     }
-    const two = two_ as number;
-    const [nk, nsize_] = resp.head(sock!, c);
-    if (nk === undefined) {
-        return $multi(undefined, nsize_ as string);
+    const [nsize, nerr] = expect(c, BULK, 0, "a stream's name is not a string");
+    if (nsize === undefined) {
+        return $multi(undefined, nerr!);
     }
-    const nsize = nsize_ as number;
-    if (kind !== 42 || streams !== 1 || sk !== 42 || two !== 2 || nk !== 36 || nsize < 0) {
-        return $multi(undefined, "bad reply from redis to XREAD");
-    }
-    const [name, berr] = resp.body(sock!, c, nsize);
-    if (name === undefined) {
+    const [stream, berr] = resp.body(sock!, c, nsize);
+    if (stream === undefined) {
         return $multi(undefined, berr);
     }
-    const [ek, count_] = resp.head(sock!, c);
-    if (ek === undefined) {
-        return $multi(undefined, count_ as string);
-    }
-    const count = count_ as number;
-    if (ek !== 42) {
-        return $multi(undefined, "bad reply from redis to XREAD");
+    const [count, cerr] = expect(c, ARRAY, 0, "a stream's entries are not a list");
+    if (count === undefined) {
+        return $multi(undefined, cerr!);
     }
     for (let k = 1; k <= count; k++) {
         const rerr = read_entry(c, k);
@@ -454,7 +437,7 @@ function read_entries(): Read {
             return $multi(undefined, rerr);
         }
     }
-    return $multi(math.max(count, 0));
+    return $multi(count, undefined);
 }
 
 /**
