@@ -1,28 +1,6 @@
 local ____exports = {}
-local CRLF = "\r\n"
---- Appends one request (`*N`, then `$len` and each argument) to `out` from index `n`.
-function ____exports.encode(out, n, args, count)
-    out[n] = ("*" .. tostring(count)) .. "\r\n"
-    n = n + 1
-    do
-        local i = 1
-        while i <= count do
-            local a = args[i]
-            out[n] = ("$" .. tostring(#a)) .. "\r\n"
-            out[n + 1] = a
-            out[n + 2] = CRLF
-            n = n + 3
-            i = i + 1
-        end
-    end
-    return n
-end
---- Per socket object, forgotten with it.
-local pending = setmetatable({}, {__mode = "k"})
---- How much one receiveany may take.
-local CHUNK = 65536
---- Appends what the connection has (waiting for at least a byte); an error message or undefined.
-local function more(sock, p)
+local more, line_of, bulk_of, number_in, line_end, parse, aggregate, CHUNK
+function more(sock, p)
     local chunk, err = sock:receiveany(CHUNK)
     if chunk == nil then
         return err
@@ -31,22 +9,16 @@ local function more(sock, p)
     p.pos = 1
     return nil
 end
-local function line_of(sock, p)
-    while true do
-        local ____, e = string.find(p.buf, "\r\n", p.pos, true)
-        if e ~= nil then
-            local l = string.sub(p.buf, p.pos, e - 2)
-            p.pos = e + 1
-            return l, nil
-        end
-        local err = more(sock, p)
-        if err ~= nil then
-            return nil, err
-        end
+function line_of(sock, p)
+    local e, err = line_end(sock, p)
+    if e == nil then
+        return nil, err
     end
+    local l = string.sub(p.buf, p.pos, e - 2)
+    p.pos = e + 1
+    return l, nil
 end
---- `size` bytes and the CR LF after them.
-local function bulk_of(sock, p, size)
+function bulk_of(sock, p, size)
     local have = #p.buf - p.pos + 1
     if have >= size + 2 then
         local d = string.sub(p.buf, p.pos, p.pos + size - 1)
@@ -62,7 +34,54 @@ local function bulk_of(sock, p, size)
     p.pos = 1
     return d, nil
 end
-local function parse(sock, p)
+function number_in(buf, from, to)
+    local sign = 1
+    local i = from
+    if string.byte(buf, i) == 45 then
+        sign = -1
+        i = i + 1
+    end
+    if i >= to then
+        return nil
+    end
+    local n = 0
+    do
+        while i < to do
+            local c = string.byte(buf, i) - 48
+            if c < 0 or c > 9 then
+                return nil
+            end
+            n = n * 10 + c
+            i = i + 1
+        end
+    end
+    return sign * n
+end
+function line_end(sock, p)
+    while true do
+        local ____, e = string.find(p.buf, "\r\n", p.pos, true)
+        if e ~= nil then
+            return e, nil
+        end
+        local err = more(sock, p)
+        if err ~= nil then
+            return nil, err
+        end
+    end
+end
+function parse(sock, p)
+    local e, lerr = line_end(sock, p)
+    if e == nil then
+        return nil, lerr, false
+    end
+    local head = string.byte(p.buf, p.pos)
+    if head == 36 or head == 42 then
+        local count = number_in(p.buf, p.pos + 1, e - 1)
+        if count ~= nil then
+            p.pos = e + 1
+            return aggregate(sock, p, head, count)
+        end
+    end
     local line, err = line_of(sock, p)
     if line == nil then
         return nil, err, false
@@ -81,6 +100,12 @@ local function parse(sock, p)
     if kind == 58 then
         return n
     end
+    if kind == 36 or kind == 42 then
+        return aggregate(sock, p, kind, n)
+    end
+    return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
+end
+function aggregate(sock, p, kind, n)
     if kind == 36 then
         if n < 0 then
             return false
@@ -118,16 +143,107 @@ local function parse(sock, p)
         end
         return list
     end
-    return nil, "bad reply from redis: " .. string.sub(line, 1, 80), false
+    return nil, "bad reply from redis", false
 end
---- Reads one reply; arrays are read whole even when an element is an error.
-function ____exports.read(sock)
+local CRLF = "\r\n"
+--- Appends one request (`*N`, then `$len` and each argument) to `out` from index `n`.
+function ____exports.encode(out, n, args, count)
+    out[n] = ("*" .. tostring(count)) .. "\r\n"
+    n = n + 1
+    do
+        local i = 1
+        while i <= count do
+            local a = args[i]
+            out[n] = ("$" .. tostring(#a)) .. "\r\n"
+            out[n + 1] = a
+            out[n + 2] = CRLF
+            n = n + 3
+            i = i + 1
+        end
+    end
+    return n
+end
+--- Per socket object, forgotten with it.
+local pending = setmetatable({}, {__mode = "k"})
+CHUNK = 65536
+function ____exports.cursor(sock)
     local p = pending[sock]
     if p == nil then
         p = {buf = "", pos = 1}
         pending[sock] = p
     end
-    return parse(sock, p)
+    return p
+end
+--- The next element's header, for a reply read element by element (no table per
+-- element): its kind (36 `$`, 42 `*`, 58 `:`) and number (a length, a count, -1 for
+-- null, or the integer). nil, message, usable: an error reply (usable), or I/O
+-- failed or the reply is not RESP2 (not usable).
+function ____exports.head(sock, p)
+    local e, lerr = line_end(sock, p)
+    if e == nil then
+        return nil, lerr, false
+    end
+    local kind = string.byte(p.buf, p.pos)
+    local n = number_in(p.buf, p.pos + 1, e - 1)
+    if kind == 45 then
+        local msg = string.sub(p.buf, p.pos + 1, e - 2)
+        p.pos = e + 1
+        return nil, msg, true
+    end
+    if kind ~= 36 and kind ~= 42 and kind ~= 58 or n == nil then
+        return nil, "bad reply from redis: " .. string.sub(
+            p.buf,
+            p.pos,
+            math.min(e - 2, p.pos + 80)
+        ), false
+    end
+    p.pos = e + 1
+    return kind, n
+end
+--- The body of a bulk string of `size` bytes whose header head() read.
+function ____exports.body(sock, p, size)
+    return bulk_of(sock, p, size)
+end
+--- The body of a bulk string of `size` bytes read as a decimal integer, in place when
+-- it is buffered (no string); undefined, undefined when it is not one; undefined, err
+-- when I/O failed.
+function ____exports.body_number(sock, p, size)
+    if #p.buf - p.pos + 1 >= size + 2 then
+        local ____temp_0
+        if size > 0 then
+            ____temp_0 = number_in(p.buf, p.pos, p.pos + size)
+        else
+            ____temp_0 = nil
+        end
+        local v = ____temp_0
+        p.pos = p.pos + (size + 2)
+        return v, nil
+    end
+    local d, err = bulk_of(sock, p, size)
+    if d == nil then
+        return nil, err
+    end
+    return tonumber(d), nil
+end
+--- The byte of a one-byte bulk string (a stream field's name here), in place; 0 for any other size.
+function ____exports.body_byte(sock, p, size)
+    if size == 1 and #p.buf - p.pos + 1 >= 3 then
+        local b = string.byte(p.buf, p.pos)
+        p.pos = p.pos + 3
+        return b, nil
+    end
+    local d, err = bulk_of(sock, p, size)
+    if d == nil then
+        return nil, err
+    end
+    return size == 1 and string.byte(d) or 0, nil
+end
+--- Reads one reply; arrays are read whole even when an element is an error.
+function ____exports.read(sock)
+    return parse(
+        sock,
+        ____exports.cursor(sock)
+    )
 end
 --- A request's arguments as call() and encode() take them, and their count.
 function ____exports.args(...)

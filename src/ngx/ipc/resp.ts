@@ -92,18 +92,13 @@ function more(sock: NgxTcpSocket, p: Pending): string | undefined {
 }
 
 function line_of(sock: NgxTcpSocket, p: Pending): LuaMultiReturn<[string, undefined] | [undefined, string]> {
-    while (true) {
-        const [, e] = string.find(p.buf, "\r\n", p.pos, true);
-        if (e !== undefined) {
-            const l = string.sub(p.buf, p.pos, e - 2);
-            p.pos = e + 1;
-            return $multi(l, undefined);
-        }
-        const err = more(sock, p);
-        if (err !== undefined) {
-            return $multi(undefined, err);
-        }
+    const [e, err] = line_end(sock, p);
+    if (e === undefined) {
+        return $multi(undefined, err);
     }
+    const l = string.sub(p.buf, p.pos, e - 2);
+    p.pos = e + 1;
+    return $multi(l, undefined);
 }
 
 /** `size` bytes and the CR LF after them. */
@@ -127,7 +122,59 @@ function bulk_of(sock: NgxTcpSocket, p: Pending, size: number): LuaMultiReturn<[
     return $multi(d, undefined);
 }
 
+/**
+ * The number of a `$`, `*` or `:` line from `from` to `to` (the CR excluded), read
+ * byte by byte: no string per line (an XREAD reply has two such lines per field).
+ * undefined when it is not a decimal integer.
+ */
+function number_in(buf: string, from: number, to: number): number | undefined {
+    let sign = 1;
+    let i = from;
+    if (string.byte(buf, i) === 45) { // -
+        sign = -1;
+        i += 1;
+    }
+    if (i >= to) {
+        return undefined;
+    }
+    let n = 0;
+    for (; i < to; i++) {
+        const c = string.byte(buf, i) - 48;
+        if (c < 0 || c > 9) {
+            return undefined;
+        }
+        n = n * 10 + c;
+    }
+    return sign * n;
+}
+
+/** Where the next line's CR LF ends (receiving until it is buffered); undefined, err when I/O failed. */
+function line_end(sock: NgxTcpSocket, p: Pending): LuaMultiReturn<[number, undefined] | [undefined, string]> {
+    while (true) {
+        const [, e] = string.find(p.buf, "\r\n", p.pos, true);
+        if (e !== undefined) {
+            return $multi(e, undefined);
+        }
+        const err = more(sock, p);
+        if (err !== undefined) {
+            return $multi(undefined, err);
+        }
+    }
+}
+
 function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
+    const [e, lerr] = line_end(sock, p);
+    if (e === undefined) {
+        return $multi(undefined, lerr, false);
+    }
+    const head = string.byte(p.buf, p.pos);
+    if (head === 36 || head === 42) { // $ *
+        const count = number_in(p.buf, p.pos + 1, e - 1);
+        if (count !== undefined) {
+            p.pos = e + 1;
+            return aggregate(sock, p, head, count);
+        }
+    }
     const [line, err] = line_of(sock, p);
     if (line === undefined) {
         return $multi(undefined, err, false);
@@ -146,6 +193,14 @@ function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
     if (kind === 58) { // :
         return $multi(n);
     }
+    if (kind === 36 || kind === 42) {
+        return aggregate(sock, p, kind, n);
+    }
+    return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
+}
+
+/** A bulk string (`$`) or an array (`*`) of n, its header line read. */
+function aggregate(sock: NgxTcpSocket, p: Pending, kind: number, n: number): ReadResult {
     if (kind === 36) { // $
         if (n < 0) {
             return $multi(false);
@@ -179,17 +234,86 @@ function parse(sock: NgxTcpSocket, p: Pending): ReadResult {
         }
         return $multi(list);
     }
-    return $multi(undefined, `bad reply from redis: ${string.sub(line, 1, 80)}`, false);
+    return $multi(undefined, "bad reply from redis", false);
 }
 
-/** Reads one reply; arrays are read whole even when an element is an error. */
-export function read(sock: NgxTcpSocket): ReadResult {
+/** A connection's buffered replies, for a caller that reads a large reply element by element. */
+export type Cursor = Pending;
+
+export function cursor(sock: NgxTcpSocket): Cursor {
     let p = pending.get(sock);
     if (p === undefined) {
         p = { buf: "", pos: 1 };
         pending.set(sock, p);
     }
-    return parse(sock, p);
+    return p;
+}
+
+/**
+ * The next element's header, for a reply read element by element (no table per
+ * element): its kind (36 `$`, 42 `*`, 58 `:`) and number (a length, a count, -1 for
+ * null, or the integer). nil, message, usable: an error reply (usable), or I/O
+ * failed or the reply is not RESP2 (not usable).
+ */
+export function head(sock: NgxTcpSocket, p: Cursor): LuaMultiReturn<[number, number] | [undefined, string, boolean]> {
+    const [e, lerr] = line_end(sock, p);
+    if (e === undefined) {
+        return $multi(undefined, lerr, false);
+    }
+    const kind = string.byte(p.buf, p.pos);
+    const n = number_in(p.buf, p.pos + 1, e - 1);
+    if (kind === 45) { // -
+        const msg = string.sub(p.buf, p.pos + 1, e - 2);
+        p.pos = e + 1;
+        return $multi(undefined, msg, true);
+    }
+    if ((kind !== 36 && kind !== 42 && kind !== 58) || n === undefined) {
+        return $multi(undefined, `bad reply from redis: ${string.sub(p.buf, p.pos, math.min(e - 2, p.pos + 80))}`, false);
+    }
+    p.pos = e + 1;
+    return $multi(kind, n);
+}
+
+/** The body of a bulk string of `size` bytes whose header head() read. */
+export function body(sock: NgxTcpSocket, p: Cursor, size: number): LuaMultiReturn<[string, undefined] | [undefined, string]> {
+    return bulk_of(sock, p, size);
+}
+
+/**
+ * The body of a bulk string of `size` bytes read as a decimal integer, in place when
+ * it is buffered (no string); undefined, undefined when it is not one; undefined, err
+ * when I/O failed.
+ */
+export function body_number(sock: NgxTcpSocket, p: Cursor, size: number): LuaMultiReturn<[number | undefined, string | undefined]> {
+    if (p.buf.length - p.pos + 1 >= size + 2) {
+        const v = size > 0 ? number_in(p.buf, p.pos, p.pos + size) : undefined;
+        p.pos += size + 2;
+        return $multi(v, undefined);
+    }
+    const [d, err] = bulk_of(sock, p, size);
+    if (d === undefined) {
+        return $multi(undefined, err);
+    }
+    return $multi(tonumber(d), undefined);
+}
+
+/** The byte of a one-byte bulk string (a stream field's name here), in place; 0 for any other size. */
+export function body_byte(sock: NgxTcpSocket, p: Cursor, size: number): LuaMultiReturn<[number, undefined] | [undefined, string]> {
+    if (size === 1 && p.buf.length - p.pos + 1 >= 3) {
+        const b = string.byte(p.buf, p.pos);
+        p.pos += 3;
+        return $multi(b, undefined);
+    }
+    const [d, err] = bulk_of(sock, p, size);
+    if (d === undefined) {
+        return $multi(undefined, err);
+    }
+    return $multi(size === 1 ? string.byte(d) : 0, undefined);
+}
+
+/** Reads one reply; arrays are read whole even when an element is an error. */
+export function read(sock: NgxTcpSocket): ReadResult {
+    return parse(sock, cursor(sock));
 }
 
 /** A request's arguments as call() and encode() take them, and their count. */

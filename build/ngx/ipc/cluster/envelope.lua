@@ -1,10 +1,26 @@
 local ____exports = {}
+local ffi = require("ffi")
 local dispatch = require("ngx.ipc.dispatch")
 local slots = require("ngx.ipc.cluster.slots")
 local state = require("ngx.ipc.cluster.state")
 local counters = state.counters
---- The local alert that carries a stream entry to every worker of the instance.
+--- The local alert that carries stream entries to every worker of the instance.
 ____exports.LOCAL_NAME = dispatch.RESERVED .. "cluster"
+--- The doubles of an entry's header, and its bytes.
+local HEAD = 10
+local HEAD_BYTES = HEAD * 8
+local head = ffi.new("double[?]", HEAD)
+--- What pads an entry whose strings end `i` bytes past a multiple of 8.
+local PAD = {
+    "",
+    "\0\0\0\0\0\0\0",
+    "\0\0\0\0\0\0",
+    "\0\0\0\0\0",
+    "\0\0\0\0",
+    "\0\0\0",
+    "\0\0",
+    "\0"
+}
 --- Bytes a local broadcast adds per packet, and per alert, beyond name and data (an upper bound).
 local PACKET_OVERHEAD = 64
 local PACKET_PAYLOAD = 4000
@@ -14,11 +30,25 @@ local RETAKE_LOG = 1
 --- A timer tries to take this worker's slot over (retake).
 local retaking = false
 local retake_since = 0
---- Header "instance_len pid worker_id name_len prev_id id seq\n", then instance, name
--- and data: the entry's id and sequence number, and the id of the entry relayed
--- before it (so a worker sees that it missed one).
-function ____exports.encode(inst, pid, wid, name, prev, id, seq, data)
-    return (((((((((((((((tostring(#inst) .. " ") .. pid) .. " ") .. wid) .. " ") .. tostring(#name)) .. " ") .. prev) .. " ") .. id) .. " ") .. tostring(seq)) .. "\n") .. inst) .. name) .. data
+--- One entry: a header of HEAD doubles (the id of the entry relayed before it, so a
+-- worker sees that it missed one; the entry's id and sequence number; the origin's
+-- pid and worker id; the lengths of instance, name and data), then instance, name and
+-- data, padded to a multiple of 8 bytes. A local alert carries one or more entries,
+-- one after the other, in the order they were read. Binary: a worker reads the
+-- numbers in place, without a pattern or a string for each (the reader and the
+-- workers share the host, so its byte order).
+function ____exports.encode(inst, pid, wid, name, prev_ms, prev_n, ms, n, seq, data)
+    head[0] = prev_ms
+    head[1] = prev_n
+    head[2] = ms
+    head[3] = n
+    head[4] = seq
+    head[5] = pid
+    head[6] = wid
+    head[7] = #inst
+    head[8] = #name
+    head[9] = #data
+    return (((ffi.string(head, HEAD_BYTES) .. inst) .. name) .. data) .. PAD[(#inst + #name + #data) % 8 + 1]
 end
 --- Upper bound of the bytes a local broadcast of `size` envelope bytes puts in a queue.
 function ____exports.packed(size)
@@ -71,36 +101,19 @@ local function hold()
     end
     return false
 end
-local function on_local(_from, env)
-    local nl = string.find(env, "\n", 1, true)
-    if nl == nil then
-        counters.malformed = counters.malformed + 1
-        return
-    end
-    local ilen, pid, wid, nlen, pms, pn, ms, n, seq = string.match(
-        string.sub(env, 1, nl - 1),
-        "^(%d+) (%d+) (%-?%d+) (%d+) (%d+)%-(%d+) (%d+)%-(%d+) (%d+)$"
-    )
-    if seq == nil then
-        counters.malformed = counters.malformed + 1
-        return
-    end
-    local i = tonumber(ilen)
-    local k = tonumber(nlen)
-    local inst = string.sub(env, nl + 1, nl + i)
-    local name = string.sub(env, nl + i + 1, nl + i + k)
-    local ready = slots.ready()
+--- Handles one entry of an envelope, or lets it pass (this slot had it, or misses one before it).
+local function entry(ready, h, b, inst, name, data)
     if ready then
         if ngx.worker.exiting() or not hold() then
             counters.skipped = counters.skipped + 1
             return
         end
-        local e_ms = tonumber(ms)
-        local e_n = tonumber(n)
-        local e_seq = tonumber(seq)
+        local e_ms = h[b + 2]
+        local e_n = h[b + 3]
+        local e_seq = h[b + 4]
         local verdict, trimmed = slots.verdict(
-            tonumber(pms),
-            tonumber(pn),
+            h[b],
+            h[b + 1],
             e_ms,
             e_n,
             e_seq
@@ -115,27 +128,61 @@ local function on_local(_from, env)
         counters.lost = counters.lost + trimmed
         slots.begin(e_ms, e_n, e_seq)
     end
-    local id = tonumber(wid)
-    counters.received = counters.received + 1
-    local ____dispatch_invoke_3 = dispatch.invoke
-    local ____string_sub_result_1 = string.sub(env, nl + i + k + 1)
-    local ____tonumber_result_2 = tonumber(pid)
+    local wid = h[b + 6]
     local ____temp_0
-    if id < 0 then
+    if wid < 0 then
         ____temp_0 = nil
     else
-        ____temp_0 = id
+        ____temp_0 = wid
     end
-    ____dispatch_invoke_3(
+    local id = ____temp_0
+    counters.received = counters.received + 1
+    dispatch.invoke(
         name,
-        ____string_sub_result_1,
-        ____tonumber_result_2,
-        ____temp_0,
+        data,
+        h[b + 5],
+        id,
         inst,
         inst ~= state.instance
     )
     if ready then
         slots.finish()
+    end
+end
+--- The entries of one envelope, in order. A malformed one ends it: the entries after it
+-- cannot be told apart, and the next envelope's first entry names one this slot has
+-- not handled, so the worker asks for them again.
+local function on_local(_from, env)
+    local size = #env
+    local h = ffi.cast("const double *", env)
+    local at = size % 8 == 0 and 0 or size
+    if at > 0 then
+        counters.malformed = counters.malformed + 1
+    end
+    while at < size do
+        local b = at / 8
+        if at + HEAD_BYTES > size then
+            counters.malformed = counters.malformed + 1
+            return
+        end
+        local i = h[b + 7]
+        local k = h[b + 8]
+        local d = h[b + 9]
+        local start = at + HEAD_BYTES + 1
+        local stop = start + i + k + d
+        if not (i >= 0 and k >= 0 and d >= 0 and stop <= size + 1 and stop % 1 == 0) then
+            counters.malformed = counters.malformed + 1
+            return
+        end
+        entry(
+            slots.ready(),
+            h,
+            b,
+            string.sub(env, start, start + i - 1),
+            string.sub(env, start + i, start + i + k - 1),
+            string.sub(env, start + i + k, stop - 1)
+        )
+        at = stop - 1 + (8 - (stop - 1) % 8) % 8
     end
 end
 --- Registers this worker's handler of the local alert, and maps the slots (`key`

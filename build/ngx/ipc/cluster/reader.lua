@@ -35,6 +35,10 @@ local counters = state.counters
 -- entry fits in it (or nothing waits), so the local broadcast is never refused for a
 -- full backlog, which would leave the entry with some workers and not others.
 local FLOW = 65536
+--- The entries of one XREAD reply share a local broadcast up to this many envelope
+-- bytes (an entry larger than that goes alone): one write per worker and one wake-up
+-- of its receive loop for many entries, and well within FLOW.
+local ENVELOPE = 16384
 --- How long a reader's lease lasts without renewal; it renews at least every BLOCK_MS.
 local LEASE_MS = 5000
 --- XREAD's BLOCK: also how long a quitting reader may wait before it notices.
@@ -80,6 +84,33 @@ local function position()
         return (id_text(low) .. " ") .. string.format("%.0f", low.seq)
     end
     return (tail_id .. " ") .. tostring(tail_seq)
+end
+--- A stream id's parts ("ms-n"), read byte by byte (no string per entry); 0, 0 if it is not one.
+local function id_of(id)
+    local ms = 0
+    local i = 1
+    local c = string.byte(id, 1) - 48
+    while c >= 0 and c <= 9 do
+        ms = ms * 10 + c
+        i = i + 1
+        c = (string.byte(id, i) or 0) - 48
+    end
+    if i == 1 or string.byte(id, i) ~= 45 then
+        return 0, 0
+    end
+    local n = 0
+    do
+        local k = i + 1
+        while k <= #id do
+            local d = string.byte(id, k) - 48
+            if d < 0 or d > 9 then
+                return 0, 0
+            end
+            n = n * 10 + d
+            k = k + 1
+        end
+    end
+    return ms, n
 end
 --- Whether stream id a comes after b ("ms-seq").
 local function after(a, b)
@@ -315,26 +346,150 @@ local function room(size)
     held = held + size
     return true
 end
---- Field value of a stream entry's field list, or undefined.
-local function field(f, key)
+--- The entries of the last XREAD reply, by position (reused: no table per entry);
+-- undefined where the entry lacks the field or it is not a number where one is due.
+local e_id = {}
+local e_seq = {}
+local e_inst = {}
+local e_pid = {}
+local e_wid = {}
+local e_name = {}
+local e_data = {}
+--- Field names of an ngx.ipc entry, by their byte.
+local F_S = 115
+local F_I = 105
+local F_P = 112
+local F_W = 119
+local F_N = 110
+local F_D = 100
+local BULK = 36
+local ARRAY = 42
+--- The next element's header, which must be of `kind` with a number of at least
+-- `least`: that number; undefined, err otherwise (the connection is then dropped:
+-- what follows in it cannot be framed).
+local function expect(c, kind, least, what)
+    local k, v = resp.head(sock, c)
+    if k == nil then
+        return nil, v
+    end
+    if k ~= kind or v < least then
+        return nil, "bad reply from redis to XREAD: " .. what
+    end
+    return v, nil
+end
+--- One field's value into the entry tables at k, after its name's byte.
+local function read_value(c, k, f)
+    local size, err = expect(c, BULK, 0, "a field's value is not a string")
+    if size == nil then
+        return err
+    end
+    if f == F_S or f == F_P or f == F_W then
+        local v, nerr = resp.body_number(sock, c, size)
+        if nerr ~= nil then
+            return nerr
+        end
+        (f == F_S and e_seq or (f == F_P and e_pid or e_wid))[k] = v
+        return nil
+    end
+    local v, berr = resp.body(sock, c, size)
+    if v == nil then
+        return berr
+    end
+    if f == F_I or f == F_N or f == F_D then
+        (f == F_I and e_inst or (f == F_N and e_name or e_data))[k] = v
+    end
+    return nil
+end
+--- Entry k: "*2", its id, its field list.
+local function read_entry(c, k)
+    e_seq[k] = nil
+    e_inst[k] = nil
+    e_pid[k] = nil
+    e_wid[k] = nil
+    e_name[k] = nil
+    e_data[k] = nil
+    local two, err = expect(c, ARRAY, 2, "not a stream entry")
+    if two == nil then
+        return err
+    end
+    local isize, ierr = expect(c, BULK, 0, "an entry's id is not a string")
+    if isize == nil then
+        return ierr
+    end
+    local id, berr = resp.body(sock, c, isize)
+    if id == nil then
+        return berr
+    end
+    e_id[k] = id
+    local fields, ferr = expect(c, ARRAY, 0, "an entry's fields are not a list")
+    if fields == nil then
+        return ferr
+    end
     do
         local i = 1
-        while i < #f do
-            if f[i] == key then
-                local v = f[i + 1]
-                return type(v) == "string" and v or nil
+        while i <= fields do
+            local nsize, nerr = expect(c, BULK, 0, "a field's name is not a string")
+            if nsize == nil then
+                return nerr
+            end
+            local f, bberr = resp.body_byte(sock, c, nsize)
+            if f == nil then
+                return bberr
+            end
+            local verr = read_value(c, k, f)
+            if verr ~= nil then
+                return verr
             end
             i = i + 2
         end
     end
     return nil
 end
+--- XREAD's reply (one stream) into the entry tables, without a table per entry or a
+-- string per field name and number: how many entries, 0 for none (it timed out).
+local function read_entries()
+    local c = resp.cursor(sock)
+    local streams, err = expect(c, ARRAY, -1, "not a list of streams")
+    if streams == nil then
+        return nil, err
+    end
+    if streams < 1 then
+        return 0, nil
+    end
+    local two, serr = expect(c, ARRAY, 2, "not a stream")
+    if two == nil then
+        return nil, serr
+    end
+    local nsize, nerr = expect(c, BULK, 0, "a stream's name is not a string")
+    if nsize == nil then
+        return nil, nerr
+    end
+    local stream, berr = resp.body(sock, c, nsize)
+    if stream == nil then
+        return nil, berr
+    end
+    local count, cerr = expect(c, ARRAY, 0, "a stream's entries are not a list")
+    if count == nil then
+        return nil, cerr
+    end
+    do
+        local k = 1
+        while k <= count do
+            local rerr = read_entry(c, k)
+            if rerr ~= nil then
+                return nil, rerr
+            end
+            k = k + 1
+        end
+    end
+    return count, nil
+end
 --- Counts and logs entries trimmed before this reader read them (each worker counts
 -- its own loss), and numbers given out again (a failover, or Redis restarted without
 -- persistence, lost entries this instance had handed over). Only at the frontier:
 -- below it, a resend goes over numbers already handed over on purpose.
-local function count_gap(seq, id)
-    local frontier = tail_seq >= high
+local function count_gap(seq, id, prev, prev_seq)
+    local frontier = prev_seq >= high
     if frontier and high > 0 and seq <= high then
         counters.failover_lost = counters.failover_lost + (high - seq + 1)
         ngx.log(
@@ -360,7 +515,7 @@ local function count_gap(seq, id)
             "ngx.ipc: cluster reader: ",
             seq - high - 1,
             " alert(s) between ",
-            tail_id,
+            prev,
             " and ",
             id,
             " were trimmed from ",
@@ -405,38 +560,11 @@ local function rewind()
     tail_id = id
     tail_seq = to.seq
 end
---- Hands one entry to every worker of the instance; false when it must stop first.
-local function hand_over(id, f)
-    local seq = tonumber(field(f, "s"))
-    local inst = field(f, "i")
-    local pid = field(f, "p")
-    local wid = field(f, "w")
-    local name = field(f, "n")
-    local data = field(f, "d")
-    if seq == nil or inst == nil or pid == nil or wid == nil or name == nil or data == nil then
-        counters.malformed = counters.malformed + 1
-        ngx.log(
-            ngx.WARN,
-            "ngx.ipc: cluster reader: entry ",
-            id,
-            " of ",
-            state.settings.stream,
-            " is not an ngx.ipc alert; skipped"
-        )
-        last_id = id
-        return true
-    end
-    count_gap(seq, id)
-    local env = encode(
-        inst,
-        pid,
-        wid,
-        name,
-        tail_id,
-        id,
-        seq,
-        data
-    )
+--- Hands the first `count` encoded entries of `parts` to every worker of the instance
+-- in one local broadcast, the last of them `last` (number `seq`); false when it must
+-- stop first.
+local function hand_over(parts, count, last, seq)
+    local env = table.concat(parts, "", 1, count)
     local delay = 0.01
     while true do
         if ngx.worker.exiting() or not room(packed(#env)) then
@@ -449,7 +577,9 @@ local function hand_over(id, f)
         ngx.log(
             ngx.ERR,
             "ngx.ipc: cluster reader: handing ",
-            id,
+            count,
+            " alert(s) up to ",
+            last,
             " to the workers failed: ",
             err,
             "; retrying"
@@ -460,11 +590,85 @@ local function hand_over(id, f)
         end
         delay = math.min(delay * 2, 0.5)
     end
-    last_id = id
-    tail_id = id
+    last_id = last
+    tail_id = last
     tail_seq = seq
-    counters.relayed = counters.relayed + 1
-    return true
+    counters.relayed = counters.relayed + count
+    return holding and sock ~= nil
+end
+--- Hands the entries of one XREAD reply over in as few local broadcasts as ENVELOPE
+-- allows, each entry naming the one before it; false when it must stop first.
+local function relay(entries)
+    local parts = {}
+    local count = 0
+    local bytes = 0
+    local prev = tail_id
+    local prev_ms, prev_n = id_of(tail_id)
+    local prev_seq = tail_seq
+    do
+        local k = 1
+        while k <= entries do
+            do
+                local id = e_id[k]
+                local seq = e_seq[k]
+                local inst = e_inst[k]
+                local pid = e_pid[k]
+                local wid = e_wid[k]
+                local name = e_name[k]
+                local data = e_data[k]
+                e_data[k] = nil
+                if seq == nil or inst == nil or pid == nil or wid == nil or name == nil or data == nil then
+                    counters.malformed = counters.malformed + 1
+                    ngx.log(
+                        ngx.WARN,
+                        "ngx.ipc: cluster reader: entry ",
+                        id,
+                        " of ",
+                        state.settings.stream,
+                        " is not an ngx.ipc alert; skipped"
+                    )
+                    if count > 0 and not hand_over(parts, count, prev, prev_seq) then
+                        return false
+                    end
+                    last_id = id
+                    count = 0
+                    bytes = 0
+                    goto __continue93
+                end
+                count_gap(seq, id, prev, prev_seq)
+                local ms, n = id_of(id)
+                local env = encode(
+                    inst,
+                    pid,
+                    wid,
+                    name,
+                    prev_ms,
+                    prev_n,
+                    ms,
+                    n,
+                    seq,
+                    data
+                )
+                if count > 0 and bytes + #env > ENVELOPE then
+                    if not hand_over(parts, count, prev, prev_seq) then
+                        return false
+                    end
+                    count = 0
+                    bytes = 0
+                end
+                count = count + 1
+                parts[count] = env
+                bytes = bytes + #env
+                prev = id
+                prev_ms = ms
+                prev_n = n
+                prev_seq = seq
+            end
+            ::__continue93::
+            k = k + 1
+        end
+    end
+    return count == 0 or hand_over(parts, count, prev, prev_seq)
 end
 --- One turn: save the position and renew the lease, read what follows, hand it over.
 local function step()
@@ -511,7 +715,7 @@ local function step()
     if save then
         c, cerr = resp.read(sock)
     end
-    local r, rerr = resp.read(sock)
+    local r, rerr = read_entries()
     if c == nil or r == nil then
         drop_connection(c == nil and cerr or rerr)
         return
@@ -521,24 +725,13 @@ local function step()
         lost_lease()
         return
     end
-    if r == false then
+    if r == 0 then
         return
     end
-    local streams = r
-    local entries = streams[1][2]
     local c0 = shim.counters()
     queued = c0.send_queued
     held = c0.receive_ready + c0.receive_partial
-    do
-        local i = 1
-        while i <= #entries do
-            local e = entries[i]
-            if not hand_over(e[1], e[2]) or not holding or sock == nil then
-                return
-            end
-            i = i + 1
-        end
-    end
+    relay(r)
 end
 local function read_loop(premature)
     if premature then
@@ -548,18 +741,18 @@ local function read_loop(premature)
     while not ngx.worker.exiting() do
         do
             if sock == nil and not open() then
-                goto __continue76
+                goto __continue110
             end
             if not holding then
                 local got = acquire("")
                 if got == false and not pause(LEASE_POLL) then
                     break
                 end
-                goto __continue76
+                goto __continue110
             end
             step()
         end
-        ::__continue76::
+        ::__continue110::
     end
     if sock ~= nil and holding then
         commit(true)

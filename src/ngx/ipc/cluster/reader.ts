@@ -23,6 +23,12 @@ const counters = state.counters;
  * full backlog, which would leave the entry with some workers and not others.
  */
 const FLOW = 65536;
+/**
+ * The entries of one XREAD reply share a local broadcast up to this many envelope
+ * bytes (an entry larger than that goes alone): one write per worker and one wake-up
+ * of its receive loop for many entries, and well within FLOW.
+ */
+const ENVELOPE = 16384;
 /** How long a reader's lease lasts without renewal; it renews at least every BLOCK_MS. */
 const LEASE_MS = 5000;
 /** XREAD's BLOCK: also how long a quitting reader may wait before it notices. */
@@ -70,6 +76,30 @@ function position(): string {
         return `${id_text(low)} ${string.format("%.0f", low.seq)}`;
     }
     return `${tail_id} ${tail_seq}`;
+}
+
+/** A stream id's parts ("ms-n"), read byte by byte (no string per entry); 0, 0 if it is not one. */
+function id_of(id: string): LuaMultiReturn<[number, number]> {
+    let ms = 0;
+    let i = 1;
+    let c = string.byte(id, 1) - 48;
+    while (c >= 0 && c <= 9) {
+        ms = ms * 10 + c;
+        i += 1;
+        c = (string.byte(id, i) ?? 0) - 48;
+    }
+    if (i === 1 || string.byte(id, i) !== 45) { // -
+        return $multi(0, 0);
+    }
+    let n = 0;
+    for (let k = i + 1; k <= id.length; k++) {
+        const d = string.byte(id, k) - 48;
+        if (d < 0 || d > 9) {
+            return $multi(0, 0);
+        }
+        n = n * 10 + d;
+    }
+    return $multi(ms, n);
 }
 
 /** Whether stream id a comes after b ("ms-seq"). */
@@ -264,15 +294,150 @@ function room(size: number): boolean {
     return true;
 }
 
-/** Field value of a stream entry's field list, or undefined. */
-function field(f: LuaTable<number, resp.Reply>, key: string): string | undefined {
-    for (let i = 1; i < f.length(); i += 2) {
-        if (f.get(i) === key) {
-            const v = f.get(i + 1);
-            return type(v) === "string" ? (v as string) : undefined;
+/**
+ * The entries of the last XREAD reply, by position (reused: no table per entry);
+ * undefined where the entry lacks the field or it is not a number where one is due.
+ */
+const e_id = new LuaTable<number, string>();
+const e_seq = new LuaTable<number, number | undefined>();
+const e_inst = new LuaTable<number, string | undefined>();
+const e_pid = new LuaTable<number, number | undefined>();
+const e_wid = new LuaTable<number, number | undefined>();
+const e_name = new LuaTable<number, string | undefined>();
+const e_data = new LuaTable<number, string | undefined>();
+
+/** Field names of an ngx.ipc entry, by their byte. */
+const F_S = 115;
+const F_I = 105;
+const F_P = 112;
+const F_W = 119;
+const F_N = 110;
+const F_D = 100;
+
+type Read = LuaMultiReturn<[number, undefined] | [undefined, string]>;
+
+const BULK = 36;
+const ARRAY = 42;
+
+/**
+ * The next element's header, which must be of `kind` with a number of at least
+ * `least`: that number; undefined, err otherwise (the connection is then dropped:
+ * what follows in it cannot be framed).
+ */
+function expect(c: resp.Cursor, kind: number, least: number, what: string): Read {
+    const [k, v] = resp.head(sock!, c);
+    if (k === undefined) {
+        return $multi(undefined, v as string);
+    }
+    if (k !== kind || (v as number) < least) {
+        return $multi(undefined, `bad reply from redis to XREAD: ${what}`);
+    }
+    return $multi(v as number, undefined);
+}
+
+/** One field's value into the entry tables at k, after its name's byte. */
+function read_value(c: resp.Cursor, k: number, f: number): string | undefined {
+    const [size, err] = expect(c, BULK, 0, "a field's value is not a string");
+    if (size === undefined) {
+        return err;
+    }
+    if (f === F_S || f === F_P || f === F_W) {
+        const [v, nerr] = resp.body_number(sock!, c, size);
+        if (nerr !== undefined) {
+            return nerr;
+        }
+        (f === F_S ? e_seq : f === F_P ? e_pid : e_wid).set(k, v);
+        return undefined;
+    }
+    const [v, berr] = resp.body(sock!, c, size);
+    if (v === undefined) {
+        return berr;
+    }
+    if (f === F_I || f === F_N || f === F_D) {
+        (f === F_I ? e_inst : f === F_N ? e_name : e_data).set(k, v);
+    }
+    return undefined;
+}
+
+/** Entry k: "*2", its id, its field list. */
+function read_entry(c: resp.Cursor, k: number): string | undefined {
+    e_seq.set(k, undefined);
+    e_inst.set(k, undefined);
+    e_pid.set(k, undefined);
+    e_wid.set(k, undefined);
+    e_name.set(k, undefined);
+    e_data.set(k, undefined);
+    const [two, err] = expect(c, ARRAY, 2, "not a stream entry");
+    if (two === undefined) {
+        return err;
+    }
+    const [isize, ierr] = expect(c, BULK, 0, "an entry's id is not a string");
+    if (isize === undefined) {
+        return ierr;
+    }
+    const [id, berr] = resp.body(sock!, c, isize);
+    if (id === undefined) {
+        return berr;
+    }
+    e_id.set(k, id);
+    const [fields, ferr] = expect(c, ARRAY, 0, "an entry's fields are not a list");
+    if (fields === undefined) {
+        return ferr;
+    }
+    for (let i = 1; i <= fields; i += 2) {
+        const [nsize, nerr] = expect(c, BULK, 0, "a field's name is not a string");
+        if (nsize === undefined) {
+            return nerr;
+        }
+        const [f, bberr] = resp.body_byte(sock!, c, nsize);
+        if (f === undefined) {
+            return bberr;
+        }
+        const verr = read_value(c, k, f);
+        if (verr !== undefined) {
+            return verr;
         }
     }
     return undefined;
+}
+
+/**
+ * XREAD's reply (one stream) into the entry tables, without a table per entry or a
+ * string per field name and number: how many entries, 0 for none (it timed out).
+ */
+function read_entries(): Read {
+    const c = resp.cursor(sock!);
+    const [streams, err] = expect(c, ARRAY, -1, "not a list of streams");
+    if (streams === undefined) {
+        return $multi(undefined, err!);
+    }
+    if (streams < 1) {
+        // *-1: BLOCK ran out
+        return $multi(0, undefined);
+    }
+    const [two, serr] = expect(c, ARRAY, 2, "not a stream");
+    if (two === undefined) {
+        return $multi(undefined, serr!);
+    }
+    const [nsize, nerr] = expect(c, BULK, 0, "a stream's name is not a string");
+    if (nsize === undefined) {
+        return $multi(undefined, nerr!);
+    }
+    const [stream, berr] = resp.body(sock!, c, nsize);
+    if (stream === undefined) {
+        return $multi(undefined, berr);
+    }
+    const [count, cerr] = expect(c, ARRAY, 0, "a stream's entries are not a list");
+    if (count === undefined) {
+        return $multi(undefined, cerr!);
+    }
+    for (let k = 1; k <= count; k++) {
+        const rerr = read_entry(c, k);
+        if (rerr !== undefined) {
+            return $multi(undefined, rerr);
+        }
+    }
+    return $multi(count, undefined);
 }
 
 /**
@@ -281,8 +446,8 @@ function field(f: LuaTable<number, resp.Reply>, key: string): string | undefined
  * persistence, lost entries this instance had handed over). Only at the frontier:
  * below it, a resend goes over numbers already handed over on purpose.
  */
-function count_gap(seq: number, id: string): void {
-    const frontier = tail_seq >= high;
+function count_gap(seq: number, id: string, prev: string, prev_seq: number): void {
+    const frontier = prev_seq >= high;
     if (frontier && high > 0 && seq <= high) {
         // the numbering goes on from here; other instances may have missed what was lost
         counters.failover_lost += high - seq + 1;
@@ -294,7 +459,7 @@ function count_gap(seq: number, id: string): void {
     }
     if (frontier && high > 0 && seq > high + 1) {
         counters.gaps += 1;
-        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", seq - high - 1, " alert(s) between ", tail_id, " and ", id,
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: ", seq - high - 1, " alert(s) between ", prev, " and ", id,
             " were trimmed from ", state.settings!.stream, " (maxlen ", state.settings!.maxlen,
             ") or lost in a failover before this instance read them; they are lost for it");
     }
@@ -333,24 +498,13 @@ function rewind(): void {
     tail_seq = to.seq;
 }
 
-/** Hands one entry to every worker of the instance; false when it must stop first. */
-function hand_over(id: string, f: LuaTable<number, resp.Reply>): boolean {
-    const seq = tonumber(field(f, "s"));
-    const inst = field(f, "i");
-    const pid = field(f, "p");
-    const wid = field(f, "w");
-    const name = field(f, "n");
-    const data = field(f, "d");
-    if (seq === undefined || inst === undefined || pid === undefined || wid === undefined
-        || name === undefined || data === undefined) {
-        counters.malformed += 1;
-        ngx.log(ngx.WARN, "ngx.ipc: cluster reader: entry ", id, " of ", state.settings!.stream,
-            " is not an ngx.ipc alert; skipped");
-        last_id = id;
-        return true;
-    }
-    count_gap(seq, id);
-    const env = encode(inst, pid, wid, name, tail_id, id, seq, data);
+/**
+ * Hands the first `count` encoded entries of `parts` to every worker of the instance
+ * in one local broadcast, the last of them `last` (number `seq`); false when it must
+ * stop first.
+ */
+function hand_over(parts: string[], count: number, last: string, seq: number): boolean {
+    const env = table.concat(parts, "", 1, count);
     let delay = 0.01;
     while (true) {
         if (ngx.worker.exiting() || !room(packed(env.length))) {
@@ -361,18 +515,76 @@ function hand_over(id: string, f: LuaTable<number, resp.Reply>): boolean {
             break;
         }
         // Not expected (room() keeps the backlogs from refusing): retry after a pause.
-        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: handing ", id, " to the workers failed: ", err, "; retrying");
+        ngx.log(ngx.ERR, "ngx.ipc: cluster reader: handing ", count, " alert(s) up to ", last, " to the workers failed: ",
+            err, "; retrying");
         queued = FLOW;
         if (!pause(delay)) {
             return false;
         }
         delay = math.min(delay * 2, 0.5);
     }
-    last_id = id;
-    tail_id = id;
+    last_id = last;
+    tail_id = last;
     tail_seq = seq;
-    counters.relayed += 1;
-    return true;
+    counters.relayed += count;
+    // room() may have renewed the lease on a connection that then failed, or lost it
+    return holding && sock !== undefined;
+}
+
+/**
+ * Hands the entries of one XREAD reply over in as few local broadcasts as ENVELOPE
+ * allows, each entry naming the one before it; false when it must stop first.
+ */
+function relay(entries: number): boolean {
+    const parts: string[] = [];
+    let count = 0;
+    let bytes = 0;
+    let prev = tail_id;
+    let [prev_ms, prev_n] = id_of(tail_id);
+    let prev_seq = tail_seq;
+    for (let k = 1; k <= entries; k++) {
+        const id = e_id.get(k);
+        const seq = e_seq.get(k);
+        const inst = e_inst.get(k);
+        const pid = e_pid.get(k);
+        const wid = e_wid.get(k);
+        const name = e_name.get(k);
+        const data = e_data.get(k);
+        // let go of the data once relayed (or skipped)
+        e_data.set(k, undefined);
+        if (seq === undefined || inst === undefined || pid === undefined || wid === undefined
+            || name === undefined || data === undefined) {
+            counters.malformed += 1;
+            ngx.log(ngx.WARN, "ngx.ipc: cluster reader: entry ", id, " of ", state.settings!.stream,
+                " is not an ngx.ipc alert; skipped");
+            // read past it only with the entries before it
+            if (count > 0 && !hand_over(parts, count, prev, prev_seq)) {
+                return false;
+            }
+            last_id = id;
+            count = 0;
+            bytes = 0;
+            continue;
+        }
+        count_gap(seq, id, prev, prev_seq);
+        const [ms, n] = id_of(id);
+        const env = encode(inst, pid, wid, name, prev_ms, prev_n, ms, n, seq, data);
+        if (count > 0 && bytes + env.length > ENVELOPE) {
+            if (!hand_over(parts, count, prev, prev_seq)) {
+                return false;
+            }
+            count = 0;
+            bytes = 0;
+        }
+        count += 1;
+        parts[count - 1] = env;
+        bytes += env.length;
+        prev = id;
+        prev_ms = ms;
+        prev_n = n;
+        prev_seq = seq;
+    }
+    return count === 0 || hand_over(parts, count, prev, prev_seq);
 }
 
 /** One turn: save the position and renew the lease, read what follows, hand it over. */
@@ -409,10 +621,10 @@ function step(): void {
     if (save) {
         [c, cerr] = resp.read(sock!);
     }
-    const [r, rerr] = resp.read(sock!);
+    const [r, rerr] = read_entries();
     if (c === undefined || r === undefined) {
         // NOSCRIPT (SCRIPT FLUSH) included: the next connection loads the script again
-        drop_connection(c === undefined ? cerr! : rerr!);
+        drop_connection(c === undefined ? cerr! : rerr as string);
         return;
     }
     failures = 0;
@@ -420,20 +632,13 @@ function step(): void {
         lost_lease();
         return;
     }
-    if (r === false) {
+    if (r === 0) {
         return;
     }
-    const streams = r as LuaTable<number, LuaTable<number, resp.Reply>>;
-    const entries = streams.get(1).get(2) as LuaTable<number, LuaTable<number, resp.Reply>>;
     const c0 = shim.counters();
     queued = c0.send_queued;
     held = c0.receive_ready + c0.receive_partial;
-    for (let i = 1; i <= entries.length(); i++) {
-        const e = entries.get(i);
-        if (!hand_over(e.get(1) as string, e.get(2) as LuaTable<number, resp.Reply>) || !holding || sock === undefined) {
-            return;
-        }
-    }
+    relay(r);
 }
 
 function read_loop(premature: boolean): void {
