@@ -35,14 +35,41 @@ static int ngx_ipc_dest_put(ngx_ipc_dest_t *d, const ngx_ipc_packet_t *p,
 
 #define NGX_IPC_BURST_NS  2000
 
+/*
+ * Inside a broadcast: whether it is part of a burst, decided before its first
+ * copy (-1 outside one).  Its copies go to different pipes, so the second is
+ * no burst to its destination: every copy of a broadcast on its own goes out
+ * at once, not only the first (the others used to wait for the turn's end).
+ */
+static int  ngx_ipc_fanout_burst = -1;
+
 static int
 ngx_ipc_burst(void)
 {
+    if (ngx_ipc_fanout_burst >= 0) {
+        return ngx_ipc_fanout_burst;
+    }
+
     if (ngx_ipc_mode == NGX_IPC_MODE_STANDALONE) {
         return ngx_ipc_lone_end != 0;
     }
 
     return ngx_ipc_now() - ngx_ipc_lone_end < NGX_IPC_BURST_NS;
+}
+
+
+void
+ngx_ipc_fanout_begin(void)
+{
+    ngx_ipc_fanout_burst = -1;
+    ngx_ipc_fanout_burst = ngx_ipc_burst();
+}
+
+
+void
+ngx_ipc_fanout_end(void)
+{
+    ngx_ipc_fanout_burst = -1;
 }
 
 

@@ -358,6 +358,8 @@ void     ngx_ipc_pipe_write_event(int fd);
 /* ngx_ipc_deliver.c */
 
 int      ngx_ipc_dest_deliver(int32_t key, const ngx_ipc_out_t *alert);
+void     ngx_ipc_fanout_begin(void);
+void     ngx_ipc_fanout_end(void);
 void     ngx_ipc_pipe_flush_all(void);
 void     ngx_ipc_pipe_flush_dirty(void);
 

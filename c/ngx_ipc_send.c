@@ -663,6 +663,8 @@ ngx_ipc_broadcast(const char *name, size_t name_len,
 
     count = ngx_ipc_dir_count();
 
+    ngx_ipc_fanout_begin();
+
     for (id = 0; id < count; id++) {
         if (id == ngx_ipc_dir_id()) {
             rc = ngx_ipc_count(ngx_ipc_deliver_self(&out), &out);
@@ -698,6 +700,8 @@ ngx_ipc_broadcast(const char *name, size_t name_len,
             ngx_ipc_skip(&sk, pid, -1);
         }
     }
+
+    ngx_ipc_fanout_end();
 
     if (sk.n) {
         ngx_ipc_set_error("send backlog full for %zu worker(s): %s%s "
