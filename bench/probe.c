@@ -22,6 +22,25 @@
  *       non-blocking pipe, as an event loop does: what a hop costs any
  *       epoll-driven receiver, before its own work.
  *
+ *   probe ring MSG_SIZE SECONDS RING_SIZE [unpinned|pinned|split]
+ *       the same stream through a ring of RING_SIZE bytes in memory both
+ *       processes share, instead of a pipe: the writer copies each message
+ *       in and publishes it by moving the head; the reader copies it out
+ *       (one copy each side, as write() and read() make).  Each side
+ *       sleeps in epoll_wait on an eventfd only when the ring is empty
+ *       (reader) or full (writer), and the other side rings that doorbell
+ *       only when it finds the sleeper's flag set, which it clears: one
+ *       doorbell per sleep.  The pipe's work without its one lock for both
+ *       ends and without a wake-up call per write.  Counts the reader's
+ *       doorbells and sleeps per message.
+ *
+ *   probe fanout MSG_SIZE ROUNDS RECEIVERS
+ *       one process writes MSG_SIZE bytes to each of RECEIVERS processes
+ *       (a pipe each, each waiting in epoll_wait) every 2 ms, ROUNDS times;
+ *       each receiver takes the time from just before the first write to
+ *       its read: p50/p99 over all of them.  What a broadcast to idle
+ *       workers costs before any work of theirs (E1 publishes this way).
+ *
  * Prints one line of JSON.  Exits non-zero when a byte went missing or a
  * system call failed.
  */
@@ -35,7 +54,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -362,6 +383,231 @@ stream(size_t msg, double seconds, long pipe_size, int mode, int polled)
 }
 
 
+/* ring: writer child, reader parent, in shared memory */
+
+typedef struct {
+    _Alignas(64) _Atomic uint64_t  head;      /* bytes written, published */
+    _Atomic int                    reader_sleeps;
+    _Alignas(64) _Atomic uint64_t  tail;      /* bytes read, freed */
+    _Atomic int                    writer_sleeps;
+    _Alignas(64) _Atomic int       done;
+    double                         t_start;
+    uint64_t                       writes;
+    uint64_t                       doorbells;
+    uint64_t                       writer_waits;
+    _Alignas(64) unsigned char     data[];
+} ring_t;
+
+
+static void
+ring_bell(int fd)
+{
+    uint64_t  one = 1;
+
+    if (write(fd, &one, sizeof(one)) != (ssize_t) sizeof(one)) {
+        die("write eventfd");
+    }
+}
+
+
+static void
+ring_sleep(int ep, int fd)
+{
+    uint64_t            v;
+    struct epoll_event  e;
+
+    if (epoll_wait(ep, &e, 1, 1000) == -1 && errno != EINTR) {
+        die("epoll_wait");
+    }
+
+    if (read(fd, &v, sizeof(v)) == -1 && errno != EAGAIN) {
+        die("read eventfd");
+    }
+}
+
+
+/* copies n bytes at position pos of the ring (size cap) to or from buf */
+
+static void
+ring_copy(unsigned char *ring, size_t cap, uint64_t pos, unsigned char *buf,
+    size_t n, int in)
+{
+    size_t  off, first;
+
+    off = (size_t) (pos % cap);
+    first = cap - off < n ? cap - off : n;
+
+    if (in) {
+        memcpy(ring + off, buf, first);
+        memcpy(ring, buf + first, n - first);
+
+    } else {
+        memcpy(buf, ring + off, first);
+        memcpy(buf + first, ring, n - first);
+    }
+}
+
+
+static int
+ring(size_t msg, double seconds, size_t cap, int mode)
+{
+    int             rbell, wbell, rep, wep, status, cpu, cpu2, child_cpu;
+    pid_t           pid;
+    ring_t         *r;
+    uint64_t        h, t, i, reads, sleeps, bytes;
+    double          t_end, dt, deadline;
+    unsigned char  *buf;
+
+    if (msg == 0 || msg > 65536 || cap < 2 * msg || cap > (64u << 20)) {
+        fprintf(stderr, "probe: message size 1..65536, ring 2 x that..64 MiB\n");
+        return 2;
+    }
+
+    r = mmap(NULL, sizeof(ring_t) + cap, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) {
+        die("mmap");
+    }
+
+    rbell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    wbell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (rbell == -1 || wbell == -1) {
+        die("eventfd");
+    }
+
+    buf = malloc(msg);
+    if (buf == NULL) {
+        die("malloc");
+    }
+
+    child_cpu = place(mode, &cpu, &cpu2);
+
+    pid = fork();
+    if (pid == -1) {
+        die("fork");
+    }
+
+    if (pid == 0) {
+        if (child_cpu != -1) {
+            pin(child_cpu);
+        }
+
+        wep = poller(wbell);
+        memset(buf, 'x', msg);
+
+        r->t_start = now();
+        deadline = r->t_start + seconds;
+        h = 0;
+
+        for (i = 1; ; i++) {
+            while (h + msg - atomic_load(&r->tail) > cap) {
+                /* full: say so, look again, then sleep until the reader rings */
+                atomic_store(&r->writer_sleeps, 1);
+                if (h + msg - atomic_load(&r->tail) > cap) {
+                    r->writer_waits++;
+                    ring_sleep(wep, wbell);
+                }
+                atomic_store(&r->writer_sleeps, 0);
+            }
+
+            ring_copy(r->data, cap, h, buf, msg, 1);
+            h += msg;
+            atomic_store(&r->head, h);
+
+            /* one doorbell per sleep: whoever clears the flag rings */
+            if (atomic_load(&r->reader_sleeps)
+                && atomic_exchange(&r->reader_sleeps, 0))
+            {
+                r->doorbells++;
+                ring_bell(rbell);
+            }
+
+            if ((i & 1023) == 0 && now() >= deadline) {
+                break;
+            }
+        }
+
+        r->writes = i;
+        atomic_store(&r->done, 1);
+        ring_bell(rbell);
+        _exit(0);
+    }
+
+    if (mode == 2) {
+        pin(cpu);
+    }
+
+    rep = poller(rbell);
+
+    t = 0;
+    reads = 0;
+    sleeps = 0;
+    t_end = 0;
+
+    for ( ;; ) {
+        h = atomic_load(&r->head);
+
+        if (h == t) {
+            if (atomic_load(&r->done) && atomic_load(&r->head) == t) {
+                break;
+            }
+
+            /* empty: say so, look again (the writer may have published
+             * before it saw the flag), then sleep until it rings */
+            atomic_store(&r->reader_sleeps, 1);
+            if (atomic_load(&r->head) == t && !atomic_load(&r->done)) {
+                sleeps++;
+                ring_sleep(rep, rbell);
+            }
+            atomic_store(&r->reader_sleeps, 0);
+            continue;
+        }
+
+        while (t < h) {
+            ring_copy(r->data, cap, t, buf, msg, 0);
+            t += msg;
+            reads++;
+        }
+
+        t_end = now();
+        atomic_store(&r->tail, t);
+
+        if (atomic_load(&r->writer_sleeps)
+            && atomic_exchange(&r->writer_sleeps, 0))
+        {
+            ring_bell(wbell);
+        }
+    }
+
+    if (waitpid(pid, &status, 0) == -1) {
+        die("waitpid");
+    }
+
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "probe: writer failed\n");
+        return 2;
+    }
+
+    bytes = t;
+    dt = t_end - r->t_start;
+
+    printf("{\"test\":\"ring\",\"mode\":\"%s\",\"msg_size\":%zu,"
+           "\"ring_size\":%zu,\"messages\":%llu,\"bytes\":%llu,"
+           "\"seconds\":%.6f,\"messages_per_s\":%.1f,\"bytes_per_s\":%.1f,"
+           "\"doorbells_per_message\":%.4f,\"reader_sleeps_per_message\":%.4f,"
+           "\"writer_waits_per_message\":%.4f,\"complete\":%s}\n",
+           mode_name(mode), msg, cap, (unsigned long long) r->writes,
+           (unsigned long long) bytes, dt,
+           (double) r->writes / dt, (double) bytes / dt,
+           (double) r->doorbells / (double) r->writes,
+           (double) sleeps / (double) r->writes,
+           (double) r->writer_waits / (double) r->writes,
+           reads == r->writes && bytes == r->writes * msg ? "true" : "false");
+
+    return reads == r->writes && bytes == r->writes * msg ? 0 : 1;
+}
+
+
 /* ping-pong: echo child, timing parent */
 
 static int
@@ -479,6 +725,120 @@ pingpong(size_t msg, long rounds, int mode, int polled)
 }
 
 
+/* fan-out: one writer, `receivers` reader children, every 2 ms */
+
+#define FANOUT_MAX  64
+
+static int
+fanout(size_t msg, long rounds, int receivers)
+{
+    int        p[FANOUT_MAX][2], k, status, ep, failed;
+    char      *buf;
+    long       i, warm, n;
+    pid_t      pid[FANOUT_MAX];
+    double    *lat;
+    struct timespec     gap;
+    volatile double    *t0;
+    volatile long      *round;
+
+    if (msg == 0 || msg > 4096 || rounds < 1 || receivers < 1
+        || receivers > FANOUT_MAX)
+    {
+        fprintf(stderr, "probe: message size 1..4096, rounds >= 1, "
+                "receivers 1..%d\n", FANOUT_MAX);
+        return 2;
+    }
+
+    warm = rounds / 10;
+    n = rounds * receivers;
+
+    /* the time of the round's first write, its number, then every latency */
+    t0 = mmap(NULL, sizeof(double) * (size_t) (n + 2), PROT_READ | PROT_WRITE,
+              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (t0 == MAP_FAILED) {
+        die("mmap");
+    }
+    round = (volatile long *) &t0[1];
+    lat = (double *) &t0[2];
+
+    buf = malloc(msg);
+    if (buf == NULL) {
+        die("malloc");
+    }
+    memset(buf, 'f', msg);
+
+    for (k = 0; k < receivers; k++) {
+        if (pipe(p[k]) == -1) {
+            die("pipe");
+        }
+
+        pid[k] = fork();
+        if (pid[k] == -1) {
+            die("fork");
+        }
+
+        if (pid[k] == 0) {
+            /* the writer's ends, this pipe's and the earlier ones': the
+             * writer's close must be this receiver's end of file */
+            for (i = 0; i <= k; i++) {
+                (void) close(p[i][1]);
+            }
+
+            ep = poller(p[k][0]);
+
+            while (read_all(ep, p[k][0], buf, msg) == 0) {
+                i = *round;
+                if (i >= 0) {
+                    lat[i * receivers + k] = (now() - *t0) * 1e6;
+                }
+            }
+
+            _exit(0);
+        }
+
+        (void) close(p[k][0]);
+    }
+
+    gap.tv_sec = 0;
+    gap.tv_nsec = 2000000;
+
+    for (i = -warm; i < rounds; i++) {
+        while (nanosleep(&gap, &gap) == -1 && errno == EINTR) { /* void */ }
+        gap.tv_nsec = 2000000;
+
+        *round = i;
+        *t0 = now();
+        for (k = 0; k < receivers; k++) {
+            write_all(p[k][1], buf, msg);
+        }
+    }
+
+    failed = 0;
+    for (k = 0; k < receivers; k++) {
+        (void) close(p[k][1]);
+        if (waitpid(pid[k], &status, 0) == -1) {
+            die("waitpid");
+        }
+        failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+
+    if (failed) {
+        fprintf(stderr, "probe: a receiver failed\n");
+        return 2;
+    }
+
+    qsort(lat, (size_t) n, sizeof(double), cmp_double);
+
+    printf("{\"test\":\"fanout\",\"msg_size\":%zu,\"rounds\":%ld,"
+           "\"receivers\":%d,\"p50_us\":%.2f,\"p99_us\":%.2f,"
+           "\"complete\":true}\n",
+           msg, rounds, receivers,
+           pct(lat, (size_t) n, 0.50), pct(lat, (size_t) n, 0.99));
+
+    return 0;
+}
+
+
 static void
 usage(void)
 {
@@ -486,7 +846,10 @@ usage(void)
             "usage: probe stream MSG_SIZE SECONDS PIPE_SIZE "
             "[unpinned|pinned|split] [epoll]\n"
             "       probe pingpong MSG_SIZE ROUNDS pinned|unpinned|split "
-            "[epoll]\n");
+            "[epoll]\n"
+            "       probe ring MSG_SIZE SECONDS RING_SIZE "
+            "[unpinned|pinned|split]\n"
+            "       probe fanout MSG_SIZE ROUNDS RECEIVERS\n");
     exit(2);
 }
 
@@ -529,6 +892,17 @@ main(int argc, char **argv)
         return pingpong((size_t) strtoul(argv[2], NULL, 10),
                         strtol(argv[3], NULL, 10), parse_mode(argv[4]),
                         argc == 6);
+    }
+
+    if ((argc == 5 || argc == 6) && strcmp(argv[1], "ring") == 0) {
+        return ring((size_t) strtoul(argv[2], NULL, 10),
+                    strtod(argv[3], NULL), (size_t) strtoul(argv[4], NULL, 10),
+                    argc == 6 ? parse_mode(argv[5]) : 0);
+    }
+
+    if (argc == 5 && strcmp(argv[1], "fanout") == 0) {
+        return fanout((size_t) strtoul(argv[2], NULL, 10),
+                      strtol(argv[3], NULL, 10), atoi(argv[4]));
     }
 
     usage();

@@ -63,6 +63,14 @@
 -- what kind of machine this is: the pipe's bytes/s and the cost of a wake-up
 -- on the same CPU and on the other one (the L rows).
 --
+-- L4 and L5 are information, no target rests on them: L4 moves 10 KiB and
+-- 64 KiB messages through a pipe whose reader waits in epoll_wait (W2's
+-- transport) and through a ring in memory both processes share, woken by
+-- doorbells only when one side sleeps (what a transport without the pipe's
+-- copies and its one lock for both ends could move; issue 18), split and on
+-- one CPU.  L5 is a broadcast of 26 B to 1 and 4 idle processes waiting in
+-- epoll_wait, every 2 ms: E1's floor before any work of the receivers.
+--
 -- --waits=DIR does no table: per alert of the bulk rows (W2, W4 to 2
 -- workers; 10 KiB and 64 KiB; or --only=W2,W2_64k,W4,W4_64k), sender and
 -- receiver, with the workers on separate CPUs, on one CPU and where the
@@ -395,7 +403,7 @@ end
 local function measure_limits()
   local L = {}
   local secs = math.max(0.2, math.min(1, opts.seconds * 0.6))
-  say("limits: L1 (26 B writes), L2 (4096 B writes), L3 (26 B ping-pong) ...")
+  say("limits: L1 (26 B writes), L2 (4096 B writes), L3 (26 B ping-pong), L4 (bulk: pipe, ring), L5 (fan-out) ...")
   local function stream(size, field, mode)
     probe("stream", size, 0.2, 1048576, mode) -- warm-up
     local runs, raw, rpw = {}, {}, {}
@@ -438,6 +446,34 @@ local function measure_limits()
     p50[i], p99[i] = r.p50_us, r.p99_us
   end
   L.L3_epoll_pinned = { p50_us = median(p50), p99_us = median(p99), p50_runs = p50, p99_runs = p99, rounds = 10000 }
+  -- info for issue 18: bulk messages through the pipe (reader in epoll_wait,
+  -- as W2's receiver) and through a ring in shared memory with doorbells
+  -- (what a transport without the pipe's copy and lock could move), split
+  -- and on one CPU
+  L.L4 = {}
+  for _, size in ipairs { 10240, 65536 } do
+    for _, mode in ipairs { "split", "pinned" } do
+      local pipe, ring, bells = {}, {}, {}
+      for i = 1, opts.runs do
+        pipe[i] = probe("stream", size, secs, 1048576, mode, "epoll").messages_per_s
+        local r = probe("ring", size, secs, 1048576, mode)
+        ring[i], bells[i] = r.messages_per_s, r.doorbells_per_message
+      end
+      L.L4[#L.L4 + 1] = { size = size, placement = mode, pipe = median(pipe), ring = median(ring),
+        doorbells_per_message = median(bells), pipe_runs = pipe, ring_runs = ring }
+    end
+  end
+  -- info for E1: a broadcast to idle processes in epoll_wait, 26 B every 2 ms,
+  -- before any work of theirs (E1's 2 and 5 workers: 1 and 4 others)
+  L.L5 = {}
+  for _, receivers in ipairs { 1, 4 } do
+    local p50, p99 = {}, {}
+    for i = 1, opts.runs do
+      local r = probe("fanout", 26, 500, receivers)
+      p50[i], p99[i] = r.p50_us, r.p99_us
+    end
+    L.L5[#L.L5 + 1] = { receivers = receivers, p50_us = median(p50), p99_us = median(p99), rounds = 500 }
+  end
   return L
 end
 
@@ -905,6 +941,15 @@ local function report(M, L, W, O)
   if L.L3_epoll_pinned then
     row("    (info) pinned, each side in epoll_wait", ("%.1f / %.1f"):format(L.L3_epoll_pinned.p50_us,
       L.L3_epoll_pinned.p99_us), "µs p50/p99", "L3 pin", L.L3_epoll_pinned.p50_us / L.L3_pinned.p50_us)
+  end
+  for _, l in ipairs(L.L4 or {}) do
+    local where = l.placement == "split" and "one process per CPU" or "both on one CPU"
+    row(("L4  pipe, %d KiB writes, reader in epoll, %s"):format(math.floor(l.size / 1024), where), si(l.pipe), "msgs/s")
+    row(("    (info) shared-memory ring instead, %s"):format(where), si(l.ring), "msgs/s", "L4", l.ring / l.pipe)
+  end
+  for _, l in ipairs(L.L5 or {}) do
+    row(("L5  pipe fan-out 26 B to %d process%s in epoll"):format(l.receivers, l.receivers == 1 and "" or "es"),
+      ("%.1f / %.1f"):format(l.p50_us, l.p99_us), "µs p50/p99")
   end
 
   local function ratio(x, l) return x and l and l > 0 and x / l or nil end
