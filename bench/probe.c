@@ -242,6 +242,26 @@ place(int mode, int *cpu, int *cpu2)
 }
 
 
+/* fork(); the child takes child_cpu (-1: where the scheduler puts it) */
+
+static pid_t
+fork_placed(int child_cpu)
+{
+    pid_t  pid;
+
+    pid = fork();
+    if (pid == -1) {
+        die("fork");
+    }
+
+    if (pid == 0 && child_cpu != -1) {
+        pin(child_cpu);
+    }
+
+    return pid;
+}
+
+
 static const char *
 mode_name(int mode)
 {
@@ -293,16 +313,9 @@ stream(size_t msg, double seconds, long pipe_size, int mode, int polled)
         die("malloc");
     }
 
-    pid = fork();
-    if (pid == -1) {
-        die("fork");
-    }
+    pid = fork_placed(child_cpu);
 
     if (pid == 0) {
-        if (child_cpu != -1) {
-            pin(child_cpu);
-        }
-
         (void) close(p[0]);
         memset(buf, 'x', msg);
 
@@ -482,16 +495,9 @@ ring(size_t msg, double seconds, size_t cap, int mode)
 
     child_cpu = place(mode, &cpu, &cpu2);
 
-    pid = fork();
-    if (pid == -1) {
-        die("fork");
-    }
+    pid = fork_placed(child_cpu);
 
     if (pid == 0) {
-        if (child_cpu != -1) {
-            pin(child_cpu);
-        }
-
         wep = poller(wbell);
         memset(buf, 'x', msg);
 
