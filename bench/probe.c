@@ -747,10 +747,10 @@ fanout(size_t msg, long rounds, int receivers)
     volatile double    *t0;
     volatile long      *round;
 
-    if (msg == 0 || msg > 4096 || rounds < 1 || receivers < 1
-        || receivers > FANOUT_MAX)
+    if (msg == 0 || msg > 4096 || rounds < 1 || rounds > 1000000
+        || receivers < 1 || receivers > FANOUT_MAX)
     {
-        fprintf(stderr, "probe: message size 1..4096, rounds >= 1, "
+        fprintf(stderr, "probe: message size 1..4096, rounds 1..1000000, "
                 "receivers 1..%d\n", FANOUT_MAX);
         return 2;
     }
