@@ -41,6 +41,7 @@ local M = {}
 local NGINX = os.getenv("NGX_IPC_T_NGINX") or "/usr/sbin/nginx"
 local MODULES = os.getenv("NGX_IPC_T_MODULES") or "/usr/lib/nginx/modules"
 local KEEP = os.getenv("NGX_IPC_T_KEEP") == "1"
+local CORES = os.getenv("NGX_IPC_T_CORES")
 local DEFAULT_TIMEOUT = 10
 -- How long a control-server request may take: generous, since the worker that
 -- serves it may be one a spec keeps busy for seconds (building or hashing a
@@ -508,6 +509,8 @@ function Inst:conf_text()
     "daemon on;",
     "master_process " .. (o.master_process == false and "off" or "on") .. ";",
     o.main or "",
+    -- NGX_IPC_T_CORES=DIR: a crashed worker leaves its core there (DIR writable by the workers' user)
+    CORES and ("worker_rlimit_core 2g; working_directory " .. CORES .. ";") or "",
     "events { worker_connections " .. (o.worker_connections or 1024) .. "; }",
   }
   if o.raw_http then
