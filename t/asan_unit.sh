@@ -71,7 +71,7 @@ failed=0
 lines=()
 for spec in "${specs[@]}"; do
   log="$tmp/$(basename "$spec").log"
-  LD_PRELOAD="$PRELOAD" timeout -k 10 600 /usr/bin/luajit /usr/bin/busted -o TAP \
+  mkdir -p "$tmp/run" && NGX_IPC_T_TMP="$tmp/run" LD_PRELOAD="$PRELOAD" timeout -k 10 600 /usr/bin/luajit /usr/bin/busted -o TAP \
     --lpath="$LPATH" --cpath="$CPATH" "$spec" >"$log" 2>&1
   rc=$?
   # the file's own test points, renumbered

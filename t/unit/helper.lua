@@ -29,7 +29,8 @@ local function getpid()
 end
 
 _M.pid = getpid()
-_M.dir = "/tmp/ngx_ipc_unit." .. _M.pid
+-- under NGX_IPC_T_TMP when the runner gives one (t/tap_exec.sh, t/asan_unit.sh remove it after)
+_M.dir = (os.getenv("NGX_IPC_T_TMP") or "/tmp") .. "/ngx_ipc_unit." .. _M.pid
 
 
 local open_peer     -- below, with the other helpers for the wire path
