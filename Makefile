@@ -101,10 +101,12 @@ compat: shim
 #   make fuzz-long   FUZZ_RUNS (10 M) executions, FUZZ_JOBS (2) processes,
 #                    new inputs kept in fuzz/out/corpus
 #   make asan-unit   the unit specs against lib/asan/ngx_ipc_shim.so (ASan+UBSan)
+#   make asan-integration  the integration specs on nginx with that shim and
+#                    libasan preloaded (a second run of those specs)
 #   make stress      100 reloads and 20 kill -9 under traffic (t/stress/)
 #   make soak        SOAK_SECONDS (600) of mixed traffic, RSS and fd drift
 
-.PHONY: fuzz fuzz-long asan-unit stress soak
+.PHONY: fuzz fuzz-long asan-unit asan-integration stress soak
 
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS  ?= -g -O1
@@ -153,6 +155,9 @@ $(ASAN_SHIM): $(SHIM_SRC) $(SHIM_HDR)
 
 asan-unit: $(ASAN_SHIM)
 	t/asan_unit.sh
+
+asan-integration: deps $(ASAN_SHIM)
+	t/asan_integration.sh
 
 # both run even when the first fails; RELOADS=n, KILLS=n change the counts
 stress: deps shim

@@ -107,6 +107,10 @@ describe("large alerts", function()
   end
 
   it("keeps the receiver's RSS near one alert through a burst of five 200 MiB alerts", function()
+    if os.getenv("NGX_IPC_T_ASAN") then
+      pending("t/asan_integration.sh: ASan keeps freed memory in quarantine, RSS says nothing here")
+      return
+    end
     local k = #inst:list("large")
     -- start from what b holds now: its garbage collected, its peak reset to it
     inst:run(b, "collectgarbage() return true")

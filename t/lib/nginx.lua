@@ -42,6 +42,10 @@ local NGINX = os.getenv("NGX_IPC_T_NGINX") or "/usr/sbin/nginx"
 local MODULES = os.getenv("NGX_IPC_T_MODULES") or "/usr/lib/nginx/modules"
 local KEEP = os.getenv("NGX_IPC_T_KEEP") == "1"
 local CORES = os.getenv("NGX_IPC_T_CORES")
+-- t/asan_integration.sh: the shim to copy (an ASan build), and the environment nginx
+-- starts with (LD_PRELOAD of libasan, its options)
+local SHIM = os.getenv("NGX_IPC_T_SHIM")
+local NGINX_ENV = os.getenv("NGX_IPC_T_NGINX_ENV")
 local DEFAULT_TIMEOUT = 10
 -- How long a control-server request may take: generous, since the worker that
 -- serves it may be one a spec keeps busy for seconds (building or hashing a
@@ -580,8 +584,9 @@ local function copy_modules(prefix, elsewhere, no_shim)
   elseif read_file(M.root .. "/build/ngx/ipc.lua") then
     must("cp -R " .. shq(M.root .. "/build") .. "/. " .. shq(lib) .. "/")
   end
-  if not elsewhere and not no_shim and read_file(M.root .. "/lib/ngx_ipc_shim.so") then
-    must("cp " .. shq(M.root .. "/lib/ngx_ipc_shim.so") .. " " .. shq(lib) .. "/")
+  local shim = SHIM or (M.root .. "/lib/ngx_ipc_shim.so")
+  if not elsewhere and not no_shim and read_file(shim) then
+    must("cp " .. shq(shim) .. " " .. shq(lib) .. "/ngx_ipc_shim.so")
   end
   write_file(lib .. "/ngx_ipc_t.lua", M.worker_module)
   must("chmod -R a+rX " .. shq(prefix))
@@ -591,7 +596,7 @@ function Inst:env_prefix()
   -- used for raw_http configs, which carry no lua_package_path of their own:
   -- the master's Lua VM takes LUA_PATH/LUA_CPATH when it is created
   local p = self.prefix
-  return ("LUA_PATH=%s LUA_CPATH=%s "):format(
+  return (NGINX_ENV and (NGINX_ENV .. " ") or "") .. ("LUA_PATH=%s LUA_CPATH=%s "):format(
     shq(self.opts.lua_path or (p .. "/lib/?.lua;" .. p .. "/lib/?/init.lua;;")),
     shq(self.opts.lua_cpath or (p .. "/lib/?.so;;")))
 end
