@@ -9,6 +9,7 @@ PKGS=(
   nginx-light libnginx-mod-http-lua lua-resty-core   # the OpenResty-like runtime
   luajit2 lua-busted lua-socket luarocks  # test runner and its libs
   curl procps make gcc libc6-dev perl git             # shim build, prove, demo
+  gdb                                                 # backtrace of a crashed worker's core
   zip                                                 # make dist (the source rock)
   clang libclang-rt-14-dev                            # libFuzzer (make fuzz)
   redis-server redis-sentinel                         # cluster specs and bench (t/lib/redis.lua)

@@ -513,8 +513,9 @@ function Inst:conf_text()
     "daemon on;",
     "master_process " .. (o.master_process == false and "off" or "on") .. ";",
     o.main or "",
-    -- NGX_IPC_T_CORES=DIR: a crashed worker leaves its core there (DIR writable by the workers' user)
-    CORES and ("worker_rlimit_core 2g; working_directory " .. CORES .. ";") or "",
+    -- a crashed worker leaves its core in the instance's cores/ (stop() prints its
+    -- backtrace), or in NGX_IPC_T_CORES=DIR, which outlives the instance
+    "worker_rlimit_core 2g; working_directory " .. self:cores_dir() .. ";",
     "events { worker_connections " .. (o.worker_connections or 1024) .. "; }",
   }
   if o.raw_http then
@@ -578,7 +579,9 @@ end
 
 local function copy_modules(prefix, elsewhere, no_shim)
   local lib = prefix .. "/lib"
-  must("mkdir -p " .. shq(lib))
+  must("mkdir -p " .. shq(lib) .. " " .. shq(prefix .. "/cores"))
+  -- the workers (nobody) write their cores there
+  must("chmod 1777 " .. shq(prefix .. "/cores"))
   if elsewhere then
     -- the module comes from opts.lua_path/lua_cpath only
   elseif read_file(M.root .. "/build/ngx/ipc.lua") then
@@ -1163,6 +1166,25 @@ function Inst:quit(timeout)
 end
 
 -- "worker process N exited on signal S" lines for workers the test did not kill
+function Inst:cores_dir()
+  return CORES or (self.prefix .. "/cores")
+end
+
+-- the backtrace of each core a crashed worker left (gdb, when installed), for the
+-- message that reports the crash
+function Inst:core_backtraces()
+  local out = {}
+  for _, name in ipairs(M.listdir(self:cores_dir())) do
+    if name:match("^core") then
+      local core = self:cores_dir() .. "/" .. name
+      local ok, bt = sh("timeout 60 gdb -batch -nx -ex 'info registers rip' -ex 'bt 40' "
+        .. shq(NGINX) .. " " .. shq(core) .. " 2>&1 | grep -v '^\\[New LWP\\|^warning:' | head -80")
+      out[#out + 1] = "--- " .. core .. (ok and (":\n" .. bt) or " (no gdb backtrace: " .. tostring(bt) .. ")")
+    end
+  end
+  return out
+end
+
 function Inst:crashes()
   local out = {}
   for line in self:log():gmatch("[^\n]+") do
@@ -1207,11 +1229,13 @@ function Inst:stop()
       sleep(0.01)
     end
   end
+  local cores = #crashes > 0 and self.prefix and self:core_backtraces() or {}
   if self.prefix and not KEEP and self.prefix:match("^/tmp/ngx%-ipc%-t%.") then
     os.execute("rm -rf " .. shq(self.prefix))
   end
   if #crashes > 0 and not self.opts.allow_crash then
-    error("nginx worker(s) crashed during the test:\n" .. table.concat(crashes, "\n"), 2)
+    error("nginx worker(s) crashed during the test:\n" .. table.concat(crashes, "\n")
+      .. (#cores > 0 and ("\n" .. table.concat(cores, "\n")) or "\n(no core in " .. self:cores_dir() .. ")"), 2)
   end
 end
 
