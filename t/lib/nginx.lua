@@ -1165,7 +1165,7 @@ function Inst:quit(timeout)
   return now() - t0
 end
 
--- "worker process N exited on signal S" lines for workers the test did not kill
+-- where the workers run, and leave a core when they crash
 function Inst:cores_dir()
   return CORES or (self.prefix .. "/cores")
 end
@@ -1185,6 +1185,7 @@ function Inst:core_backtraces()
   return out
 end
 
+-- "worker process N exited on signal S" lines for workers the test did not kill
 function Inst:crashes()
   local out = {}
   for line in self:log():gmatch("[^\n]+") do
