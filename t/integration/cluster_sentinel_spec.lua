@@ -80,7 +80,10 @@ describe("ipc.cluster with Sentinel", function()
     replica = redis.start { replicaof = primary }
     sentinels = {}
     for k = 1, 3 do
-      sentinels[k] = redis.sentinel { primary = primary, name = NAME, quorum = 2, down_ms = 1000, failover_ms = 5000 }
+      -- down after 5 s: a primary that a busy machine starves for a second or more must
+      -- not be failed over (it was: once its replica was promoted, a second failover
+      -- found no replica to promote and held the old primary's conversion back)
+      sentinels[k] = redis.sentinel { primary = primary, name = NAME, quorum = 2, down_ms = 5000, failover_ms = 5000 }
     end
     -- a failover needs the replica known and the sentinels known to each other
     nginx.wait_for(function()
@@ -189,6 +192,10 @@ describe("ipc.cluster with Sentinel", function()
     return figures
   end
 
+  -- How long the spec waits for what the sentinels do: a sentinel whose timer ran 2 s
+  -- late (a starved machine) does nothing for the next 30 s (its TILT mode).
+  local SENTINEL_WAIT = 150
+
   local function wait_promoted(new)
     nginx.wait_for(function()
       if role(new) ~= "master" then return false, "replica's role: " .. tostring(role(new)) end
@@ -196,7 +203,7 @@ describe("ipc.cluster with Sentinel", function()
         if primary_port(s) ~= new.port then return false, "sentinel " .. s.port .. " names " .. tostring(primary_port(s)) end
       end
       return true
-    end, 60, "the replica promoted and named by every sentinel")
+    end, SENTINEL_WAIT, "the replica promoted and named by every sentinel")
   end
 
   it("follows SENTINEL FAILOVER: reading and publishing resume on the new primary, a loss is counted", function()
@@ -206,7 +213,7 @@ describe("ipc.cluster with Sentinel", function()
       assert.is_truthy(out:find("OK", 1, true), "SENTINEL FAILOVER: " .. out)
       wait_promoted(replica)
       -- until the old primary is a replica, it still takes what is sent to it
-      nginx.wait_for(function() return role(primary) == "slave", role(primary) end, 60,
+      nginx.wait_for(function() return role(primary) == "slave", role(primary) end, SENTINEL_WAIT,
         "the old primary to become a replica")
     end)
     local failover_lost = 0
@@ -247,7 +254,7 @@ describe("ipc.cluster with Sentinel", function()
       nginx.wait_for(function()
         return role(primary) == "slave"
           and primary:cli("INFO", "replication"):find("master_link_status:up", 1, true) ~= nil, role(primary)
-      end, 60, "the old primary to replicate the new one")
+      end, SENTINEL_WAIT, "the old primary to replicate the new one")
     end)
     for _, f in ipairs(figures) do
       assert.are.equal(0, f.lost, "alerts lost at worker " .. f.pid)
