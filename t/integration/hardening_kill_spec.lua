@@ -30,14 +30,29 @@ describe("a sender killed in the middle of a large alert", function()
     ]] }
     local pids = inst:workers()
     local a, b, c = pids[1], pids[2], pids[3]
+    local function partial_and_truncated()
+      local st = inst:run(b, "local s = ipc.stats() return { s.receive_partial, s.dropped.truncated }")
+      return st[1], st[2]
+    end
     for round = 1, 2 do
-      -- a queues 100 MiB for b (its pipe takes 1 MiB at a time) and dies
+      -- a queues 100 MiB for b (its pipe takes 1 MiB at a time) and dies once b holds
+      -- part of it (on a busy machine b may not have read a byte of it before the kill)
       assert.is_true(inst:run(a, ("return ipc.send(%d, 'x', string.rep('z', 100 * 1024 * 1024))"):format(b), 20))
+      inst:wait_for(function()
+        local partial = partial_and_truncated()
+        return partial > 0, partial
+      end, 20, "the receiver to hold part of the alert")
       local fresh = inst:kill9(a)
       for i, p in ipairs(pids) do
         if p == a then pids[i] = fresh end
       end
       a = fresh
+      -- the dead sender's half goes at the receiver's next sweep (once a second, and
+      -- only with its pipe empty, so that nothing of it is still to come), counted
+      inst:wait_for(function()
+        local partial, truncated = partial_and_truncated()
+        return partial == 0 and truncated >= round, ("%d bytes still held, %d truncated"):format(partial, truncated)
+      end, 20, "the receiver to let the dead sender's alert go, counted as truncated")
     end
     -- a live worker's 40 MiB alert still gets through
     assert.is_true(inst:run(c, ("return ipc.send(%d, 'x', string.rep('y', 40 * 1024 * 1024))"):format(b), 20))
@@ -48,12 +63,7 @@ describe("a sender killed in the middle of a large alert", function()
     ]])
     assert.is_true(ok, ("the live worker's 40 MiB alert was not handled (receive_partial %d bytes, "
       .. "dropped for lack of memory %d)"):format(s.partial, s.dropped))
-    -- the dead senders' halves go at the receiver's next sweep (once a second,
-    -- and only with its pipe empty, so that nothing of them is still to come)
-    inst:wait_for(function()
-      local partial = inst:run(b, "return ipc.stats().receive_partial")
-      return partial == 0, partial .. " bytes still held"
-    end, 10, "the receiver to let the dead senders' alerts go")
-    assert.is_true(inst:run(b, "return ipc.stats().dropped.truncated") >= 2, "dead senders' alerts counted as truncated")
+    assert.are.equal(0, s.partial, "bytes the receiver holds after the live worker's alert")
+    assert.are.equal(2, s.truncated, "dead senders' alerts counted as truncated")
   end)
 end)
