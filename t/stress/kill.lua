@@ -12,8 +12,8 @@
 --     "no such worker" errors only), never true after the death;
 --   - no alert was damaged or reordered; between workers alive at the end,
 --     everything sent arrived;
---   - every respawned worker handled a broadcast of every other worker within
---     1 s of its start;
+--   - every respawned worker handled every broadcast the other workers sent
+--     after it started;
 --   - the instance directory holds exactly the live workers' pipes: those of
 --     killed workers are removed;
 --   - no live worker keeps bytes of alerts that will never complete
