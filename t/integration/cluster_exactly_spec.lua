@@ -186,7 +186,6 @@ end
 -- 16 per slot, slot 2 x worker id for the http VM and the next for the stream VM; a
 -- slot's double 6 is 1 while a handler of its holder runs.
 local SLOT_HEADER, SLOT_SIZE, SLOT_BUSY = 8, 16, 6
-local SIGCONT, SIGSTOP = 18, 19
 
 -- whether a handler of worker `pid` (id `id`) runs, in either of its Lua VMs
 local function slot_busy(pid, id)
@@ -222,14 +221,14 @@ end
 -- the at-least-once case, which a spec of its own makes happen on purpose.
 local function kill9_outside_handler(inst, pid, id)
   inst:wait_for(function()
-    ffi.C.kill(pid, SIGSTOP)
+    nginx.signal(pid, "STOP")
     nginx.wait_for(function()
       return stopped(pid)
     end, 10, "worker " .. pid .. " to stop")
     if not slot_busy(pid, id) then
       return true
     end
-    ffi.C.kill(pid, SIGCONT)
+    nginx.signal(pid, "CONT")
     return false, "worker " .. pid .. " inside a handler"
   end, 20, "worker " .. pid .. " outside a handler")
   return inst:kill9(pid)

@@ -1,7 +1,6 @@
 -- kill -9 under traffic (issue 3, item 3), short version of t/stress/kill.lua
 -- (`make stress` runs 20 kills), and a sender killed in the middle of a large
 -- alert.
-local ffi = require "ffi"
 local nginx = require "nginx"
 local kill = require "t.stress.kill"
 
@@ -15,7 +14,6 @@ describe("kill -9 of workers under traffic", function()
 end)
 
 describe("a sender killed in the middle of a large alert", function()
-  local SIGCONT, SIGSTOP = 18, 19
   local inst
 
   after_each(function()
@@ -41,14 +39,14 @@ describe("a sender killed in the middle of a large alert", function()
       -- a queues 100 MiB for b and dies once part of it is in b's pipe. b is stopped
       -- meanwhile, so its pipe (1 MiB) takes only part of the alert, and however fast
       -- the machine, b never gets all of it before a dies.
-      ffi.C.kill(b, SIGSTOP)
+      nginx.signal(b, "STOP")
       assert.is_true(inst:run(a, ("return ipc.send(%d, 'x', string.rep('z', 100 * 1024 * 1024))"):format(b), 20))
       inst:wait_for(function()
         local queued = inst:run(a, ("return ipc.stats().backlog[%d] or 0"):format(b))
         return queued < 100 * MiB, queued .. " bytes queued"
       end, 20, "the sender to write part of its alert")
       local fresh = inst:kill9(a)
-      ffi.C.kill(b, SIGCONT)
+      nginx.signal(b, "CONT")
       for i, p in ipairs(pids) do
         if p == a then pids[i] = fresh end
       end

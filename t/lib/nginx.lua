@@ -224,7 +224,12 @@ function M.maps_shim(pid)
   return maps:find("ngx_ipc_shim", 1, true) ~= nil
 end
 
-local SIG = { HUP = 1, KILL = 9, TERM = 15, QUIT = 3, USR1 = 10 }
+local SIG = { HUP = 1, KILL = 9, TERM = 15, QUIT = 3, USR1 = 10, CONT = 18, STOP = 19 }
+
+-- sends signal `name` ("STOP", "CONT", ...) to pid; whether it was delivered
+function M.signal(pid, name)
+  return send_signal(pid, assert(SIG[name], name))
+end
 
 -- deserialize a Lua literal produced by the worker side
 local function deserialize(s)

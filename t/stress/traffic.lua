@@ -214,7 +214,7 @@ do
   -- after each of them): this worker must hear every later one
   st.bstart = {}
   for _, w in ipairs(ipc.workers()) do
-    st.bstart[w.pid] = dict:get("bs:" .. w.pid)
+    st.bstart[w.pid] = dict:get("bs:" .. w.pid) or 0
   end
 
   -- workers of this generation, and of others, from the harness's registrations
@@ -343,6 +343,13 @@ function M.quiesce(inst, timeout)
   end
 end
 
+-- the broadcasts of a worker that returned nil, err (some workers may not have had them)
+local function refused_of(ss)
+  local set = {}
+  for _, q in ipairs(ss.bpartial or {}) do set[q] = true end
+  return set
+end
+
 -- Checks the records.  info.killed = { [pid] = time of death (socket.gettime) };
 -- info.exited = set of pids that exited gracefully (old generations);
 -- info.respawned = { [pid] = true } workers started by the master after a kill.
@@ -404,8 +411,7 @@ function M.verify(stats, info)
       end
       local b = rs.brecv[s]
       if b then
-        local partial = {}
-        for _, q in ipairs(ss.bpartial or {}) do partial[q] = true end
+        local partial = refused_of(ss)
         for _, gap in ipairs(b.gaps) do
           for q = gap[1], gap[2] do
             if not partial[q] then
@@ -445,9 +451,9 @@ function M.verify(stats, info)
     end
   end
 
-  -- a respawned worker hears every broadcast sent after it started: from each worker
+  -- a respawned worker hears every broadcast sent after it joined: from each worker
   -- of its generation, every one after the count that worker had set when this one
-  -- started, but the one it may have had under way then, and those refused (only
+  -- joined, but the one it may have had under way then, and those refused (only
   -- the respawned workers alive at the end: a killed one's record may be stale)
   fig.first_broadcast_max = 0
   for pid in pairs(info.respawned or {}) do
@@ -467,8 +473,7 @@ function M.verify(stats, info)
           else
             local d = b.t - math.max(rs.started, ss.started)
             if d > fig.first_broadcast_max then fig.first_broadcast_max = d end
-            local refused = {}
-            for _, q in ipairs(ss.bpartial or {}) do refused[q] = true end
+            local refused = refused_of(ss)
             for q = at_start + 2, b.first - 1 do
               if not refused[q] then
                 fail(("respawned worker %d missed broadcasts %d..%d of %d, sent after it started (%d had been sent then)")
